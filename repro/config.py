@@ -1,0 +1,315 @@
+"""Typed configuration: frozen keyword-only dataclasses plus one override path.
+
+* ``to_dict`` / ``from_dict`` round-trip any config (nested dataclasses, tuples, variants).
+* ``apply_overrides(cfg, ["model.ffn.top_k=4", ...])`` is the single override path used by the
+  CLI (``--set``) and by Optuna trials; values are coerced by the field annotation.
+* ``config_hash`` is a stable short hash of the canonical JSON form.
+* ``ConfigError`` always names the dotted path of the offending field.
+
+Polymorphic fields (the FFN block of a model, say) are *variant* families: a base dataclass with a
+``kind`` field and a registry of subclasses. ``from_dict`` dispatches on ``kind``; an override that
+changes ``kind`` resets that node to the new variant's defaults before other overrides apply.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+
+from repro.registry import Registry, RegistryError
+
+C = TypeVar("C")
+
+
+class ConfigError(ValueError):
+    """A user-facing configuration error. ``str()`` is one line: ``path: problem (fix)``."""
+
+    def __init__(self, path: str, message: str):
+        self.path = path
+        self.message = message
+        super().__init__(f"{path}: {message}" if path else message)
+
+    def prefixed(self, prefix: str) -> ConfigError:
+        if not prefix:
+            return self
+        return ConfigError(f"{prefix}.{self.path}" if self.path else prefix, self.message)
+
+
+def check(cond: bool, field: str, message: str) -> None:
+    """Validation helper for ``__post_init__``: raise ``ConfigError(field, message)`` unless cond."""
+    if not cond:
+        raise ConfigError(field, message)
+
+
+def config(cls: type[C]) -> type[C]:
+    """Decorator: a frozen, keyword-only dataclass."""
+    return dataclasses.dataclass(frozen=True, kw_only=True)(cls)
+
+
+# --------------------------------------------------------------------------------------- variants
+_VARIANT_ATTR = "__variants__"
+
+
+def variant_family(base: type[C]) -> type[C]:
+    """Mark ``base`` (a config dataclass with a ``kind: str`` field) as a variant family."""
+    setattr(base, _VARIANT_ATTR, Registry(f"{base.__name__} kind"))
+    return base
+
+
+def variant(name: str):
+    """Register a config subclass under ``name`` in its base's family; sets its ``kind`` default."""
+
+    def deco(cls):
+        fam = _family_of(cls)
+        if fam is None:
+            raise TypeError(f"{cls.__name__} has no variant_family base")
+        fam.register(name, cls)
+        cls.KIND = name
+        return cls
+
+    return deco
+
+
+def _family_of(cls) -> Registry | None:
+    for klass in cls.__mro__:
+        if _VARIANT_ATTR in vars(klass):
+            return vars(klass)[_VARIANT_ATTR]
+    return None
+
+
+def variant_names(base: type) -> list[str]:
+    fam = _family_of(base)
+    return fam.names() if fam else []
+
+
+# ------------------------------------------------------------------------------------ dict forms
+def to_dict(cfg: Any) -> Any:
+    """Plain JSON-able dict of a config (tuples become lists)."""
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+        return {f.name: to_dict(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+    if isinstance(cfg, (list, tuple)):
+        return [to_dict(v) for v in cfg]
+    if isinstance(cfg, dict):
+        return {k: to_dict(v) for k, v in cfg.items()}
+    return cfg
+
+
+def _hints(cls) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def from_dict(cls: type[C], data: Any, path: str = "") -> C:
+    """Build ``cls`` from a plain dict, validating keys and types; errors name the dotted path."""
+    if not isinstance(data, dict):
+        raise ConfigError(path, f"expected a mapping for {cls.__name__}, got {type(data).__name__}")
+    fam = _family_of(cls)
+    if fam is not None:
+        kind = data.get("kind", getattr(cls, "KIND", None))
+        try:
+            cls = fam.get(kind)
+        except RegistryError as e:
+            raise ConfigError(_join(path, "kind"), str(e).split(": ", 1)[-1]) from None
+    hints = _hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = [k for k in data if k not in fields]
+    if unknown:
+        import difflib
+
+        k = unknown[0]
+        close = difflib.get_close_matches(k, list(fields), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(_join(path, k), f"unknown config key{hint} "
+                          f"(keys of {cls.__name__}: {', '.join(fields)})")
+    kwargs = {}
+    for name, value in data.items():
+        kwargs[name] = _convert(hints[name], value, _join(path, name))
+    try:
+        return cls(**kwargs)
+    except ConfigError as e:
+        raise e.prefixed(path) from None
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def _convert(tp: Any, value: Any, path: str) -> Any:
+    """Convert a JSON-ish value (or a string from the command line) to annotation ``tp``."""
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        args = get_args(tp)
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            if type(None) in args:
+                return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _convert(a, value, path)
+            except ConfigError as e:
+                errors.append(e.message)
+        raise ConfigError(path, errors[0] if errors else f"invalid value {value!r}")
+    if origin is Literal:
+        allowed = get_args(tp)
+        for a in allowed:
+            if value == a or (isinstance(value, str) and str(a) == value):
+                return a
+        raise ConfigError(path, f"invalid value {value!r} (allowed: {', '.join(map(str, allowed))})")
+    if origin in (tuple, list):
+        args = get_args(tp)
+        if isinstance(value, str):
+            s = value.strip().strip("[]()")
+            value = [v.strip() for v in s.split(",") if v.strip()] if s else []
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(path, f"expected a list, got {value!r}")
+        elem = args[0] if args else Any
+        out = [_convert(elem, v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return tuple(out) if origin is tuple else out
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        return from_dict(tp, value, path)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.lower() in ("false", "0", "no", "off"):
+            return False
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        raise ConfigError(path, f"expected a boolean (true/false), got {value!r}")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ConfigError(path, f"expected an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                f = float(value)
+                if f.is_integer() and "." not in value.strip().lstrip("-").split("e")[0]:
+                    return int(f)
+                if f.is_integer():
+                    return int(f)
+            except ValueError:
+                pass
+        raise ConfigError(path, f"expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, bool):
+            raise ConfigError(path, f"expected a number, got {value!r}")
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(path, f"expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(path, f"expected a string, got {value!r}")
+    return value
+
+
+# ------------------------------------------------------------------------------------ overrides
+def parse_override(text: str) -> tuple[str, str]:
+    """``"a.b.c=value"`` -> ``("a.b.c", "value")``; malformed input raises ConfigError."""
+    if not isinstance(text, str) or "=" not in text:
+        raise ConfigError("--set", f"malformed override {text!r}: expected KEY=VALUE, "
+                          "e.g. --set model.ffn.top_k=2")
+    key, value = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not p for p in key.split(".")):
+        raise ConfigError("--set", f"malformed override {text!r}: empty key segment "
+                          "(use a dotted path like model.ffn.top_k)")
+    return key, value.strip()
+
+
+def apply_overrides(cfg: C, overrides: list[str] | dict[str, Any] | None) -> C:
+    """Return a new config with dotted-path overrides applied and re-validated."""
+    if not overrides:
+        return cfg
+    items = list(overrides.items()) if isinstance(overrides, dict) else [
+        parse_override(o) for o in overrides]
+    # ``kind`` switches first (shallowest first), so later keys land on the new variant
+    items.sort(key=lambda kv: (not kv[0].endswith(".kind") and kv[0] != "kind", kv[0].count(".")))
+    data = to_dict(cfg)
+    cls = type(cfg)
+    for key, value in items:
+        parts = key.split(".")
+        node, node_cls = data, cls
+        for i, part in enumerate(parts[:-1]):
+            sub = _field_type(node_cls, part, ".".join(parts[: i + 1]))
+            if not isinstance(node.get(part), dict):
+                raise ConfigError(".".join(parts[: i + 1]), "is not a config section; cannot set "
+                                  f"{key!r}")
+            node, node_cls = node[part], _resolve_variant(sub, node[part])
+        leaf = parts[-1]
+        tp = _field_type(node_cls, leaf, key)
+        if leaf == "kind" and _family_of(node_cls) is not None:
+            fam = _family_of(node_cls)
+            try:
+                new_cls = fam.get(value)
+            except RegistryError as e:
+                raise ConfigError(key, str(e).split(": ", 1)[-1]) from None
+            if node.get("kind") != value:
+                node.clear()
+                node.update(to_dict(new_cls()))
+            continue
+        node[leaf] = _convert(tp, value, key)
+        node[leaf] = to_dict(node[leaf])
+    return from_dict(cls, data)
+
+
+def _resolve_variant(tp, node: dict):
+    fam = _family_of(tp) if isinstance(tp, type) else None
+    if fam is not None and "kind" in node and node["kind"] in fam:
+        return fam.get(node["kind"])
+    return tp
+
+
+def _field_type(cls, name: str, path: str):
+    if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+        raise ConfigError(path, "is not a config section")
+    hints = _hints(cls)
+    if name not in hints or name not in {f.name for f in dataclasses.fields(cls)}:
+        import difflib
+
+        names = [f.name for f in dataclasses.fields(cls)]
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(path, f"unknown config key{hint} (keys here: {', '.join(names)})")
+    tp = hints[name]
+    if get_origin(tp) in (Union, types.UnionType):
+        dcs = [a for a in get_args(tp) if dataclasses.is_dataclass(a)]
+        if dcs:
+            return dcs[0]
+    return tp
+
+
+def config_hash(cfg: Any, n: int = 12) -> str:
+    """Stable short hash of the canonical JSON of a config (or any JSON-able value)."""
+    blob = json.dumps(to_dict(cfg), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:n]
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (the same keys as ``--set`` and MLflow params)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}.{k}" if prefix else k
+        if isinstance(v, dict):
+            out.update(flatten(v, key))
+        else:
+            out[key] = v
+    return out

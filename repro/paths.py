@@ -1,0 +1,43 @@
+"""Where runtime state lives. Everything is under ``runs/`` (git-ignored) unless overridden.
+
+``REPRO_RUNS_DIR`` moves the whole tree (tests point it at a temporary directory).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+def runs_dir() -> Path:
+    return Path(os.environ.get("REPRO_RUNS_DIR", "runs")).resolve()
+
+
+def cache_dir(*parts: str) -> Path:
+    p = runs_dir().joinpath("cache", *parts)
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def results_dir() -> Path:
+    return Path(os.environ.get("REPRO_RESULTS_DIR", "results")).resolve()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write then rename, so readers never see a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))

@@ -1,0 +1,65 @@
+"""A small generic registry: register / get / names, with loud failures.
+
+Every component chosen by name (routers, FFN blocks, experiments, search spaces) lives in one of
+these. Duplicate names raise; unknown names raise with close matches ("did you mean").
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class RegistryError(KeyError):
+    """Unknown or duplicate registry name. ``str()`` is a single human-readable line."""
+
+    def __str__(self) -> str:  # KeyError would otherwise repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class Registry(Generic[T]):
+    def __init__(self, kind: str):
+        self.kind = kind  # human name used in messages, e.g. "router"
+        self._items: dict[str, T] = {}
+
+    def register(self, name: str, obj: T | None = None) -> Callable[[T], T] | T:
+        """``reg.register("x", obj)`` or as a decorator ``@reg.register("x")``."""
+        if obj is None:
+            return lambda o: self.register(name, o)  # type: ignore[return-value]
+        if not name or not isinstance(name, str):
+            raise RegistryError(f"{self.kind} name must be a non-empty string, got {name!r}")
+        if name in self._items:
+            raise RegistryError(f"duplicate {self.kind} name {name!r}: already registered")
+        self._items[name] = obj
+        return obj
+
+    def get(self, name: str, *, field: str | None = None) -> T:
+        try:
+            return self._items[name]
+        except (KeyError, TypeError):
+            raise RegistryError(self.unknown_message(name, field=field)) from None
+
+    def unknown_message(self, name: object, *, field: str | None = None) -> str:
+        where = f"{field}: " if field else ""
+        close = difflib.get_close_matches(str(name), list(self._items), n=3, cutoff=0.5)
+        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        return (f"{where}unknown {self.kind} {name!r}{hint} "
+                f"(choose one of: {', '.join(sorted(self._items))})")
+
+    def names(self) -> list[str]:
+        return sorted(self._items)
+
+    def items(self) -> list[tuple[str, T]]:
+        return sorted(self._items.items())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self._items)
