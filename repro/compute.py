@@ -1,0 +1,186 @@
+"""Analytic compute accounting: total params, activated params per token, FLOPs per token.
+
+Every registered FFN block has an accountant here (house rule 4: each number has a formula and a
+test that compares it with the built module). Conventions ([papers.md §1]):
+
+* activated params per token = weights that multiply a token, averaged over tokens (expected value
+  for routers whose expert count per token varies, e.g. Expert Choice: E*C/N = capacity factor);
+* forward FLOPs = 2 x multiply-accumulates; FFN FLOPs/token = 2 x activated FFN matmul weights,
+  router included (2*D*E); elementwise ops and softmax excluded (Kaplan-style, [P-SW] §2);
+* model FLOPs/token adds attention projections, the LM head and the attention scores
+  (2 * 2 * T * D per layer for a context of T, causal masking not discounted; Kaplan et al. 2020).
+
+Matched arms are *derived* (``dense_d_ff_for_ffn_flops`` and friends), then verified with
+``check_matched`` (2% tolerance by default) before any training.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from repro.config import ConfigError
+from repro.registry import Registry
+
+
+@dataclass(frozen=True)
+class FFNCount:
+    total: int  # parameters of the block
+    activated: float  # parameters applied per token (expected); MoNE: convention B
+    flops: float  # forward FLOPs per token
+    activated_conv_a: float | None = None  # MoNE convention A (full W_gate + kept rows), else None
+
+
+# FFN kind -> fn(cfg, d_model) -> FFNCount
+ACCOUNTANTS: Registry[Callable[..., FFNCount]] = Registry("FFN accountant")
+
+
+def swiglu_params(d_model: int, d_ff: int) -> int:
+    return 3 * d_model * d_ff  # W_gate, W_up [D, F] and W_down [F, D]
+
+
+@ACCOUNTANTS.register("dense")
+def _dense(cfg, d_model: int) -> FFNCount:
+    p = swiglu_params(d_model, cfg.d_ff)
+    return FFNCount(p, float(p), 2.0 * p)
+
+
+@ACCOUNTANTS.register("moe")
+def _moe(cfg, d_model: int) -> FFNCount:
+    D, E, F = d_model, cfg.n_experts, cfg.d_expert
+    router = router_params(cfg.router, D, E)
+    expert = swiglu_params(D, F)
+    shared = swiglu_params(D, cfg.shared_width)
+    k_eff = cfg.router.experts_per_token(E)  # expected routed experts per token
+    rho = cfg.neuron_ratio
+    # MoNE [papers.md §7e]: convention B counts rho of all three matrices per activated expert;
+    # convention A counts the full W_gate (needed to rank neurons) plus rho of W_up and W_down.
+    routed_b = k_eff * rho * expert
+    routed_a = k_eff * (D * F + 2 * rho * D * F)
+    total = router + E * expert + shared
+    activated = router + routed_b + shared
+    # FLOPs follow the efficient MoNE implementation (full gate projection, kept rows only).
+    flops = 2.0 * (router + routed_a + shared)
+    return FFNCount(total, activated, flops, router + routed_a + shared if rho < 1 else None)
+
+
+def router_params(router_cfg, d_model: int, n_experts: int) -> int:
+    fn = getattr(router_cfg, "param_count", None)
+    return fn(d_model, n_experts) if fn else d_model * n_experts  # W_r: [D, E]
+
+
+def ffn_count(ffn_cfg, d_model: int) -> FFNCount:
+    return ACCOUNTANTS.get(ffn_cfg.kind, field="model.ffn.kind")(ffn_cfg, d_model)
+
+
+@dataclass(frozen=True)
+class ModelCount:
+    total_params: int
+    activated_params: float  # whole model, embeddings included
+    non_embedding_params: int
+    ffn_total_params: int  # summed over layers
+    ffn_activated_params: float
+    ffn_flops: float  # per token, summed over layers
+    flops: float  # per token forward, whole model, context seq_len
+    ffn_activated_params_conv_a: float | None = None
+
+    def get(self, quantity: str) -> float:
+        if quantity not in MATCHABLE:
+            raise ConfigError("matched", f"unknown matched quantity {quantity!r} "
+                              f"(allowed: {', '.join(MATCHABLE)})")
+        return float(getattr(self, quantity))
+
+
+MATCHABLE = ("total_params", "activated_params", "ffn_total_params", "ffn_activated_params",
+             "ffn_flops", "flops")
+
+
+def model_count(cfg, seq_len: int = 128) -> ModelCount:
+    """Analytic counts for a ``ModelConfig`` (see the module docstring for conventions)."""
+    D, L, V = cfg.d_model, cfg.n_layers, cfg.vocab_size
+    f = ffn_count(cfg.ffn, D)
+    attn = 4 * D * D  # qkv [D, 3D] + proj [D, D]
+    norms = 2 * D
+    per_layer = attn + norms + f.total
+    emb = V * D
+    head = 0 if cfg.tie_embeddings else V * D
+    total = emb + head + L * per_layer + D
+    activated = emb + head + L * (attn + norms + f.activated) + D
+    flops = L * (2.0 * attn + f.flops + 2.0 * 2 * seq_len * D) + 2.0 * D * V
+    conv_a = L * f.activated_conv_a if f.activated_conv_a is not None else None
+    return ModelCount(total, activated, total - emb - head, L * f.total, L * f.activated,
+                      L * f.flops, flops, conv_a)
+
+
+def count_module_params(module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+# ----------------------------------------------------------------------------------- matching
+def dense_d_ff_for_ffn_flops(ffn_flops_per_layer: float, d_model: int) -> int:
+    """Dense SwiGLU hidden width whose FLOPs/token equal a target (6*D*F = target)."""
+    return max(1, int(round(ffn_flops_per_layer / (6.0 * d_model))))
+
+
+def dense_d_ff_for_params(params_per_layer: float, d_model: int) -> int:
+    """Dense SwiGLU hidden width with the given parameter count (3*D*F = target)."""
+    return max(1, int(round(params_per_layer / (3.0 * d_model))))
+
+
+def match_dense_to(ffn_cfg, d_model: int, quantity: str = "ffn_flops"):
+    """A ``DenseFFNConfig`` matched to an FFN block on ``ffn_flops`` or ``ffn_activated_params``
+    (or ``ffn_total_params``)."""
+    from repro.layers.dense import DenseFFNConfig
+
+    f = ffn_count(ffn_cfg, d_model)
+    if quantity == "ffn_flops":
+        return DenseFFNConfig(d_ff=dense_d_ff_for_ffn_flops(f.flops, d_model))
+    if quantity == "ffn_activated_params":
+        return DenseFFNConfig(d_ff=dense_d_ff_for_params(f.activated, d_model))
+    if quantity == "ffn_total_params":
+        return DenseFFNConfig(d_ff=dense_d_ff_for_params(f.total, d_model))
+    raise ConfigError("matched", f"cannot match a dense FFN on {quantity!r} "
+                      "(allowed: ffn_flops, ffn_activated_params, ffn_total_params)")
+
+
+def fine_grained(d_ff: int, granularity: int) -> int:
+    """DeepSeekMoE fine-grained expert width d_ff / m [P-DSM] §3.1; m must divide d_ff."""
+    if granularity < 1 or d_ff % granularity:
+        raise ConfigError("granularity", f"m={granularity} must be >= 1 and divide d_ff={d_ff}")
+    return d_ff // granularity
+
+
+class MatchError(ConfigError):
+    pass
+
+
+def check_matched(counts: Mapping[str, ModelCount], quantity: str, tol: float = 0.02,
+                  groups: list[list[str]] | None = None) -> dict[str, float]:
+    """Refuse arms whose ``quantity`` differs by more than ``tol`` (relative) within a group.
+
+    ``groups`` lists arm names that must match each other (default: all arms). Returns the
+    relative deviation of each arm from its group's first arm.
+    """
+    groups = groups or [list(counts)]
+    dev: dict[str, float] = {}
+    for g in groups:
+        ref_name = g[0]
+        ref = counts[ref_name].get(quantity)
+        for name in g:
+            v = counts[name].get(quantity)
+            d = abs(v - ref) / max(abs(ref), 1e-12)
+            dev[name] = max(dev.get(name, 0.0), d)
+            if d > tol + 1e-12:
+                raise MatchError("arms", f"arm {name!r} has {quantity}={v:,.0f} vs {ref:,.0f} for "
+                                 f"{ref_name!r} ({100 * d:.1f}% > {100 * tol:.0f}% tolerance); "
+                                 "derive the arm with repro.compute.match_* or change the matched "
+                                 "quantity")
+    return dev
+
+
+def fmt_count(x: float) -> str:
+    for unit, div in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(x) >= div:
+            return f"{x / div:.3g}{unit}"
+    return f"{x:.3g}" if not math.isclose(x, round(x)) else str(int(round(x)))

@@ -1,0 +1,46 @@
+"""What every FFN block shares: its config family, its registry and its output contract.
+
+House rule 2 (return, don't stash): a block returns ``FFNOutput(y, aux, stats)``; the training
+system turns ``aux`` into the loss and ``stats`` into metrics. Nothing is read off module
+attributes after the fact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from repro.config import config, variant_family
+from repro.registry import Registry
+
+# name -> nn.Module class with a ``Config`` attribute (the matching FFNConfig variant)
+FFN_BLOCKS: Registry = Registry("FFN block")
+
+
+@variant_family
+@config
+class FFNConfig:
+    """Base of the FFN block configs; ``kind`` names the block in ``FFN_BLOCKS``."""
+
+    kind: str = ""
+
+
+@dataclass
+class AuxLoss:
+    """An auxiliary loss term: the system adds ``coef * value`` to the cross-entropy."""
+
+    value: torch.Tensor  # scalar, differentiable
+    coef: float
+
+
+@dataclass
+class FFNOutput:
+    y: torch.Tensor  # [B, T, D]
+    aux: dict[str, AuxLoss] = field(default_factory=dict)
+    stats: dict[str, torch.Tensor] = field(default_factory=dict)  # detached diagnostics
+
+
+def build_ffn(cfg: FFNConfig, d_model: int):
+    cls = FFN_BLOCKS.get(cfg.kind, field="model.ffn.kind")
+    return cls(cfg, d_model)

@@ -1,0 +1,120 @@
+"""The token-routed MoE FFN block: router + stacked routed experts + optional shared experts.
+
+One block covers the token-choice methods by configuration:
+* Switch top-1 / plain top-k / GShard / Shazeer / Expert Choice: choose the router;
+* DeepSeekMoE [P-DSM] §3: fine-grained experts (small ``d_expert``, many experts, larger top-k)
+  plus ``n_shared`` always-on shared experts;
+* MoNE [S-MoNE]: ``neuron_ratio < 1`` keeps the top ceil(rho F) neurons inside each routed expert.
+
+Forward: h = sum_shared FFN_s(x) + sum_{(t,e,g) in routing} g * FFN_e(x_t)   ([P-DSM] Eq. 9-11)
+(the residual is added by the transformer block, not here).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from repro.config import ConfigError, check, config, variant
+from repro.layers.base import FFN_BLOCKS, FFNConfig, FFNOutput
+from repro.layers.dense import SwiGLU
+from repro.layers.experts import BACKENDS, Experts, neurons_kept
+from repro.routers import ROUTERS, RouterConfig
+from repro.routers.topk import TopKRouterConfig
+
+
+@variant("moe")
+@config
+class MoEConfig(FFNConfig):
+    kind: str = "moe"
+    n_experts: int = 8  # E routed experts
+    d_expert: int = 352  # F, hidden width of one routed expert
+    router: RouterConfig = TopKRouterConfig()
+    n_shared: int = 0  # K_s shared experts, always active [P-DSM] §3.2
+    d_shared: int | None = None  # hidden width of one shared expert (default: d_expert)
+    neuron_ratio: float = 1.0  # MoNE rho: share of each routed expert's neurons kept per token
+    backend: str = "auto"  # dispatch backend: auto | grouped_mm | loop
+
+    def __post_init__(self):
+        check(self.n_experts >= 1, "n_experts", f"must be >= 1, got {self.n_experts}")
+        check(self.d_expert >= 1, "d_expert", f"must be >= 1, got {self.d_expert}")
+        check(self.n_shared >= 0, "n_shared", f"must be >= 0, got {self.n_shared}")
+        check(self.d_shared is None or self.d_shared >= 1, "d_shared",
+              f"must be >= 1 or none, got {self.d_shared}")
+        check(0.0 < self.neuron_ratio <= 1.0, "neuron_ratio",
+              f"MoNE rho must be in (0, 1], got {self.neuron_ratio}")
+        check(self.backend in BACKENDS, "backend",
+              f"unknown dispatch backend {self.backend!r} (allowed: {', '.join(BACKENDS)})")
+        if self.router.kind not in ROUTERS:
+            raise ConfigError("router.kind", ROUTERS.unknown_message(self.router.kind))
+        try:
+            self.router.validate_for(self.n_experts)
+        except ConfigError as e:
+            raise e.prefixed("router") from None
+
+    @property
+    def shared_width(self) -> int:
+        return self.n_shared * (self.d_shared or self.d_expert)
+
+    @property
+    def neuron_k(self) -> int | None:
+        return neurons_kept(self.neuron_ratio, self.d_expert) if self.neuron_ratio < 1 else None
+
+
+@FFN_BLOCKS.register("moe")
+class MoEFFN(nn.Module):
+    Config = MoEConfig
+
+    def __init__(self, cfg: MoEConfig, d_model: int):
+        super().__init__()
+        self.cfg = cfg
+        self.router = ROUTERS.get(cfg.router.kind)(cfg.router, d_model, cfg.n_experts)
+        self.experts = Experts(cfg.n_experts, d_model, cfg.d_expert)
+        # K_s shared experts of width d_shared are one SwiGLU of width K_s * d_shared: the sum of
+        # SwiGLUs equals the SwiGLU over their concatenated hidden units.
+        self.shared = SwiGLU(d_model, cfg.shared_width) if cfg.n_shared > 0 else None
+
+    def forward(self, x: torch.Tensor, routing_override=None) -> FFNOutput:  # x: [B, T, D]
+        B, T, D = x.shape
+        xf = x.reshape(B * T, D)  # [N, D]
+        r = routing_override(self, xf) if routing_override is not None else self.router(xf)
+        y = self.combine(xf, r.token, r.expert, r.weight)  # [N, D]
+        if self.shared is not None:
+            y = y + self.shared(xf)
+        return FFNOutput(y.view(B, T, D), r.aux, r.stats)
+
+    def combine(self, xf: torch.Tensor, token: torch.Tensor, expert: torch.Tensor,
+                weight: torch.Tensor) -> torch.Tensor:
+        """Sort assignments by expert, run grouped experts, scatter-add gate-weighted outputs."""
+        E = self.cfg.n_experts
+        order = torch.argsort(expert, stable=True)  # [A]
+        tok_sorted = token[order]  # [A]
+        counts = torch.bincount(expert, minlength=E)  # [E]
+        x_sorted = xf.index_select(0, tok_sorted)  # [A, D]
+        out = self.experts(x_sorted, counts, self.cfg.backend, self.cfg.neuron_k)  # [A, D]
+        out = out * weight[order].to(out.dtype)[:, None]  # gate-weighted [A, D]
+        y = torch.zeros_like(xf)  # dropped / unrouted tokens contribute 0 (residual carries them)
+        return y.index_add_(0, tok_sorted, out)  # [N, D]
+
+    def activations(self, x: torch.Tensor) -> torch.Tensor:
+        """Routed SiLU gate activations [A, F] (after MoNE masking) for sparsity studies."""
+        xf = x.reshape(-1, x.shape[-1])
+        r = self.router(xf)
+        order = torch.argsort(r.expert, stable=True)
+        counts = torch.bincount(r.expert, minlength=self.cfg.n_experts)
+        xs = xf.index_select(0, r.token[order])
+        be = self.experts.resolve_backend(xs, self.cfg.backend)
+        offs = counts.cumsum(0).to(torch.int32) if be == "grouped_mm" else None
+        from repro.layers.experts import grouped_matmul, keep_top_neurons
+
+        a = torch.nn.functional.silu(grouped_matmul(xs, self.experts.w_gate, counts, offs, be))
+        if self.cfg.neuron_k is not None:
+            a = keep_top_neurons(a, self.cfg.neuron_k)
+        return a
+
+
+def default_moe_d_expert(d_ff: int, granularity: int) -> int:
+    """Fine-grained segmentation [P-DSM] §3.1: expert hidden d_ff / m (rounded)."""
+    return max(1, int(math.floor(d_ff / granularity + 0.5)))

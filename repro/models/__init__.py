@@ -1,0 +1,3 @@
+from repro.models.lm import LM, LMOutput, ModelConfig
+
+__all__ = ["LM", "LMOutput", "ModelConfig"]

@@ -1,0 +1,148 @@
+"""Router contract shared by every routing method.
+
+A router maps tokens ``x: [N, D]`` to *assignments*: parallel 1-D tensors (token, expert, weight)
+of length A (A = N*K minus drops for token choice; E*C for expert choice). The MoE block sorts
+assignments by expert and runs contiguous groups, so any router works with any dispatch backend.
+Router math runs in float32 (Switch Transformer's "selective precision", [P-SW] §2.4).
+
+Dimension legend: N tokens in the routing call, D model width, E experts, K experts per token,
+C capacity (tokens per expert), A assignments.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from repro.config import check, config, variant_family
+from repro.layers.base import AuxLoss
+from repro.registry import Registry
+
+# name -> Router subclass (with a ``Config`` attribute)
+ROUTERS: Registry = Registry("router")
+
+
+@variant_family
+@config
+class RouterConfig:
+    """Fields every router has. ``z_loss``: ST-MoE router z-loss coefficient ([P-ST] Eq. 5)."""
+
+    kind: str = ""
+    z_loss: float = 0.0
+    # std of the router weight init; 0 gives zero init (Shazeer App. A). Default: Switch's
+    # reduced-scale init, std = sqrt(0.1 / D) ([P-SW] §2.4 scales the init by s = 0.1).
+    init_scale: float = 0.1
+
+    def experts_per_token(self, n_experts: int) -> float:
+        """Expected number of experts applied per token (for compute accounting)."""
+        raise NotImplementedError
+
+    def validate_for(self, n_experts: int) -> None:
+        """Cross-field checks against the block (raise ConfigError with a field name)."""
+
+    def _check_common(self) -> None:
+        check(self.z_loss >= 0, "z_loss", f"must be >= 0, got {self.z_loss}")
+        check(self.init_scale >= 0, "init_scale", f"must be >= 0, got {self.init_scale}")
+
+
+@dataclass
+class Routing:
+    token: torch.Tensor  # [A] long, token index in [0, N)
+    expert: torch.Tensor  # [A] long, expert index in [0, E)
+    weight: torch.Tensor  # [A] float32 gate value (differentiable w.r.t. the router)
+    aux: dict[str, AuxLoss] = field(default_factory=dict)
+    stats: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class Router(nn.Module):
+    Config: type[RouterConfig] = RouterConfig
+
+    def __init__(self, cfg: RouterConfig, d_model: int, n_experts: int):
+        super().__init__()
+        self.cfg = cfg
+        self.n_experts = n_experts
+        self.w = nn.Parameter(torch.empty(d_model, n_experts))  # W_r: [D, E]
+        self.reset_parameters()
+
+    def init_weights(self, std: float = 0.0, out_std: float = 0.0) -> None:
+        self.reset_parameters()  # routers ignore the LM-wide std: their own rule applies
+
+    def reset_parameters(self) -> None:
+        std = math.sqrt(self.cfg.init_scale / self.w.shape[0]) if self.cfg.init_scale > 0 else 0.0
+        if std == 0.0:
+            nn.init.zeros_(self.w)
+        else:
+            nn.init.normal_(self.w, std=std)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Router logits in float32: x [N, D] -> [N, E]."""
+        return x.float() @ self.w.float()
+
+    def forward(self, x: torch.Tensor) -> Routing:  # x: [N, D]
+        raise NotImplementedError
+
+
+# ------------------------------------------------------------------------ shared router pieces
+def z_loss(logits: torch.Tensor) -> torch.Tensor:
+    """ST-MoE router z-loss [P-ST Eq. 5]: mean over tokens of logsumexp(logits)^2. logits [N, E]."""
+    return torch.logsumexp(logits, dim=-1).pow(2).mean()
+
+
+def balance_loss(probs: torch.Tensor, expert: torch.Tensor, n_experts: int) -> torch.Tensor:
+    """Switch load-balance loss without alpha [P-SW Eq. 4-6]: E * sum_i f_i P_i.
+
+    probs [N, E] router probabilities; expert [N, K] the experts each token selected (before any
+    capacity drop). f_i = share of the N*K selections that went to i (no gradient), P_i = mean
+    router probability of i. With K=1 this is Switch's loss; for K>1 it equals DeepSeekMoE's
+    expert-level loss sum_i f'_i P_i with f'_i = E/(K N) * count_i ([P-DSM] Eq. 12-14). It is 1 at
+    perfectly uniform routing.
+    """
+    N, K = expert.shape
+    counts = torch.bincount(expert.reshape(-1), minlength=n_experts).to(probs.dtype)  # [E]
+    f = counts / (N * K)  # [E]
+    P = probs.mean(dim=0)  # [E]
+    return n_experts * torch.sum(f.detach() * P)
+
+
+def positions_in_expert(expert: torch.Tensor, n_experts: int) -> torch.Tensor:
+    """Arrival position of each assignment within its expert, in the given (priority) order.
+
+    expert [A] -> pos [A]; equivalent to the exclusive cumsum of one-hot(expert) ([P-SW] §2.2)
+    without materialising [A, E].
+    """
+    A = expert.numel()
+    order = torch.argsort(expert, stable=True)  # [A]
+    counts = torch.bincount(expert, minlength=n_experts)  # [E]
+    starts = counts.cumsum(0) - counts  # [E]
+    pos_sorted = torch.arange(A, device=expert.device) - starts[expert[order]]
+    pos = torch.empty_like(pos_sorted)
+    pos[order] = pos_sorted
+    return pos
+
+
+def capacity(n_tokens: int, n_experts: int, slots_per_token: float, factor: float) -> int:
+    """Tokens per expert: floor(slots * N / E * capacity_factor) ([P-SW] §2.2), at least 1."""
+    return max(1, int(math.floor(slots_per_token * n_tokens / n_experts * factor)))
+
+
+@torch.no_grad()
+def routing_stats(probs: torch.Tensor, logits: torch.Tensor, kept_expert: torch.Tensor,
+                  n_selected: int, n_experts: int) -> dict[str, torch.Tensor]:
+    """Diagnostics of one routing call (all detached, float32).
+
+    probs/logits [N, E]; kept_expert [A] experts of the assignments that survived capacity;
+    n_selected = number of assignments before drops.
+    """
+    load = torch.bincount(kept_expert, minlength=n_experts).float()  # [E] hard load
+    ent = -(probs * probs.clamp_min(1e-9).log()).sum(-1).mean()
+    return {
+        "load": load,
+        "importance": probs.sum(0),  # [E] sum of gate probabilities [P-SHZ] Sec. 4
+        "drop_frac": torch.tensor(1.0 - kept_expert.numel() / max(n_selected, 1)),
+        "entropy": ent,
+        "z": torch.logsumexp(logits, -1).pow(2).mean(),
+        "tokens": torch.tensor(float(probs.shape[0])),
+    }

@@ -1,0 +1,55 @@
+"""Switch Transformer top-1 routing with capacity and token dropping [P-SW] §2.1-2.2."""
+
+from __future__ import annotations
+
+import torch
+
+from repro.config import check, config, variant
+from repro.layers.base import AuxLoss
+from repro.routers.base import (ROUTERS, Router, RouterConfig, Routing, balance_loss, capacity,
+                                positions_in_expert, routing_stats, z_loss)
+
+
+@variant("switch")
+@config
+class SwitchRouterConfig(RouterConfig):
+    kind: str = "switch"
+    capacity_factor: float = 1.25  # [P-ST] trains at 1.25
+    eval_capacity_factor: float = 2.0  # [P-ST] evaluates at 2.0
+    alpha: float = 0.01  # load-balance alpha [P-SW Eq. 4], chosen by their 1e-1..1e-5 sweep
+    z_loss: float = 1e-3  # router z-loss c_z [P-ST Eq. 5-6]
+
+    def __post_init__(self):
+        self._check_common()
+        check(self.capacity_factor > 0, "capacity_factor",
+              f"must be > 0, got {self.capacity_factor}")
+        check(self.eval_capacity_factor > 0, "eval_capacity_factor",
+              f"must be > 0, got {self.eval_capacity_factor}")
+        check(self.alpha >= 0, "alpha", f"must be >= 0, got {self.alpha}")
+
+    def experts_per_token(self, n_experts: int) -> float:
+        return 1.0
+
+
+@ROUTERS.register("switch")
+class SwitchRouter(Router):
+    Config = SwitchRouterConfig
+
+    def forward(self, x: torch.Tensor) -> Routing:  # x: [N, D]
+        cfg, E = self.cfg, self.n_experts
+        N = x.shape[0]
+        logits = self.logits(x)  # [N, E] float32
+        probs = logits.softmax(-1)  # [N, E]
+        gate, expert = probs.max(dim=-1)  # [N], [N]: gate = p_e(x), the differentiable path
+        cf = cfg.capacity_factor if self.training else cfg.eval_capacity_factor
+        C = capacity(N, E, 1, cf)  # expert capacity = N / E * capacity_factor
+        keep = positions_in_expert(expert, E) < C  # overflowing tokens ride the residual
+        token = torch.arange(N, device=x.device)[keep]
+        aux = {}
+        if cfg.alpha > 0:
+            aux["balance"] = AuxLoss(balance_loss(probs, expert[:, None], E), cfg.alpha)
+        if cfg.z_loss > 0:
+            aux["z"] = AuxLoss(z_loss(logits), cfg.z_loss)
+        stats = routing_stats(probs, logits, expert[keep], N, E)
+        stats["capacity"] = torch.tensor(float(C))
+        return Routing(token, expert[keep], gate[keep], aux, stats)
