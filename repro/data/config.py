@@ -52,6 +52,7 @@ class DataConfig:
                   f"{N_SPECIAL_TOKENS} special token)")
         check(self.vocab_size <= 2**31 - 1, "vocab_size", f"{self.vocab_size} too large")
         check(self.seq_len >= 2, "seq_len", f"{self.seq_len} < 2")
+        check(self.data_seed >= 0, "data_seed", f"{self.data_seed} < 0")
         check(self.val_windows >= 1, "val_windows", f"{self.val_windows} < 1")
         check(0.0 < self.val_fraction < 0.5, "val_fraction", f"{self.val_fraction} not in (0, 0.5)")
         check(0.0 < self.test_fraction < 0.5, "test_fraction",

@@ -79,7 +79,7 @@ class MoEFFN(nn.Module):
     def forward(self, x: torch.Tensor, routing_override=None) -> FFNOutput:  # x: [B, T, D]
         B, T, D = x.shape
         xf = x.reshape(B * T, D)  # [N, D]
-        r = routing_override(self, xf) if routing_override is not None else self.router(xf)
+        r = routing_override(self, xf) if routing_override is not None else self.router(xf, (B, T))
         y = self.combine(xf, r.token, r.expert, r.weight)  # [N, D]
         if self.shared is not None:
             y = y + self.shared(xf)
@@ -100,8 +100,9 @@ class MoEFFN(nn.Module):
 
     def activations(self, x: torch.Tensor) -> torch.Tensor:
         """Routed SiLU gate activations [A, F] (after MoNE masking) for sparsity studies."""
-        xf = x.reshape(-1, x.shape[-1])
-        r = self.router(xf)
+        B, T, D = x.shape
+        xf = x.reshape(B * T, D)
+        r = self.router(xf, (B, T))
         order = torch.argsort(r.expert, stable=True)
         counts = torch.bincount(r.expert, minlength=self.cfg.n_experts)
         xs = xf.index_select(0, r.token[order])

@@ -81,7 +81,8 @@ class Router(nn.Module):
         """Router logits in float32: x [N, D] -> [N, E]."""
         return x.float() @ self.w.float()
 
-    def forward(self, x: torch.Tensor) -> Routing:  # x: [N, D]
+    def forward(self, x: torch.Tensor, shape: tuple[int, int] | None = None) -> Routing:
+        # x: [N, D] with N = B*T flattened row-major; shape = (B, T) when known
         raise NotImplementedError
 
 

@@ -35,7 +35,8 @@ class SwitchRouterConfig(RouterConfig):
 class SwitchRouter(Router):
     Config = SwitchRouterConfig
 
-    def forward(self, x: torch.Tensor) -> Routing:  # x: [N, D]
+    def forward(self, x: torch.Tensor, shape: tuple[int, int] | None = None) -> Routing:
+        # x: [N, D] with N = B*T flattened row-major; shape = (B, T) when known
         cfg, E = self.cfg, self.n_experts
         N = x.shape[0]
         logits = self.logits(x)  # [N, E] float32

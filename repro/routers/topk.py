@@ -55,7 +55,8 @@ class TopKRouter(Router):
             gate = gate / gate.sum(-1, keepdim=True)
         return probs, gate, idx
 
-    def forward(self, x: torch.Tensor) -> Routing:  # x: [N, D]
+    def forward(self, x: torch.Tensor, shape: tuple[int, int] | None = None) -> Routing:
+        # x: [N, D] with N = B*T flattened row-major; shape = (B, T) when known
         cfg, E = self.cfg, self.n_experts
         N = x.shape[0]
         logits = self.logits(x)  # [N, E] float32
