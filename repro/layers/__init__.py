@@ -1,6 +1,5 @@
 """FFN blocks and building layers; importing this package registers every FFN block."""
 
-from repro.layers import base  # noqa: F401  (must load first: routers import AuxLoss from it)
 from repro.layers import dense, moe  # noqa: F401  (registration side effect)
 from repro.layers.base import FFN_BLOCKS, AuxLoss, FFNConfig, FFNOutput, build_ffn
 

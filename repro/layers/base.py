@@ -13,6 +13,7 @@ import torch
 
 from repro.config import config, variant_family
 from repro.registry import Registry
+from repro.routers.base import AuxLoss  # noqa: F401  (re-export; torch-only router contract)
 
 # name -> nn.Module class with a ``Config`` attribute (the matching FFNConfig variant)
 FFN_BLOCKS: Registry = Registry("FFN block")
@@ -24,14 +25,6 @@ class FFNConfig:
     """Base of the FFN block configs; ``kind`` names the block in ``FFN_BLOCKS``."""
 
     kind: str = ""
-
-
-@dataclass
-class AuxLoss:
-    """An auxiliary loss term: the system adds ``coef * value`` to the cross-entropy."""
-
-    value: torch.Tensor  # scalar, differentiable
-    coef: float
 
 
 @dataclass

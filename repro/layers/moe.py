@@ -4,7 +4,8 @@ One block covers the token-choice methods by configuration:
 * Switch top-1 / plain top-k / GShard / Shazeer / Expert Choice: choose the router;
 * DeepSeekMoE [P-DSM] §3: fine-grained experts (small ``d_expert``, many experts, larger top-k)
   plus ``n_shared`` always-on shared experts;
-* MoNE [S-MoNE]: ``neuron_ratio < 1`` keeps the top ceil(rho F) neurons inside each routed expert.
+* MoNE [S-MoNE]: ``neuron_ratio < 1`` keeps the top ceil(rho F) neurons inside each routed expert
+  (``neuron_impl`` mask | gather | auto; optional NG-LBL balance loss ``neuron_alpha``).
 
 Forward: h = sum_shared FFN_s(x) + sum_{(t,e,g) in routing} g * FFN_e(x_t)   ([P-DSM] Eq. 9-11)
 (the residual is added by the transformer block, not here).
@@ -18,9 +19,9 @@ import torch
 from torch import nn
 
 from repro.config import ConfigError, check, config, variant
-from repro.layers.base import FFN_BLOCKS, FFNConfig, FFNOutput
+from repro.layers.base import FFN_BLOCKS, AuxLoss, FFNConfig, FFNOutput
 from repro.layers.dense import SwiGLU
-from repro.layers.experts import BACKENDS, Experts, neurons_kept
+from repro.layers.experts import BACKENDS, NEURON_IMPLS, Experts, neurons_kept
 from repro.routers import ROUTERS, RouterConfig
 from repro.routers.topk import TopKRouterConfig
 
@@ -35,7 +36,10 @@ class MoEConfig(FFNConfig):
     n_shared: int = 0  # K_s shared experts, always active [P-DSM] §3.2
     d_shared: int | None = None  # hidden width of one shared expert (default: d_expert)
     neuron_ratio: float = 1.0  # MoNE rho: share of each routed expert's neurons kept per token
-    backend: str = "auto"  # dispatch backend: auto | grouped_mm | loop
+    backend: str = "auto"  # dispatch backend: auto | grouped_mm | loop | bmm
+    neuron_impl: str = "auto"  # MoNE top-k implementation: auto (= mask, measured) | mask | gather
+    # NG-LBL coefficient (papers.md §7a candidate formula, ours; the paper's is NF). 0: off.
+    neuron_alpha: float = 0.0
 
     def __post_init__(self):
         check(self.n_experts >= 1, "n_experts", f"must be >= 1, got {self.n_experts}")
@@ -47,6 +51,10 @@ class MoEConfig(FFNConfig):
               f"MoNE rho must be in (0, 1], got {self.neuron_ratio}")
         check(self.backend in BACKENDS, "backend",
               f"unknown dispatch backend {self.backend!r} (allowed: {', '.join(BACKENDS)})")
+        check(self.neuron_impl in NEURON_IMPLS, "neuron_impl",
+              f"unknown MoNE implementation {self.neuron_impl!r} "
+              f"(allowed: {', '.join(NEURON_IMPLS)})")
+        check(self.neuron_alpha >= 0, "neuron_alpha", f"must be >= 0, got {self.neuron_alpha}")
         if self.router.kind not in ROUTERS:
             raise ConfigError("router.kind", ROUTERS.unknown_message(self.router.kind))
         try:
@@ -80,23 +88,43 @@ class MoEFFN(nn.Module):
         B, T, D = x.shape
         xf = x.reshape(B * T, D)  # [N, D]
         r = routing_override(self, xf) if routing_override is not None else self.router(xf, (B, T))
-        y = self.combine(xf, r.token, r.expert, r.weight)  # [N, D]
+        y, nl = self.combine(xf, r.token, r.expert, r.weight, capacity=r.capacity,
+                             expert_major=r.expert_major)  # [N, D]
         if self.shared is not None:
             y = y + self.shared(xf)
-        return FFNOutput(y.view(B, T, D), r.aux, r.stats)
+        aux = r.aux
+        if nl is not None:
+            aux = {**aux, "neuron_balance": AuxLoss(nl, self.cfg.neuron_alpha)}
+        return FFNOutput(y.view(B, T, D), aux, r.stats)
 
     def combine(self, xf: torch.Tensor, token: torch.Tensor, expert: torch.Tensor,
-                weight: torch.Tensor) -> torch.Tensor:
-        """Sort assignments by expert, run grouped experts, scatter-add gate-weighted outputs."""
-        E = self.cfg.n_experts
-        order = torch.argsort(expert, stable=True)  # [A]
-        tok_sorted = token[order]  # [A]
-        counts = torch.bincount(expert, minlength=E)  # [E]
+                weight: torch.Tensor, capacity: int | None = None,
+                expert_major: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Sort assignments by expert, run grouped experts, scatter-add gate-weighted outputs.
+
+        Returns y [N, D] and the NG-LBL value (None unless MoNE with neuron_alpha > 0).
+        ``expert_major``: assignments already grouped by expert, ``capacity`` each (Expert
+        Choice); the sort is skipped and ``auto`` dispatches with ``bmm`` (no padding needed).
+        """
+        cfg, E = self.cfg, self.cfg.n_experts
+        backend = cfg.backend
+        if expert_major and capacity is not None and expert.numel() == E * capacity:
+            tok_sorted, w_sorted = token, weight  # [A] already expert-major
+            counts = torch.full((E,), capacity, dtype=torch.long, device=xf.device)  # [E]
+            if backend == "auto":
+                backend = "bmm"
+        else:
+            order = torch.argsort(expert, stable=True)  # [A]
+            tok_sorted, w_sorted = token[order], weight[order]  # [A]
+            counts = torch.bincount(expert, minlength=E)  # [E]
         x_sorted = xf.index_select(0, tok_sorted)  # [A, D]
-        out = self.experts(x_sorted, counts, self.cfg.backend, self.cfg.neuron_k)  # [A, D]
-        out = out * weight[order].to(out.dtype)[:, None]  # gate-weighted [A, D]
+        mone = cfg.neuron_k is not None
+        out, nl = self.experts(x_sorted, counts, backend, cfg.neuron_k, capacity=capacity,
+                               neuron_impl="gather" if cfg.neuron_impl == "gather" else "mask",
+                               neuron_loss=mone and cfg.neuron_alpha > 0)  # [A, D]
+        out = out * w_sorted.to(out.dtype)[:, None]  # gate-weighted [A, D]
         y = torch.zeros_like(xf)  # dropped / unrouted tokens contribute 0 (residual carries them)
-        return y.index_add_(0, tok_sorted, out)  # [N, D]
+        return y.index_add_(0, tok_sorted, out), nl  # [N, D]
 
     def activations(self, x: torch.Tensor) -> torch.Tensor:
         """Routed SiLU gate activations [A, F] (after MoNE masking) for sparsity studies."""
@@ -107,6 +135,7 @@ class MoEFFN(nn.Module):
         counts = torch.bincount(r.expert, minlength=self.cfg.n_experts)
         xs = xf.index_select(0, r.token[order])
         be = self.experts.resolve_backend(xs, self.cfg.backend)
+        be = "loop" if be == "bmm" else be  # same rows, any grouped backend
         offs = counts.cumsum(0).to(torch.int32) if be == "grouped_mm" else None
         from repro.layers.experts import grouped_matmul, keep_top_neurons
 

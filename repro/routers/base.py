@@ -18,7 +18,6 @@ import torch
 from torch import nn
 
 from repro.config import check, config, variant_family
-from repro.layers.base import AuxLoss
 from repro.registry import Registry
 
 # name -> Router subclass (with a ``Config`` attribute)
@@ -49,12 +48,31 @@ class RouterConfig:
 
 
 @dataclass
+class AuxLoss:
+    """An auxiliary loss term: the system adds ``coef * value`` to the cross-entropy.
+
+    Defined here (torch-only) rather than in ``repro.layers.base`` so that importing
+    ``repro.routers`` never triggers ``repro.layers`` (which imports the routers: a cycle).
+    ``repro.layers.base`` re-exports it.
+    """
+
+    value: torch.Tensor  # scalar, differentiable
+    coef: float
+
+
+@dataclass
 class Routing:
     token: torch.Tensor  # [A] long, token index in [0, N)
     expert: torch.Tensor  # [A] long, expert index in [0, E)
     weight: torch.Tensor  # [A] float32 gate value (differentiable w.r.t. the router)
     aux: dict[str, AuxLoss] = field(default_factory=dict)
     stats: dict[str, torch.Tensor] = field(default_factory=dict)
+    # most assignments any expert can receive in this call (summed over routing groups), when the
+    # method has a capacity; lets the ``bmm`` backend use fixed [E, C, D] slots. None: no capacity.
+    capacity: int | None = None
+    # True when assignments are already expert-major with exactly ``capacity`` per expert
+    # (Expert Choice): the block can skip the sort and use a [E, C, D] view directly.
+    expert_major: bool = False
 
 
 class Router(nn.Module):
@@ -127,6 +145,25 @@ def positions_in_expert(expert: torch.Tensor, n_experts: int) -> torch.Tensor:
 def capacity(n_tokens: int, n_experts: int, slots_per_token: float, factor: float) -> int:
     """Tokens per expert: floor(slots * N / E * capacity_factor) ([P-SW] §2.2), at least 1."""
     return max(1, int(math.floor(slots_per_token * n_tokens / n_experts * factor)))
+
+
+@torch.no_grad()
+def cv_squared(v: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
+    """Squared coefficient of variation over the expert axis, population variance [papers.md §1].
+
+    v [E] -> scalar: var(v) / (mean(v)^2 + eps) ([P-SHZ] Sec. 4 uses CV^2 as the penalty).
+    """
+    v = v.float()
+    return v.var(unbiased=False) / (v.mean().pow(2) + eps)
+
+
+@torch.no_grad()
+def tokens_per_expert_hist(token: torch.Tensor, n_tokens: int) -> dict[str, torch.Tensor]:
+    """Experts-per-token histogram for bins 0,1,2,3,4,>4 (``ept_hist`` [6], token counts) and the
+    fraction of tokens that got no expert (``zero_frac``) [P-EC] §4.5. token [A] -> stats."""
+    per_tok = torch.bincount(token, minlength=n_tokens)  # [N] experts applied to each token
+    hist = torch.bincount(per_tok.clamp_max(5), minlength=6)[:6].float()  # [6]
+    return {"ept_hist": hist, "zero_frac": (per_tok == 0).float().mean()}
 
 
 @torch.no_grad()

@@ -1,0 +1,155 @@
+"""Expert Choice routing (Zhou et al. 2022) [P-EC, C-EC].
+
+Per routing group of n tokens (papers.md §5a):
+    S = softmax(X W_g) over EXPERTS                      [P-EC Eq. 2]
+    C = int(n * c / E)  tokens per expert                 [P-EC Eq. 1]  (clamped to [1, n])
+    G, I = topk(S^T, C) along tokens: each expert picks its C highest-affinity tokens
+    y = sum over (e, slot) of G[e, slot] * FFN_e(x_I[e, slot])     [P-EC Eq. 3-4]
+No auxiliary loss [P-EC §4.1, C-EC] (the z-loss is available but off by default).
+
+Routing groups (``group``), which decide whose tokens compete for an expert's C slots:
+* ``position`` (default, causal-safe [ours, papers.md §5a(i)]): the B tokens at the same position t
+  across the batch form one group; a token's routing depends only on other sequences' tokens at
+  position t, never on later tokens of its own sequence. C = int(B * c / E).
+* ``sequence``: one group per sequence. LEAKY in a causal LM: whether token t is chosen depends on
+  tokens after t of the same sequence, so the model can "cheat" (the paper's §6 caveat).
+* ``batch``: all B*T tokens in one group (the paper's setting). Leaky for the same reason.
+
+Capped EC (``cap = b``, EC-CAPb, [P-EC] §3.3): solve max_A <S^T, A> + lambda H(A) subject to each
+expert row summing to C, each token column summing to <= b and 0 <= A <= 1 with Dykstra's
+alternating (KL / entropic) projections, lambda = 1e-3, at most 100 iterations, in log space; then
+route with TopK(A, C) per expert. Gates stay the softmax affinities S. If the projection does not
+fully converge, a token can still exceed b slightly; stats report ``max_ept``.
+
+Formulation note (perf-notes.md): the softmax is taken on the transposed logits (``[G, E, n]``
+softmax over dim 1), never ``softmax(-1).t()``, which torch.compile differentiates wrongly.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from repro.config import check, config, variant
+from repro.routers.base import (ROUTERS, AuxLoss, Router, RouterConfig, Routing, routing_stats,
+                                tokens_per_expert_hist, z_loss)
+
+GROUPS = ("position", "sequence", "batch")
+
+
+@variant("expert_choice")
+@config
+class ExpertChoiceRouterConfig(RouterConfig):
+    kind: str = "expert_choice"
+    capacity_factor: float = 2.0  # c: EC-CF2 matches GShard top-2 compute [P-EC] §4
+    group: str = "position"  # routing group: position | sequence | batch (see module docstring)
+    cap: int | None = None  # EC-CAPb: at most b experts per token (None: uncapped EC-CF)
+    cap_lambda: float = 1e-3  # entropic regulariser lambda [P-EC] §3.3
+    cap_iters: int = 100  # Dykstra iterations (max) [P-EC] §3.3
+    z_loss: float = 0.0  # none in EC [C-EC]; optional
+
+    def __post_init__(self):
+        self._check_common()
+        check(self.capacity_factor > 0, "capacity_factor",
+              f"must be > 0, got {self.capacity_factor}")
+        check(self.group in GROUPS, "group",
+              f"unknown routing group {self.group!r} (allowed: {', '.join(GROUPS)})")
+        check(self.cap is None or self.cap >= 1, "cap",
+              f"must be >= 1 experts per token or none (uncapped), got {self.cap}")
+        check(self.cap_lambda > 0, "cap_lambda", f"must be > 0, got {self.cap_lambda}")
+        check(self.cap_iters >= 1, "cap_iters", f"must be >= 1, got {self.cap_iters}")
+
+    def experts_per_token(self, n_experts: int) -> float:
+        return float(self.capacity_factor)  # E*C/n = c on average [P-EC] §3.2
+
+    def validate_for(self, n_experts: int) -> None:
+        check(self.cap is None or self.cap <= n_experts, "cap",
+              f"cap={self.cap} > n_experts={n_experts}; use cap <= n_experts")
+
+
+def ec_capacity(n: int, n_experts: int, factor: float) -> int:
+    """Tokens per expert per group: int(n * c / E) [P-EC Eq. 1], clamped to [1, n]."""
+    return min(n, max(1, int(n * factor / n_experts + 1e-9)))
+
+
+@torch.no_grad()
+def capped_assignment(scores: torch.Tensor, C: int, b: int, lam: float, iters: int,
+                      tol: float = 1e-4) -> torch.Tensor:
+    """EC-CAP relaxation [P-EC] §3.3: log of A* = argmax <S, A> + lam H(A), s.t. rows sum to C,
+    columns sum to <= b, 0 <= A <= 1, by Dykstra's algorithm with KL (entropic) projections.
+
+    scores [G, E, n] (affinities S^T per group) -> log A [G, E, n]. The row constraint is affine
+    (plain Bregman projection); the column and box constraints are inequalities and carry
+    Dykstra correction terms q_col, q_box.
+    """
+    logA = scores.float() / lam  # [G, E, n]: the unconstrained entropic maximiser, up to scale
+    q_col = torch.zeros_like(logA)
+    q_box = torch.zeros_like(logA)
+    log_c, log_b = math.log(C), math.log(b)
+    for _ in range(iters):
+        logA = logA - (torch.logsumexp(logA, dim=2, keepdim=True) - log_c)  # rows sum to C
+        y = logA + q_col
+        excess = (torch.logsumexp(y, dim=1, keepdim=True) - log_b).clamp_min(0)  # [G, 1, n]
+        logA, q_col = y - excess, excess.expand_as(y)  # columns sum to <= b
+        y = logA + q_box
+        logA = y.clamp_max(0.0)  # entries <= 1
+        q_box = y - logA
+        row_err = (torch.logsumexp(logA, dim=2).exp() - C).abs().max()
+        col_over = (torch.logsumexp(logA, dim=1).exp() - b).clamp_min(0).max()
+        if float(row_err) < tol * C and float(col_over) < tol * b:
+            break
+    return logA
+
+
+@ROUTERS.register("expert_choice")
+class ExpertChoiceRouter(Router):
+    Config = ExpertChoiceRouterConfig
+
+    def forward(self, x: torch.Tensor, shape: tuple[int, int] | None = None) -> Routing:
+        # x: [N, D] with N = B*T flattened row-major; shape = (B, T) when known
+        cfg, E = self.cfg, self.n_experts
+        N = x.shape[0]
+        B, T = shape if shape is not None else (N, 1)  # unknown shape: one group of N
+        if B * T != N:
+            raise ValueError(f"expert_choice router: shape={shape} does not match {N} tokens")
+        logits = self.logits(x)  # [N, E] float32
+        lg = logits.view(B, T, E)  # [B, T, E]
+        if cfg.group == "position":
+            lg_g = lg.permute(1, 2, 0)  # [G=T, E, n=B]
+        elif cfg.group == "sequence":
+            lg_g = lg.permute(0, 2, 1)  # [G=B, E, n=T]
+        else:
+            lg_g = logits.t()[None]  # [G=1, E, n=N]
+        G, _, n = lg_g.shape
+        S = lg_g.softmax(1)  # [G, E, n] softmax over experts [P-EC Eq. 2] (compile-safe form)
+        C = ec_capacity(n, E, cfg.capacity_factor)
+        if cfg.cap is not None:
+            logA = capped_assignment(S.detach(), C, cfg.cap, cfg.cap_lambda, cfg.cap_iters)
+            idx = logA.topk(C, dim=2).indices  # [G, E, C]  TopK(A, C) [P-EC] §3.3
+            gate = S.gather(2, idx)  # [G, E, C]
+        else:
+            gate, idx = S.topk(C, dim=2)  # [G, E, C] each expert picks its top-C tokens
+        # token id of (group g, in-group index i)
+        g_ar = torch.arange(G, device=x.device)[:, None, None]  # [G, 1, 1]
+        if cfg.group == "position":
+            tok = idx * T + g_ar  # [G, E, C]: token b*T + t
+        elif cfg.group == "sequence":
+            tok = g_ar * T + idx  # [G, E, C]: token b*T + t
+        else:
+            tok = idx  # [1, E, C]
+        # expert-major assignments: expert e owns slots [e*G*C, (e+1)*G*C)
+        token = tok.permute(1, 0, 2).reshape(-1)  # [E*G*C]
+        weight = gate.permute(1, 0, 2).reshape(-1)  # [E*G*C]
+        expert = torch.arange(E, device=x.device).repeat_interleave(G * C)  # [E*G*C]
+        aux = {}
+        if cfg.z_loss > 0:
+            aux["z"] = AuxLoss(z_loss(logits), cfg.z_loss)
+        with torch.no_grad():
+            probs = logits.softmax(-1)  # [N, E] (diagnostics only)
+        stats = routing_stats(probs, logits, expert, E * G * C, E)
+        stats.update(tokens_per_expert_hist(token, N))
+        stats["drop_frac"] = stats["zero_frac"]  # EC "drop rate" = tokens with 0 experts [§1]
+        stats["max_ept"] = torch.bincount(token, minlength=N).max().float()
+        stats["capacity"] = torch.tensor(float(C))
+        return Routing(token, expert, weight, aux, stats, capacity=G * C, expert_major=True)

@@ -1,0 +1,130 @@
+"""Noisy top-k gating (Shazeer et al. 2017, "Outrageously Large Neural Networks") [P-SHZ].
+
+    clean = x W_g;  std = softplus(x W_noise) (+ noise_eps);  H = clean + N(0,1) * std   (Eq. 3-5)
+    G = softmax(KeepTopK(H, k))                                                          (Eq. 3)
+    L_imp  = w_importance * CV(Importance)^2,  Importance_e = sum_x G_e(x)               (Eq. 6-7)
+    L_load = w_load * CV(Load)^2, Load_e = sum_x Phi((clean_e - kth_excluding(H,k,e)) / std_e)
+                                                                                         (Eq. 8-11)
+
+W_g and W_noise are both zero-initialised ([P-SHZ] App. A; ``init_scale=0``), so routing starts
+as pure noise and load starts even. The noise is drawn from the global torch RNG, so a seeded run
+routes identically. Noise is applied in training only unless ``noise_at_eval`` (the paper is
+silent on evaluation: NF, papers.md §11). Without noise the smooth load estimator is undefined;
+then, as in the authors' reference code, Load is the hard count (no gradient).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from repro.config import check, config, variant
+from repro.routers.base import (ROUTERS, AuxLoss, Router, RouterConfig, Routing, cv_squared, routing_stats,
+                                z_loss)
+
+
+@variant("noisy_topk")
+@config
+class NoisyTopKRouterConfig(RouterConfig):
+    kind: str = "noisy_topk"
+    top_k: int = 4  # k = 4 for the flat MoEs [P-SHZ App. C]
+    w_importance: float = 0.1  # 0.1 in the 1B-word LM runs [P-SHZ App. C] (0.01 for MT, App. E)
+    w_load: float = 0.1  # 0.1 in the 1B-word LM runs [P-SHZ App. C]
+    noise_at_eval: bool = False  # [ours] paper silent (NF); default: noise in training only
+    noise_eps: float = 1e-2  # floor added to softplus std [ours; reference code uses 1e-2]
+    init_scale: float = 0.0  # W_g and W_noise zero-initialised [P-SHZ App. A]
+
+    def __post_init__(self):
+        self._check_common()
+        check(self.top_k >= 1, "top_k", f"must be >= 1, got {self.top_k}")
+        check(self.w_importance >= 0, "w_importance", f"must be >= 0, got {self.w_importance}")
+        check(self.w_load >= 0, "w_load", f"must be >= 0, got {self.w_load}")
+        check(self.noise_eps >= 0, "noise_eps", f"must be >= 0, got {self.noise_eps}")
+
+    def experts_per_token(self, n_experts: int) -> float:
+        return float(self.top_k)
+
+    def validate_for(self, n_experts: int) -> None:
+        check(self.top_k <= n_experts, "top_k",
+              f"top_k={self.top_k} > n_experts={n_experts}; use top_k <= n_experts")
+
+    def param_count(self, d_model: int, n_experts: int) -> int:
+        return 2 * d_model * n_experts  # W_g and W_noise, each [D, E]
+
+
+def smooth_load(clean: torch.Tensor, noisy: torch.Tensor, std: torch.Tensor,
+                top_vals: torch.Tensor, k: int) -> torch.Tensor:
+    """Shazeer's differentiable Load estimator [P-SHZ App. A, Eq. 8-11].
+
+    clean, noisy, std [N, E]; top_vals [N, k+1] the k+1 largest noisy logits (descending).
+    P(x, e) = Phi((clean_e - kth_excluding(H, k, e)) / std_e), where kth_excluding is the (k+1)-th
+    largest H if e is in the top-k and the k-th largest otherwise. Returns Load [E] = sum_x P.
+    """
+    thr_in = top_vals[:, k:k + 1]  # [N, 1] (k+1)-th largest: threshold when e is in the top-k
+    thr_out = top_vals[:, k - 1:k]  # [N, 1] k-th largest: threshold when e is outside
+    is_in = noisy > thr_in  # [N, E]
+    normal = torch.distributions.Normal(0.0, 1.0)
+    p_in = normal.cdf((clean - thr_in) / std)  # [N, E]
+    p_out = normal.cdf((clean - thr_out) / std)  # [N, E]
+    return torch.where(is_in, p_in, p_out).sum(0)  # [E]
+
+
+@ROUTERS.register("noisy_topk")
+class NoisyTopKRouter(Router):
+    Config = NoisyTopKRouterConfig
+
+    def __init__(self, cfg: NoisyTopKRouterConfig, d_model: int, n_experts: int):
+        nn.Module.__init__(self)
+        self.cfg = cfg
+        self.n_experts = n_experts
+        self.w = nn.Parameter(torch.empty(d_model, n_experts))  # W_g: [D, E]
+        self.w_noise = nn.Parameter(torch.empty(d_model, n_experts))  # W_noise: [D, E]
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        D = self.w.shape[0]
+        std = math.sqrt(self.cfg.init_scale / D) if self.cfg.init_scale > 0 else 0.0
+        for p in (self.w, self.w_noise):  # both zero at init_scale=0 [P-SHZ App. A]
+            nn.init.zeros_(p) if std == 0.0 else nn.init.normal_(p, std=std)
+
+    def forward(self, x: torch.Tensor, shape: tuple[int, int] | None = None) -> Routing:
+        # x: [N, D] with N = B*T flattened row-major; shape = (B, T) when known
+        cfg, E, K = self.cfg, self.n_experts, self.cfg.top_k
+        N = x.shape[0]
+        xf = x.float()
+        clean = xf @ self.w.float()  # [N, E]  [P-SHZ Eq. 4]
+        noisy_on = self.training or cfg.noise_at_eval
+        if noisy_on:
+            std = F.softplus(xf @ self.w_noise.float()) + cfg.noise_eps  # [N, E]  [P-SHZ Eq. 5]
+            H = clean + torch.randn_like(clean) * std  # [N, E]  global RNG -> seeded
+        else:
+            std, H = None, clean  # W_noise unused at eval: no gradient reaches it there
+        top_vals, top_idx = H.topk(min(K + 1, E), dim=-1)  # [N, K(+1)] descending
+        gate = top_vals[:, :K].softmax(-1)  # [N, K]  softmax(KeepTopK(H, k)) [P-SHZ Eq. 3]
+        idx = top_idx[:, :K]  # [N, K]
+        gates_full = torch.zeros_like(clean).scatter(1, idx, gate)  # [N, E] G(x), zeros elsewhere
+        importance = gates_full.sum(0)  # [E]  [P-SHZ Eq. 6]
+        if noisy_on and K < E:
+            load = smooth_load(clean, H, std, top_vals, K)  # [E]  [P-SHZ Eq. 8-11]
+        else:
+            load = (gates_full > 0).float().sum(0)  # [E] hard count (no gradient)
+        aux = {}
+        if cfg.w_importance > 0:
+            aux["importance"] = AuxLoss(cv_squared(importance), cfg.w_importance)  # [P-SHZ Eq. 7]
+        if cfg.w_load > 0:
+            aux["load"] = AuxLoss(cv_squared(load), cfg.w_load)  # [P-SHZ Eq. 11]
+        if cfg.z_loss > 0:
+            aux["z"] = AuxLoss(z_loss(H), cfg.z_loss)
+        # rank-major assignments (all first choices, then all second choices, ...); no capacity
+        expert = idx.t().reshape(-1)  # [K*N]
+        token = torch.arange(N, device=x.device).repeat(K)  # [K*N]
+        weight = gate.t().reshape(-1)  # [K*N]
+        stats = routing_stats(H.softmax(-1), H, expert, N * K, E)
+        stats["importance"] = importance.detach()
+        stats["smooth_load"] = load.detach()
+        stats["cv_importance"] = cv_squared(importance.detach()).sqrt()
+        stats["cv_load"] = cv_squared(load.detach()).sqrt()
+        return Routing(token, expert, weight, aux, stats)
