@@ -65,6 +65,16 @@ def _moe(cfg, d_model: int) -> FFNCount:
     return FFNCount(total, activated, flops, router + routed_a + shared if rho < 1 else None)
 
 
+@ACCOUNTANTS.register("finedeep")
+def _finedeep(cfg, d_model: int) -> FFNCount:
+    """Finedeep [S-FD], papers.md §8e: the dense SwiGLU weights (3*D*d_ff) plus M*K router vectors
+    R_{j,i} [D] and M RMSNorm weights [D] (when ``norm``); FLOPs 6*D*d_ff + 2*M*K*D (the score
+    dot products o_i . R_{j,i}; elementwise work excluded)."""
+    D, M, K = d_model, cfg.n_sublayers, cfg.n_experts
+    total = swiglu_params(D, cfg.d_ff) + M * K * D + (M * D if cfg.norm else 0)
+    return FFNCount(total, float(total), 2.0 * swiglu_params(D, cfg.d_ff) + 2.0 * M * K * D)
+
+
 def router_params(router_cfg, d_model: int, n_experts: int) -> int:
     fn = getattr(router_cfg, "param_count", None)
     return fn(d_model, n_experts) if fn else d_model * n_experts  # W_r: [D, E]
@@ -126,6 +136,19 @@ def dense_d_ff_for_ffn_flops(ffn_flops_per_layer: float, d_model: int) -> int:
 def dense_d_ff_for_params(params_per_layer: float, d_model: int) -> int:
     """Dense SwiGLU hidden width with the given parameter count (3*D*F = target)."""
     return max(1, int(round(params_per_layer / (3.0 * d_model))))
+
+
+def moe_d_expert_for_ffn_flops(ffn_flops_per_layer: float, moe_cfg, d_model: int) -> int:
+    """Routed-expert width F such that an MoE block's FFN FLOPs/token equal a target.
+
+    Solves 2*(router + k_eff*3*D*F + shared) = target for F, the router's FLOPs included, so
+    MoE arms with many experts are not handed free compute by their router.
+    """
+    D, E = d_model, moe_cfg.n_experts
+    k_eff = moe_cfg.router.experts_per_token(E)
+    fixed = router_params(moe_cfg.router, D, E) + swiglu_params(D, moe_cfg.shared_width)
+    per_f = k_eff * 3 * D * (1 + 2 * moe_cfg.neuron_ratio) / 3  # MoNE: full gate + kept up/down
+    return max(1, int(round((ffn_flops_per_layer / 2.0 - fixed) / per_f)))
 
 
 def match_dense_to(ffn_cfg, d_model: int, quantity: str = "ffn_flops"):
