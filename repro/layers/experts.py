@@ -42,7 +42,12 @@ NEURON_IMPLS = ("auto", "mask", "gather")
 GATHER_CHUNK = 512  # rows per chunk in the gather implementation (bounds the [n, k, D] gathers)
 
 
-def _grouped_mm_ok(x: torch.Tensor) -> bool:
+def _grouped_mm_ok(x: torch.Tensor, *dims: int) -> bool:
+    """torch._grouped_mm needs every row stride to be a multiple of 16 bytes: all of D and F
+    must be multiples of 16 / element size (4 in fp32, 8 in bf16)."""
+    align = 16 // x.element_size()
+    if any(d % align for d in (x.shape[-1], *dims)):
+        return False
     return hasattr(torch, "_grouped_mm") and x.dtype in (torch.float32, torch.bfloat16) and (
         x.device.type == "cpu" or (x.device.type == "cuda"
                                    and torch.cuda.get_device_capability(x.device)[0] >= 9))
@@ -88,7 +93,7 @@ class Experts(nn.Module):
 
     def resolve_backend(self, x: torch.Tensor, backend: str) -> str:
         if backend == "auto":
-            return "grouped_mm" if _grouped_mm_ok(x) else "loop"
+            return "grouped_mm" if _grouped_mm_ok(x, self.d_expert) else "loop"
         return backend
 
     def forward(self, x_sorted: torch.Tensor, counts: torch.Tensor, backend: str = "auto",
