@@ -1,0 +1,241 @@
+"""``repro`` command line: ls | show | run | check | ui.
+
+Every user mistake ends in one line on stderr naming the field and the fix, exit code 2, and no
+traceback unless ``--debug`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+
+EXIT_USER = 2
+
+
+class UserError(Exception):
+    """A mistake the user can fix; printed as one line."""
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from repro.compute import MatchError
+    from repro.config import ConfigError
+    from repro.data.errors import DataError
+    from repro.experiments.report import MissingRunsError
+    from repro.registry import RegistryError
+    from repro.tracking.store import TrackingError
+
+    return (UserError, ConfigError, RegistryError, DataError, TrackingError, MissingRunsError,
+            MatchError)
+
+
+def _parse_seeds(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise UserError(f"--seeds: expected comma-separated integers like 0,1,2, got {text!r}")
+    if not seeds:
+        raise UserError("--seeds: empty list; pass e.g. --seeds 0,1,2")
+    return seeds
+
+
+def _experiment(args):
+    from repro.experiments.base import get_experiment
+
+    if args.scale == "gpu":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError("--scale gpu: no CUDA device is available; use --scale cpu "
+                            "(or smoke) on this machine")
+    return get_experiment(args.name, args.scale)
+
+
+# ------------------------------------------------------------------------------------ commands
+def cmd_ls(args) -> int:
+    from repro.experiments.base import EXPERIMENTS, load_experiments
+    from repro.layers import FFN_BLOCKS
+    from repro.routers import ROUTERS
+
+    load_experiments()
+    print("experiments:")
+    for name, fn in EXPERIMENTS.items():
+        exp = fn("smoke")
+        print(f"  {name:32s} {exp.title}")
+    print("ffn blocks: " + ", ".join(FFN_BLOCKS.names()))
+    print("routers:    " + ", ".join(ROUTERS.names()))
+    return 0
+
+
+def cmd_show(args) -> int:
+    from repro.compute import fmt_count, model_count
+    from repro.config import to_dict
+
+    exp = _experiment(args)
+    overrides = args.set or []
+    print(f"{exp.name} v{exp.version} [{exp.scale}]: {exp.title}")
+    print(f"paper: {exp.paper}")
+    print(f"seeds: {list(exp.seeds)}   steps: {exp.recipe.max_steps}   batch: "
+          f"{exp.recipe.batch_size} x {exp.data.seq_len}   data: {exp.data.source}")
+    try:
+        dev = exp.validate(overrides)
+        status = f"matched on {exp.matched} (max deviation {100 * max(dev.values(), default=0):.2f}%)"
+    except Exception as e:  # noqa: BLE001 - show, don't fail
+        from repro.config import ConfigError
+
+        if not isinstance(e, ConfigError):
+            raise
+        dev, status = {}, f"NOT MATCHED: {e}"
+    print(f"arms ({status}):")
+    print(f"  {'arm':18s} {'total':>9s} {'activated':>10s} {'FFN act.':>9s} {'FFN FLOPs/tok':>14s} "
+          f"{'FLOPs/tok':>10s}  description")
+    for arm in exp.arms:
+        m = exp.run_config(arm, overrides).model
+        c = model_count(m, exp.data.seq_len)
+        print(f"  {arm.name:18s} {fmt_count(c.total_params):>9s} {fmt_count(c.activated_params):>10s}"
+              f" {fmt_count(c.ffn_activated_params):>9s} {fmt_count(c.ffn_flops):>14s} "
+              f"{fmt_count(c.flops):>10s}  {arm.description}")
+    print("claims:")
+    for c in exp.claims:
+        print(f"  - {c.name}: {c.statement} [paper: {c.paper_figure}; {c.source}]")
+    if args.verbose:
+        import json
+
+        for arm in exp.arms:
+            print(f"--- {arm.name}")
+            print(json.dumps(to_dict(exp.run_config(arm, overrides)), indent=1))
+    return 0
+
+
+def cmd_run(args) -> int:
+    from repro.experiments.runner import run_experiment
+
+    exp = _experiment(args)
+    arms = [a for a in args.arm.split(",")] if args.arm else None
+    outcomes = run_experiment(exp, arms=arms, seeds=_parse_seeds(args.seeds),
+                              overrides=args.set or [], uri=args.tracking_uri,
+                              progress=not args.no_progress, force=args.force)
+    trained = sum(o.status == "trained" for o in outcomes)
+    print(f"[repro] done: {trained} trained, {len(outcomes) - trained} reused. "
+          f"Next: repro check {exp.name} --scale {exp.scale}")
+    return 0
+
+
+def cmd_check(args) -> int:
+    from repro.experiments.report import check_experiment
+
+    exp = _experiment(args)
+    results, out = check_experiment(exp, uri=args.tracking_uri, overrides=args.set or [],
+                                    seeds=_parse_seeds(args.seeds))
+    for r in results:
+        print(f"{r.verdict:>15s}  {r.claim.name}: {r.measured}")
+    print(f"[repro] wrote {out}")
+    return 0
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+            return True
+        except OSError:
+            return False
+
+
+def cmd_ui(args) -> int:
+    from repro.tracking.store import resolve_uri
+
+    uri = resolve_uri(args.tracking_uri)
+    if not 1 <= args.port <= 65535:
+        raise UserError(f"--port: {args.port} is not a valid port (1-65535)")
+    if not _port_free(args.host, args.port):
+        raise UserError(f"--port: {args.host}:{args.port} is already in use; pass another "
+                        "--port")
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", args.host,
+           "--port", str(args.port)]
+    if uri.startswith("sqlite:"):
+        from repro.tracking.store import artifact_root
+
+        cmd += ["--default-artifact-root", artifact_root()]
+    print(f"[repro] MLflow UI on http://{args.host}:{args.port} (store {uri}); Ctrl-C to stop")
+    if args.dry_run:
+        print(" ".join(cmd))
+        return 0
+    try:
+        return subprocess.call(cmd)
+    except KeyboardInterrupt:
+        return 0
+
+
+# --------------------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="repro", description="MoE reproduction harness")
+    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    def common(sp, name=True):
+        if name:
+            sp.add_argument("name", help="experiment name (see `repro ls`)")
+        sp.add_argument("--scale", default="cpu", help="smoke | cpu | gpu (default cpu)")
+        sp.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help="override a config field, e.g. --set train.max_steps=200")
+        sp.add_argument("--tracking-uri", default=None,
+                        help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or "
+                             "sqlite:///runs/mlflow.db)")
+        sp.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+    sp = sub.add_parser("ls", help="list experiments, FFN blocks and routers")
+    sp.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    sp.set_defaults(fn=cmd_ls)
+    sp = sub.add_parser("show", help="arms, compute accounting and claims of an experiment")
+    common(sp)
+    sp.add_argument("-v", "--verbose", action="store_true", help="print resolved configs")
+    sp.set_defaults(fn=cmd_show)
+    sp = sub.add_parser("run", help="train every (arm, seed) of an experiment")
+    common(sp)
+    sp.add_argument("--arm", help="only these arms (comma-separated)")
+    sp.add_argument("--seeds", help="comma-separated seeds (default: the experiment's)")
+    sp.add_argument("--force", action="store_true", help="retrain even if a finished run exists")
+    sp.add_argument("--no-progress", action="store_true", help="no progress bars")
+    sp.set_defaults(fn=cmd_run)
+    sp = sub.add_parser("check", help="evaluate claims over seeds, write results/NAME/")
+    common(sp)
+    sp.add_argument("--seeds", help="comma-separated seeds (default: the experiment's)")
+    sp.set_defaults(fn=cmd_check)
+    sp = sub.add_parser("ui", help="MLflow UI on the same store (127.0.0.1 by default)")
+    sp.add_argument("--port", type=int, default=5000)
+    sp.add_argument("--host", default="127.0.0.1")
+    sp.add_argument("--tracking-uri", default=None)
+    sp.add_argument("--dry-run", action="store_true", help="print the command, do not start")
+    sp.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    sp.set_defaults(fn=cmd_ui)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    # glibc: keep big tensors in the heap instead of fresh mmaps each step (perf-notes.md)
+    os.environ.setdefault("MALLOC_MMAP_MAX_", "0")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.fn(args) or 0
+    except KeyboardInterrupt:
+        print("repro: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001
+        if args.debug or not isinstance(e, _user_errors()):
+            if not args.debug:
+                print(f"repro: internal error: {type(e).__name__}: {e} (rerun with --debug for "
+                      "the traceback)", file=sys.stderr)
+                return 1
+            raise
+        print(f"repro: error: {e}", file=sys.stderr)
+        return EXIT_USER
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""Experiment, Arm and the experiment registry.
+
+An experiment definition (a function in the top-level ``experiments/`` package, registered with
+``@register_experiment``) takes a scale name and returns an ``Experiment``: named arms (each a
+typed model config), the matched quantity, a recipe, data, seeds and claims. Before anything
+trains, ``Experiment.validate()`` checks the arms are matched by analytic accounting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from repro.compute import ModelCount, check_matched, model_count
+from repro.config import ConfigError, apply_overrides
+from repro.data.config import DataConfig
+from repro.lit.config import RunConfig, TrainConfig, TrainerConfig
+from repro.models.lm import ModelConfig
+from repro.registry import Registry
+
+EXPERIMENTS: Registry[Callable[[str], Experiment]] = Registry("experiment")
+SCALES = ("smoke", "cpu", "gpu")
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str
+    model: ModelConfig
+    description: str = ""
+    overrides: tuple[str, ...] = ()  # extra dotted overrides of the run config for this arm
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    version: str
+    title: str
+    paper: str
+    arms: tuple[Arm, ...]
+    matched: str  # a repro.compute.MATCHABLE quantity, or "none"
+    recipe: TrainConfig
+    data: DataConfig
+    seeds: tuple[int, ...]
+    claims: tuple = ()
+    scale: str = "cpu"
+    match_groups: tuple[tuple[str, ...], ...] | None = None  # default: all arms one group
+    baseline: str | None = None  # the reference arm (e.g. target curves)
+    trainer: TrainerConfig = TrainerConfig()
+    notes: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def arm(self, name: str) -> Arm:
+        for a in self.arms:
+            if a.name == name:
+                return a
+        reg = Registry("arm")
+        for a in self.arms:
+            reg.register(a.name, a)
+        return reg.get(name, field="--arm")
+
+    def run_config(self, arm: Arm | str, overrides: list[str] | None = None,
+                   vocab_size: int | None = None) -> RunConfig:
+        arm = self.arm(arm) if isinstance(arm, str) else arm
+        model = arm.model if vocab_size is None else replace(arm.model, vocab_size=vocab_size)
+        run = RunConfig(model=model, data=self.data, train=self.recipe, trainer=self.trainer)
+        run = apply_overrides(run, list(arm.overrides))
+        return apply_overrides(run, list(overrides or []))
+
+    def counts(self, overrides: list[str] | None = None) -> dict[str, ModelCount]:
+        return {a.name: model_count(self.run_config(a, overrides).model, self.data.seq_len)
+                for a in self.arms}
+
+    def validate(self, overrides: list[str] | None = None) -> dict[str, float]:
+        """Refuse unmatched arms (2% tolerance) before any training; returns deviations."""
+        if self.matched == "none":
+            return {}
+        groups = [list(g) for g in self.match_groups] if self.match_groups else None
+        return check_matched(self.counts(overrides), self.matched, 0.02, groups)
+
+
+def register_experiment(name: str):
+    def deco(fn: Callable[[str], Experiment]):
+        EXPERIMENTS.register(name, fn)
+        fn.experiment_name = name
+        return fn
+
+    return deco
+
+
+def load_experiments() -> None:
+    """Import the top-level ``experiments`` package (registration happens on import)."""
+    import experiments  # noqa: F401
+
+
+def get_experiment(name: str, scale: str = "cpu") -> Experiment:
+    load_experiments()
+    if scale not in SCALES:
+        raise ConfigError("--scale", f"unknown scale {scale!r} (allowed: {', '.join(SCALES)})")
+    exp = EXPERIMENTS.get(name, field="experiment")(scale)
+    if exp.name != name:
+        raise ConfigError("experiment", f"definition registered as {name!r} returned {exp.name!r}")
+    return exp

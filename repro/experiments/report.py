@@ -1,0 +1,153 @@
+"""``repro check``: read finished runs back from MLflow, evaluate claims, write results/.
+
+Outputs go to ``results/<experiment>/<scale>/``: ``claims.md`` (claim, paper figure, measured
+figure, verdict, rule), ``summary.csv`` (one row per arm x seed) and PNG plots; the same files
+are logged as artifacts of one MLflow "summary" run.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import platform
+from dataclasses import replace
+from pathlib import Path
+
+from repro.experiments.base import Experiment
+from repro.experiments.claims import ClaimResult, Results, RunRecord, mean_std
+from repro.experiments.runner import prepare_data, run_key
+from repro.paths import atomic_write_text, results_dir
+from repro.tracking import store as ts
+
+SUMMARY_METRICS = ("val/ppl", "perf/tokens_per_s", "val_routing/load_cv",
+                   "val_routing/max_mean_load", "val_routing/drop_frac", "train_routing/drop_frac",
+                   "val_routing/entropy")
+
+
+class MissingRunsError(RuntimeError):
+    pass
+
+
+def collect(exp: Experiment, uri: str, overrides: list[str] | None = None,
+            seeds: list[int] | None = None) -> Results:
+    """Finished runs of every (arm, seed) of the experiment, found by run key."""
+    overrides = list(overrides or [])
+    seeds = list(seeds) if seeds else list(exp.seeds)
+    runs: dict[tuple[str, int], RunRecord] = {}
+    dm = None
+    for arm in exp.arms:
+        for seed in seeds:
+            base = exp.run_config(arm, overrides)
+            if dm is None:
+                dm = prepare_data(base, seed)
+            run = replace(base, model=replace(base.model, vocab_size=dm.vocab_size))
+            found = ts.find_finished(uri, exp.name, run_key(run, dm.fingerprint, seed))
+            if found is None:
+                continue
+            curve = ts.metric_history(uri, found.info.run_id, ts.M_VAL_LOSS)
+            runs[(arm.name, seed)] = RunRecord(arm.name, seed, found.info.run_id, curve,
+                                               dict(found.data.metrics))
+    return Results(runs)
+
+
+def check_experiment(exp: Experiment, uri: str | None = None, overrides: list[str] | None = None,
+                     seeds: list[int] | None = None, out_dir: Path | None = None):
+    uri = ts.resolve_uri(uri)
+    results = collect(exp, uri, overrides, seeds)
+    if not results.runs:
+        raise MissingRunsError(f"no finished runs of {exp.name!r} at scale {exp.scale!r} in "
+                               f"{uri}; run `repro run {exp.name} --scale {exp.scale}` first")
+    claim_results = [c.evaluate(results) for c in exp.claims]
+    out = out_dir or results_dir() / exp.name / exp.scale
+    out.mkdir(parents=True, exist_ok=True)
+    files = write_outputs(exp, results, claim_results, out)
+    _log_summary_run(exp, uri, files, claim_results)
+    return claim_results, out
+
+
+def _env_line(exp: Experiment) -> str:
+    import torch
+
+    dev = "cuda:" + torch.cuda.get_device_name(0) if torch.cuda.is_available() else \
+        f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    return (f"scale `{exp.scale}`, experiment version `{exp.version}`, device {dev}, "
+            f"torch {torch.__version__}, git {ts.git_sha()}")
+
+
+def write_outputs(exp: Experiment, results: Results, claims: list[ClaimResult],
+                  out: Path) -> list[Path]:
+    from repro.experiments.plots import arm_curves_figure
+
+    files = []
+    arms = [a.name for a in exp.arms]
+    # ---- claims.md
+    lines = [f"# {exp.name}: {exp.title}", "", f"Paper: {exp.paper}", "",
+             f"Run at {_env_line(exp)}.", "",
+             f"Seeds per arm: {', '.join(str(len(results.seeds(a))) for a in arms)} "
+             f"({', '.join(arms)}). Matched quantity: `{exp.matched}`.", "",
+             "| claim | paper | source | measured (ours) | verdict | rule |",
+             "|---|---|---|---|---|---|"]
+    for r in claims:
+        lines.append(f"| {r.claim.statement} | {r.claim.paper_figure} | {r.claim.source} | "
+                     f"{r.measured} | **{r.verdict}** | {r.rule} |")
+    lines += ["", "Verdict rule: *reproduced* when mean ± std over seeds lies wholly on the "
+              "claimed side of the threshold, *not reproduced* when wholly on the other side, "
+              "*inconclusive* otherwise.", "", "## Final validation loss per arm", "",
+              "| arm | final val loss (mean ± std) | seeds | tokens/s |", "|---|---|---|---|"]
+    for a in arms:
+        seeds = results.seeds(a)
+        m, s = mean_std([results.get(a, x).final_val_loss for x in seeds])
+        tps, _ = mean_std([results.get(a, x).metrics.get("perf/tokens_per_s", math.nan)
+                           for x in seeds])
+        lines.append(f"| {a} | {m:.4f} ± {s:.4f} | {len(seeds)} | {tps:,.0f} |")
+    if exp.notes:
+        lines += ["", "## Notes", "", exp.notes]
+    path = out / "claims.md"
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    files.append(path)
+    # ---- summary.csv
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["experiment", "scale", "arm", "seed", "run_id", "final_val_loss",
+                *SUMMARY_METRICS])
+    for (a, s), rec in sorted(results.runs.items()):
+        w.writerow([exp.name, exp.scale, a, s, rec.run_id, f"{rec.final_val_loss:.6f}",
+                    *[f"{rec.metrics[m]:.6g}" if m in rec.metrics else "" for m in
+                      SUMMARY_METRICS]])
+    path = out / "summary.csv"
+    atomic_write_text(path, buf.getvalue())
+    files.append(path)
+    # ---- plots
+    curves = {a: [results.get(a, s).val_curve for s in results.seeds(a)] for a in arms}
+    target = None
+    if exp.baseline and results.seeds(exp.baseline):
+        target, _ = mean_std([results.get(exp.baseline, s).final_val_loss
+                              for s in results.seeds(exp.baseline)])
+    path = out / "val_curves.png"
+    arm_curves_figure(curves, f"{exp.name} ({exp.scale}): validation loss, mean and min-max "
+                      "over seeds", path, target)
+    files.append(path)
+    return files
+
+
+def _log_summary_run(exp: Experiment, uri: str, files: list[Path], claims) -> None:
+    c = ts.client(uri)
+    exp_id = ts.ensure_experiment(uri, exp.name)
+    run = c.create_run(exp_id, run_name=f"summary-{exp.scale}",
+                       tags={ts.T_KIND: "summary", ts.T_EXPERIMENT: exp.name,
+                             ts.T_VERSION: exp.version, ts.T_SCALE: exp.scale,
+                             ts.T_GIT: ts.git_sha()})
+    try:
+        for f in files:
+            c.log_artifact(run.info.run_id, str(f))
+        for r in claims:
+            c.set_tag(run.info.run_id, f"verdict.{r.claim.name}", r.verdict)
+            if not math.isnan(r.mean):
+                c.log_metric(run.info.run_id, f"claim/{r.claim.name}", r.mean)
+        c.set_terminated(run.info.run_id, "FINISHED")
+    except BaseException:
+        c.set_terminated(run.info.run_id, "FAILED")
+        raise
+
+

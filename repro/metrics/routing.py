@@ -1,0 +1,100 @@
+"""Routing and activation statistics as torchmetrics ``Metric``s (sum-reduced across ranks).
+
+A router returns per-call raw statistics (``load`` [E] hard counts, ``importance`` [E] summed
+gate probabilities, ``drop_frac``, ``entropy``, ``z``, optionally ``smooth_load`` [E] and
+``ept_hist`` [6]). ``RoutingMetric`` turns each call into per-batch scalars and averages them:
+
+* load_cv / importance_cv: std/mean over experts (population std, [papers.md §1]);
+* max_mean_load: max_e Load_e / mean_e Load_e (1.0 = perfect balance);
+* drop_frac, entropy (mean router entropy, nats), z (mean squared router logsumexp);
+* ept_*: fraction of tokens with 0, 1, 2, 3, 4, >4 experts (Expert Choice, [P-EC] §4.5).
+"""
+
+from __future__ import annotations
+
+import torch
+from torchmetrics import Metric
+
+SCALARS = ("load_cv", "importance_cv", "smooth_load_cv", "max_mean_load", "drop_frac", "entropy",
+           "z", "zero_expert_frac")
+EPT_BINS = ("0", "1", "2", "3", "4", "gt4")
+EPS = 1e-9
+
+
+def cv(v: torch.Tensor) -> torch.Tensor:
+    """Coefficient of variation std/mean over the last axis (population variance, + eps)."""
+    v = v.float()
+    return v.std(dim=-1, unbiased=False) / (v.mean(dim=-1) + EPS)
+
+
+def batch_scalars(stats: dict[str, torch.Tensor]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    if "load" in stats:
+        load = stats["load"].float()
+        out["load_cv"] = float(cv(load))
+        out["max_mean_load"] = float(load.max() / (load.mean() + EPS))
+    if "importance" in stats:
+        out["importance_cv"] = float(cv(stats["importance"]))
+    if "smooth_load" in stats:
+        out["smooth_load_cv"] = float(cv(stats["smooth_load"]))
+    for k in ("drop_frac", "entropy", "z", "zero_expert_frac"):
+        if k in stats:
+            out[k] = float(stats[k])
+    return out
+
+
+class RoutingMetric(Metric):
+    full_state_update = False
+
+    def __init__(self, n_experts: int, **kw):
+        super().__init__(**kw)
+        self.n_experts = n_experts
+        self.add_state("sums", torch.zeros(len(SCALARS), dtype=torch.float64), "sum")
+        self.add_state("counts", torch.zeros(len(SCALARS), dtype=torch.float64), "sum")
+        self.add_state("load", torch.zeros(n_experts, dtype=torch.float64), "sum")
+        self.add_state("ept", torch.zeros(len(EPT_BINS), dtype=torch.float64), "sum")
+
+    def update(self, stats: dict[str, torch.Tensor]) -> None:
+        for k, v in batch_scalars(stats).items():
+            i = SCALARS.index(k)
+            self.sums[i] += v
+            self.counts[i] += 1
+        if "load" in stats and stats["load"].numel() == self.n_experts:
+            self.load += stats["load"].to(self.load.device, torch.float64)
+        if "ept_hist" in stats:
+            self.ept += stats["ept_hist"].to(self.ept.device, torch.float64)
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        out = {k: self.sums[i] / self.counts[i] for i, k in enumerate(SCALARS) if self.counts[i] > 0}
+        if self.ept.sum() > 0:
+            frac = self.ept / self.ept.sum()
+            out.update({f"ept_{b}": frac[i] for i, b in enumerate(EPT_BINS)})
+        return {k: v.float() for k, v in out.items()}
+
+
+class ActivationSparsity(Metric):
+    """NSAR(tau) = mean 1{|a| > tau} over FFN activations ([papers.md §8d], threshold ours) and
+    mean |a|, accumulated over batches."""
+
+    full_state_update = False
+    TAUS = (0.01, 0.05, 0.1, 0.2)
+
+    def __init__(self, taus: tuple[float, ...] = TAUS, **kw):
+        super().__init__(**kw)
+        self.taus = tuple(taus)
+        self.add_state("above", torch.zeros(len(self.taus), dtype=torch.float64), "sum")
+        self.add_state("abs_sum", torch.zeros((), dtype=torch.float64), "sum")
+        self.add_state("n", torch.zeros((), dtype=torch.float64), "sum")
+
+    def update(self, a: torch.Tensor) -> None:  # a: [..., F] activations
+        aa = a.detach().abs().float().reshape(-1)
+        for i, t in enumerate(self.taus):
+            self.above[i] += (aa > t).sum()
+        self.abs_sum += aa.sum()
+        self.n += aa.numel()
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        n = self.n.clamp_min(1)
+        out = {f"nsar_{t:g}": (self.above[i] / n).float() for i, t in enumerate(self.taus)}
+        out["mean_abs"] = (self.abs_sum / n).float()
+        return out

@@ -1,0 +1,142 @@
+"""MLflow store access, run hierarchy, and every tag / metric name in one place.
+
+MLflow experiment = repro experiment. One run per (arm, seed), tagged with the experiment version,
+arm, seed, git SHA, config hash, run key and scale. A finished run with the same run key (arm
+config + recipe + data fingerprint + seed) is reused instead of retrained.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+from pathlib import Path
+
+from repro.paths import runs_dir
+
+# ---- tag names
+T_EXPERIMENT = "repro.experiment"
+T_VERSION = "repro.version"
+T_ARM = "repro.arm"
+T_SEED = "repro.seed"
+T_GIT = "repro.git_sha"
+T_HASH = "repro.config_hash"
+T_KEY = "repro.run_key"
+T_SCALE = "repro.scale"
+T_KIND = "repro.kind"  # train | summary | sweep | trial
+T_FAIL = "repro.failure_reason"
+T_PID = "repro.pid"
+T_HOST = "repro.host"
+
+# ---- metric names
+M_VAL_LOSS = "val/loss"
+M_VAL_PPL = "val/ppl"
+M_TRAIN_LOSS = "train/loss"
+M_TOKENS_PER_S = "perf/tokens_per_s"
+
+
+class TrackingError(RuntimeError):
+    """The tracking store cannot be used (unreachable server, unwritable directory)."""
+
+
+def default_uri() -> str:
+    return f"sqlite:///{runs_dir() / 'mlflow.db'}"
+
+
+def resolve_uri(override: str | None = None) -> str:
+    uri = override or os.environ.get("MLFLOW_TRACKING_URI") or default_uri()
+    if uri.startswith("sqlite:///"):
+        path = Path(uri[len("sqlite:///"):])
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise TrackingError(f"tracking store directory {path.parent} is not writable ({e}); "
+                                "set REPRO_RUNS_DIR or --tracking-uri to a writable place") from None
+        if not os.access(path.parent, os.W_OK):
+            raise TrackingError(f"tracking store directory {path.parent} is not writable; "
+                                "set REPRO_RUNS_DIR or --tracking-uri to a writable place")
+    return uri
+
+
+def artifact_root() -> str:
+    return (runs_dir() / "mlartifacts").as_uri()
+
+
+@functools.lru_cache(maxsize=8)
+def client(uri: str):
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    mlflow.set_tracking_uri(uri)
+    c = MlflowClient(tracking_uri=uri)
+    try:
+        c.search_experiments(max_results=1)
+    except Exception as e:  # noqa: BLE001 - any failure here means the store is unusable
+        client.cache_clear()
+        msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        raise TrackingError(f"tracking URI {uri!r} is unreachable ({msg}); start the server or "
+                            "pass --tracking-uri / MLFLOW_TRACKING_URI") from None
+    return c
+
+
+def ensure_experiment(uri: str, name: str) -> str:
+    c = client(uri)
+    exp = c.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    try:
+        loc = artifact_root() if uri.startswith("sqlite:") or uri.startswith("file:") else None
+        return c.create_experiment(name, artifact_location=loc)
+    except Exception:  # noqa: BLE001 - created concurrently by another process
+        exp = c.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def search_runs(uri: str, experiment: str, filter_string: str = "", statuses=None):
+    c = client(uri)
+    exp = c.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    runs = []
+    token = None
+    while True:
+        page = c.search_runs([exp.experiment_id], filter_string=filter_string, max_results=1000,
+                             page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            break
+    if statuses:
+        runs = [r for r in runs if r.info.status in statuses]
+    return runs
+
+
+def find_finished(uri: str, experiment: str, run_key: str):
+    runs = search_runs(uri, experiment, f"tags.`{T_KEY}` = '{run_key}'", statuses=("FINISHED",))
+    return runs[0] if runs else None
+
+
+def metric_history(uri: str, run_id: str, key: str) -> list[tuple[int, float]]:
+    hist = client(uri).get_metric_history(run_id, key)
+    by_step: dict[int, float] = {}
+    for m in sorted(hist, key=lambda m: (m.step, m.timestamp)):
+        by_step[m.step] = m.value  # last write per step wins
+    return sorted(by_step.items())
+
+
+@functools.lru_cache(maxsize=1)
+def git_sha() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                             text=True, timeout=5, cwd=Path(__file__).resolve().parents[2])
+        sha = out.stdout.strip()
+        if not sha:
+            return "unknown"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5,
+                               cwd=Path(__file__).resolve().parents[2]).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
