@@ -37,6 +37,7 @@ class Results:
     """All finished runs of one experiment, indexed by (arm, seed)."""
 
     runs: dict[tuple[str, int], RunRecord]
+    notes: list[str] = field(default_factory=list)
 
     def seeds(self, *arms: str) -> list[int]:
         """Seeds present for every given arm."""

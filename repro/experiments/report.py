@@ -35,6 +35,7 @@ def collect(exp: Experiment, uri: str, overrides: list[str] | None = None,
     overrides = list(overrides or [])
     seeds = list(seeds) if seeds else list(exp.seeds)
     runs: dict[tuple[str, int], RunRecord] = {}
+    results_notes: list[str] = []
     dm = None
     for arm in exp.arms:
         for seed in seeds:
@@ -44,11 +45,29 @@ def collect(exp: Experiment, uri: str, overrides: list[str] | None = None,
             run = replace(base, model=replace(base.model, vocab_size=dm.vocab_size))
             found = ts.find_finished(uri, exp.name, run_key(run, dm.fingerprint, seed))
             if found is None:
-                continue
+                # fallback: same experiment version, arm, seed, scale and data, but a config
+                # whose serialized form changed (e.g. a new field with a default was added)
+                found = _find_by_tags(uri, exp, arm.name, seed, dm.fingerprint)
+                if found is None:
+                    continue
+                results_notes.append(f"{arm.name}/seed {seed}: matched by tags (run "
+                                     f"{found.info.run_id[:8]}, config hash "
+                                     f"{found.data.tags.get(ts.T_HASH)}), not by run key")
             curve = ts.metric_history(uri, found.info.run_id, ts.M_VAL_LOSS)
             runs[(arm.name, seed)] = RunRecord(arm.name, seed, found.info.run_id, curve,
                                                dict(found.data.metrics))
-    return Results(runs)
+    res = Results(runs)
+    res.notes = results_notes
+    return res
+
+
+def _find_by_tags(uri: str, exp: Experiment, arm: str, seed: int, fingerprint: str):
+    flt = (f"tags.`{ts.T_ARM}` = '{arm}' and tags.`{ts.T_SEED}` = '{seed}' and "
+           f"tags.`{ts.T_SCALE}` = '{exp.scale}' and tags.`{ts.T_VERSION}` = '{exp.version}' and "
+           f"tags.`repro.data_fingerprint` = '{fingerprint}'")
+    runs = ts.search_runs(uri, exp.name, flt, statuses=("FINISHED",))
+    runs.sort(key=lambda r: r.info.start_time, reverse=True)
+    return runs[0] if runs else None
 
 
 def check_experiment(exp: Experiment, uri: str | None = None, overrides: list[str] | None = None,
@@ -103,6 +122,9 @@ def write_outputs(exp: Experiment, results: Results, claims: list[ClaimResult],
         lines.append(f"| {a} | {m:.4f} ± {s:.4f} | {len(seeds)} | {tps:,.0f} |")
     if exp.notes:
         lines += ["", "## Notes", "", exp.notes]
+    if getattr(results, "notes", None):
+        lines += ["", "Runs found by tags rather than exact run key (the config serialization "
+                  "changed after they ran):", ""] + [f"- {n}" for n in results.notes]
     path = out / "claims.md"
     atomic_write_text(path, "\n".join(lines) + "\n")
     files.append(path)

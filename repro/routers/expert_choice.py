@@ -15,11 +15,19 @@ Routing groups (``group``), which decide whose tokens compete for an expert's C 
   tokens after t of the same sequence, so the model can "cheat" (the paper's §6 caveat).
 * ``batch``: all B*T tokens in one group (the paper's setting). Leaky for the same reason.
 
-Capped EC (``cap = b``, EC-CAPb, [P-EC] §3.3): solve max_A <S^T, A> + lambda H(A) subject to each
-expert row summing to C, each token column summing to <= b and 0 <= A <= 1 with Dykstra's
-alternating (KL / entropic) projections, lambda = 1e-3, at most 100 iterations, in log space; then
-route with TopK(A, C) per expert. Gates stay the softmax affinities S. If the projection does not
-fully converge, a token can still exceed b slightly; stats report ``max_ept``.
+Capped EC (``cap = b``, EC-CAPb, [P-EC] §3.3), two methods (``cap_method``):
+* ``dykstra`` (the paper's): solve max_A <S^T, A> + lambda H(A) subject to each expert row summing
+  to C, each token column summing to <= b and 0 <= A <= 1 with Dykstra's alternating (KL /
+  entropic) projections, lambda = 1e-3, at most 100 iterations, in log space; then TopK(A, C) per
+  expert (exactly C tokens per expert). Measured here: with softmax affinities in [0, 1] and
+  lambda = 1e-3, 100 iterations are far from converged (n=32, E=4, C=16: rows sum to ~3 instead of
+  16; convergence needs ~1e4 iterations), so TopK(A, C) does NOT keep every token within b
+  (``max_ept`` in the stats shows it).
+* ``greedy`` (default, ours): a greedy b-matching on S: visit (expert, token) pairs in descending
+  affinity and accept a pair while its expert has < C tokens and its token has < b experts. The cap
+  holds exactly; an expert can end with fewer than C tokens when the cap binds (a Python loop
+  over E*n pairs per call: fine at our sizes, not a GPU-speed path).
+Gates stay the softmax affinities S in both.
 
 Formulation note (perf-notes.md): the softmax is taken on the transposed logits (``[G, E, n]``
 softmax over dim 1), never ``softmax(-1).t()``, which torch.compile differentiates wrongly.
@@ -36,6 +44,7 @@ from repro.routers.base import (ROUTERS, AuxLoss, Router, RouterConfig, Routing,
                                 tokens_per_expert_hist, z_loss)
 
 GROUPS = ("position", "sequence", "batch")
+CAP_METHODS = ("greedy", "dykstra")
 
 
 @variant("expert_choice")
@@ -45,6 +54,7 @@ class ExpertChoiceRouterConfig(RouterConfig):
     capacity_factor: float = 2.0  # c: EC-CF2 matches GShard top-2 compute [P-EC] §4
     group: str = "position"  # routing group: position | sequence | batch (see module docstring)
     cap: int | None = None  # EC-CAPb: at most b experts per token (None: uncapped EC-CF)
+    cap_method: str = "greedy"  # greedy (ours, exact cap) | dykstra ([P-EC] §3.3, see docstring)
     cap_lambda: float = 1e-3  # entropic regulariser lambda [P-EC] §3.3
     cap_iters: int = 100  # Dykstra iterations (max) [P-EC] §3.3
     z_loss: float = 0.0  # none in EC [C-EC]; optional
@@ -57,6 +67,8 @@ class ExpertChoiceRouterConfig(RouterConfig):
               f"unknown routing group {self.group!r} (allowed: {', '.join(GROUPS)})")
         check(self.cap is None or self.cap >= 1, "cap",
               f"must be >= 1 experts per token or none (uncapped), got {self.cap}")
+        check(self.cap_method in CAP_METHODS, "cap_method",
+              f"unknown capped-EC method {self.cap_method!r} (allowed: {', '.join(CAP_METHODS)})")
         check(self.cap_lambda > 0, "cap_lambda", f"must be > 0, got {self.cap_lambda}")
         check(self.cap_iters >= 1, "cap_iters", f"must be >= 1, got {self.cap_iters}")
 
@@ -102,6 +114,29 @@ def capped_assignment(scores: torch.Tensor, C: int, b: int, lam: float, iters: i
     return logA
 
 
+@torch.no_grad()
+def greedy_capped(scores: torch.Tensor, C: int, b: int) -> torch.Tensor:
+    """Greedy b-matching [ours]: scores [G, E, n] -> bool selection [G, E, n] with at most C
+    tokens per expert and at most b experts per token, taking pairs in descending score."""
+    G, E, n = scores.shape
+    sel = torch.zeros(G, E, n, dtype=torch.bool)
+    order = scores.reshape(G, -1).argsort(dim=1, descending=True).cpu().tolist()  # [G, E*n]
+    for g in range(G):
+        e_fill, t_fill = [0] * E, [0] * n
+        left = E * C
+        rows = sel[g]
+        for flat in order[g]:
+            e, t = divmod(flat, n)
+            if e_fill[e] < C and t_fill[t] < b:
+                rows[e, t] = True
+                e_fill[e] += 1
+                t_fill[t] += 1
+                left -= 1
+                if left == 0:
+                    break
+    return sel.to(scores.device)
+
+
 @ROUTERS.register("expert_choice")
 class ExpertChoiceRouter(Router):
     Config = ExpertChoiceRouterConfig
@@ -124,10 +159,19 @@ class ExpertChoiceRouter(Router):
         G, _, n = lg_g.shape
         S = lg_g.softmax(1)  # [G, E, n] softmax over experts [P-EC Eq. 2] (compile-safe form)
         C = ec_capacity(n, E, cfg.capacity_factor)
-        if cfg.cap is not None:
+        full = True  # every expert holds exactly C tokens per group
+        if cfg.cap is not None and cfg.cap_method == "dykstra":
             logA = capped_assignment(S.detach(), C, cfg.cap, cfg.cap_lambda, cfg.cap_iters)
             idx = logA.topk(C, dim=2).indices  # [G, E, C]  TopK(A, C) [P-EC] §3.3
             gate = S.gather(2, idx)  # [G, E, C]
+        elif cfg.cap is not None:
+            sel = greedy_capped(S.detach(), C, cfg.cap)  # [G, E, n]
+            # selected tokens first (by score), unselected slots marked invalid
+            masked = torch.where(sel, S.detach(), torch.full_like(S, -1.0))  # [G, E, n]
+            idx = masked.topk(C, dim=2).indices  # [G, E, C]
+            valid = sel.gather(2, idx)  # [G, E, C]
+            gate = S.gather(2, idx)  # [G, E, C]
+            full = bool(valid.all())
         else:
             gate, idx = S.topk(C, dim=2)  # [G, E, C] each expert picks its top-C tokens
         # token id of (group g, in-group index i)
@@ -142,6 +186,9 @@ class ExpertChoiceRouter(Router):
         token = tok.permute(1, 0, 2).reshape(-1)  # [E*G*C]
         weight = gate.permute(1, 0, 2).reshape(-1)  # [E*G*C]
         expert = torch.arange(E, device=x.device).repeat_interleave(G * C)  # [E*G*C]
+        if not full:  # greedy capped EC left some slots empty
+            keep = valid.permute(1, 0, 2).reshape(-1)  # [E*G*C]
+            token, weight, expert = token[keep], weight[keep], expert[keep]
         aux = {}
         if cfg.z_loss > 0:
             aux["z"] = AuxLoss(z_loss(logits), cfg.z_loss)
@@ -152,4 +199,4 @@ class ExpertChoiceRouter(Router):
         stats["drop_frac"] = stats["zero_frac"]  # EC "drop rate" = tokens with 0 experts [§1]
         stats["max_ept"] = torch.bincount(token, minlength=N).max().float()
         stats["capacity"] = torch.tensor(float(C))
-        return Routing(token, expert, weight, aux, stats, capacity=G * C, expert_major=True)
+        return Routing(token, expert, weight, aux, stats, capacity=G * C, expert_major=full)
