@@ -48,7 +48,8 @@ def ffn_cfg(name: str):
         "finedeep": lambda: FinedeepConfig(d_ff=32, n_sublayers=2, n_experts=2),
     }
     if name not in base:
-        raise KeyError(f"no test factory for FFN block {name!r}: add one to tests/_moe_factories.py")
+        raise KeyError(f"no test factory for FFN block {name!r}: "
+                       "add one to tests/_moe_factories.py")
     return base[name]()
 
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from _moe_factories import D, E, F_EXPERT, ffn_cfg, init_module, moe_cfg
+from _moe_factories import F_EXPERT, D, E, ffn_cfg, init_module, moe_cfg
 
 from repro.config import ConfigError, apply_overrides
 from repro.layers import FFN_BLOCKS, build_ffn

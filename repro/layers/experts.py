@@ -53,8 +53,8 @@ def _grouped_mm_ok(x: torch.Tensor, *dims: int) -> bool:
                                    and torch.cuda.get_device_capability(x.device)[0] >= 9))
 
 
-def grouped_matmul(x: torch.Tensor, w: torch.Tensor, counts: torch.Tensor, offs: torch.Tensor | None,
-                   backend: str) -> torch.Tensor:
+def grouped_matmul(x: torch.Tensor, w: torch.Tensor, counts: torch.Tensor,
+                   offs: torch.Tensor | None, backend: str) -> torch.Tensor:
     """Row group g of x [A, Din] times w[g] [Din, Dout] -> [A, Dout]; groups given by counts [E]."""
     if backend == "grouped_mm":
         return torch._grouped_mm(x, w.to(x.dtype), offs=offs)
@@ -170,7 +170,8 @@ class Experts(nn.Module):
             wd = self.w_down[e].to(dt)  # [F, D]
             for s in range(0, sizes[e], GATHER_CHUNK):
                 xs, as_, is_ = (t[s:s + GATHER_CHUNK] for t in (x_g, a_g, i_g))  # [n, D], [n, k]
-                u = torch.bmm(wu_t[is_], xs[:, :, None]).squeeze(-1)  # [n, k, D] @ [n, D, 1] -> [n, k]
+                # [n, k, D] @ [n, D, 1] -> [n, k]: kept rows of W_up only
+                u = torch.bmm(wu_t[is_], xs[:, :, None]).squeeze(-1)
                 outs.append(torch.bmm((as_ * u)[:, None, :], wd[is_]).squeeze(1))  # [n, D]
         if not outs:
             return x_sorted.new_zeros(0, self.d_model), nl

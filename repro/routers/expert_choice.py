@@ -40,8 +40,16 @@ import math
 import torch
 
 from repro.config import check, config, variant
-from repro.routers.base import (ROUTERS, AuxLoss, Router, RouterConfig, Routing, routing_stats,
-                                tokens_per_expert_hist, z_loss)
+from repro.routers.base import (
+    ROUTERS,
+    AuxLoss,
+    Router,
+    RouterConfig,
+    Routing,
+    routing_stats,
+    tokens_per_expert_hist,
+    z_loss,
+)
 
 GROUPS = ("position", "sequence", "batch")
 CAP_METHODS = ("greedy", "dykstra")

@@ -22,8 +22,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from repro.config import check, config, variant
-from repro.routers.base import (ROUTERS, AuxLoss, Router, RouterConfig, Routing, cv_squared, routing_stats,
-                                z_loss)
+from repro.routers.base import (
+    ROUTERS,
+    AuxLoss,
+    Router,
+    RouterConfig,
+    Routing,
+    cv_squared,
+    routing_stats,
+    z_loss,
+)
 
 
 @variant("noisy_topk")

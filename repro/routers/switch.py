@@ -5,8 +5,18 @@ from __future__ import annotations
 import torch
 
 from repro.config import check, config, variant
-from repro.routers.base import (ROUTERS, AuxLoss, Router, RouterConfig, Routing, balance_loss, capacity,
-                                positions_in_expert, routing_stats, z_loss)
+from repro.routers.base import (
+    ROUTERS,
+    AuxLoss,
+    Router,
+    RouterConfig,
+    Routing,
+    balance_loss,
+    capacity,
+    positions_in_expert,
+    routing_stats,
+    z_loss,
+)
 
 
 @variant("switch")

@@ -1,0 +1,93 @@
+"""Analytic accounting equals the built modules (house rule 4), for every block and router."""
+
+from __future__ import annotations
+
+import pytest
+from _moe_factories import D, ffn_cfg, moe_cfg
+
+from repro.compute import (
+    ACCOUNTANTS,
+    check_matched,
+    count_module_params,
+    ffn_count,
+    match_dense_to,
+    model_count,
+    router_params,
+)
+from repro.layers import FFN_BLOCKS, build_ffn
+from repro.layers.finedeep import FinedeepConfig
+from repro.models import LM, ModelConfig
+from repro.routers import ROUTERS
+from repro.routers.noisy_topk import NoisyTopKRouterConfig
+
+CASES = {name: ffn_cfg(name) for name in FFN_BLOCKS.names()}
+CASES.update({f"moe:{r}": moe_cfg(r) for r in ROUTERS.names()})
+CASES["moe:deepseek"] = moe_cfg("topk", n_experts=7, n_shared=1, d_expert=4,
+                                router_kw={"normalize": False})
+CASES["moe:mone"] = moe_cfg("topk", neuron_ratio=0.5)
+CASES["finedeep:nonorm"] = FinedeepConfig(d_ff=48, n_sublayers=3, n_experts=4, norm=False)
+CASES["finedeep:M1"] = FinedeepConfig(d_ff=48, n_sublayers=1, n_experts=8)
+
+
+def test_every_block_has_an_accountant():
+    assert set(FFN_BLOCKS.names()) <= set(ACCOUNTANTS.names())
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_ffn_params_equal_module(name):
+    cfg = CASES[name]
+    assert ffn_count(cfg, D).total == count_module_params(build_ffn(cfg, D))
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_model_params_equal_module(name):
+    cfg = ModelConfig(vocab_size=50, d_model=D, n_layers=2, n_heads=2, ffn=CASES[name])
+    assert model_count(cfg).total_params == count_module_params(LM(cfg))
+    untied = ModelConfig(vocab_size=50, d_model=D, n_layers=1, n_heads=2, ffn=CASES[name],
+                         tie_embeddings=False)
+    assert model_count(untied).total_params == count_module_params(LM(untied))
+
+
+def test_noisy_router_counts_w_noise():
+    cfg = NoisyTopKRouterConfig(top_k=2)
+    assert router_params(cfg, D, 8) == 2 * D * 8
+    moe = moe_cfg("noisy_topk")
+    c = ffn_count(moe, D)
+    assert c.total == 2 * D * 4 + 4 * 3 * D * 8
+
+
+def test_finedeep_formulas():
+    D_, d_ff, M, K = 32, 96, 2, 3
+    cfg = FinedeepConfig(d_ff=d_ff, n_sublayers=M, n_experts=K)
+    c = ffn_count(cfg, D_)
+    assert c.total == 3 * D_ * d_ff + M * K * D_ + M * D_
+    assert c.flops == 6 * D_ * d_ff + 2 * M * K * D_
+    assert c.activated == c.total  # every expert is active
+    # the router dot products cost as much as M*K/3 extra dense hidden units
+    assert match_dense_to(cfg, D_, "ffn_flops").d_ff == d_ff + round(M * K / 3)
+
+
+def test_activated_params_per_router():
+    D_, E_, F_ = 16, 8, 10
+    expert = 3 * D_ * F_
+    ks = {"topk": 2, "switch": 1, "noisy_topk": 2, "gshard": 2, "expert_choice": 2}
+    for r, k in ks.items():
+        c = ffn_count(moe_cfg(r, n_experts=E_, d_expert=F_), D_)
+        rp = router_params(moe_cfg(r).router, D_, E_)
+        assert c.activated == rp + k * expert, r
+        assert c.flops == 2 * (rp + k * expert), r
+
+
+def test_mone_conventions():
+    D_, E_, F_ = 16, 4, 8
+    c = ffn_count(moe_cfg("topk", n_experts=E_, d_expert=F_, neuron_ratio=0.5), D_)
+    rp = D_ * E_
+    assert c.activated == rp + 2 * 0.5 * 3 * D_ * F_  # convention B
+    assert c.activated_conv_a == rp + 2 * (D_ * F_ + 2 * 0.5 * D_ * F_)  # convention A
+
+
+def test_ec_matches_gshard_compute():
+    """EC-CF2 <-> GShard top-2 (experts_per_token 2 each) [P-EC] §4e."""
+    mc = {r: model_count(ModelConfig(vocab_size=50, d_model=D, n_layers=2, n_heads=2,
+                                     ffn=moe_cfg(r))) for r in ("gshard", "expert_choice")}
+    check_matched(mc, "ffn_flops", tol=0.0)
