@@ -35,9 +35,11 @@ import torch.nn.functional as F
 from torch import nn
 
 BACKENDS = ("auto", "grouped_mm", "loop", "bmm")
-# MoNE neuron top-k implementations. ``auto`` -> ``mask``: measured on 2-core CPU, fp32, E=8, F=256,
-# D=128, 8192 tokens, top-2, fwd+bwd: gather is several times slower than mask at rho=0.5 and
-# rho=0.25 (per-token weight gathers are memory-bound GEMVs and their backward is a scatter-add).
+# MoNE neuron top-k implementations. ``auto`` -> ``mask``: measured 2026-11-26 on the 2-core CPU
+# (fp32, E=8, F=256, D=128, 8192 tokens, top-2, fwd+bwd, glibc mmap off, 5 interleaved rounds,
+# machine shared with other jobs), time relative to the plain MoE (rho=1): mask 1.13 (rho=0.5) and
+# 1.10 (rho=0.25); gather 5.6 (rho=0.5) and 3.9 (rho=0.25). Per-token weight gathers are
+# memory-bound GEMVs and their backward is a scatter-add, so gather only pays with real kernels.
 NEURON_IMPLS = ("auto", "mask", "gather")
 GATHER_CHUNK = 512  # rows per chunk in the gather implementation (bounds the [n, k, D] gathers)
 
