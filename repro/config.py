@@ -20,7 +20,7 @@ import types
 import typing
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
-from repro.registry import Registry, RegistryError
+from repro.registry import Registry
 
 C = TypeVar("C")
 
@@ -109,10 +109,9 @@ def from_dict(cls: type[C], data: Any, path: str = "") -> C:
     fam = _family_of(cls)
     if fam is not None:
         kind = data.get("kind", getattr(cls, "KIND", None))
-        try:
-            cls = fam.get(kind)
-        except RegistryError as e:
-            raise ConfigError(_join(path, "kind"), str(e).split(": ", 1)[-1]) from None
+        if kind not in fam:
+            raise ConfigError(_join(path, "kind"), fam.unknown_message(kind))
+        cls = fam.get(kind)
     hints = _hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = [k for k in data if k not in fields]
@@ -258,10 +257,9 @@ def apply_overrides(cfg: C, overrides: list[str] | dict[str, Any] | None) -> C:
         tp = _field_type(node_cls, leaf, key)
         if leaf == "kind" and _family_of(node_cls) is not None:
             fam = _family_of(node_cls)
-            try:
-                new_cls = fam.get(value)
-            except RegistryError as e:
-                raise ConfigError(key, str(e).split(": ", 1)[-1]) from None
+            if value not in fam:
+                raise ConfigError(key, fam.unknown_message(value))
+            new_cls = fam.get(value)
             if node.get("kind") != value:
                 node.clear()
                 node.update(to_dict(new_cls()))

@@ -1,0 +1,18 @@
+import os
+
+import pytest
+
+os.environ.setdefault("MALLOC_MMAP_MAX_", "0")
+
+
+@pytest.fixture
+def tmp_runs(tmp_path, monkeypatch):
+    """Isolated runs/ and results/ directories and a fresh sqlite MLflow store."""
+    monkeypatch.setenv("REPRO_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("REPRO_RESULTS_DIR", str(tmp_path / "results"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    from repro.tracking import store
+
+    store.client.cache_clear()
+    yield tmp_path
+    store.client.cache_clear()

@@ -1,0 +1,72 @@
+import subprocess
+import sys
+
+import pytest
+
+from repro.cli import main
+
+
+def run_cli(*args, check_rc=None):
+    return subprocess.run([sys.executable, "-m", "repro.cli", *args], capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_ls_lists_everything(capsys):
+    assert main(["ls"]) == 0
+    out = capsys.readouterr().out
+    for name in ("switch-vs-dense", "dense", "moe", "switch", "topk"):
+        assert name in out
+
+
+def test_show_reports_matching(capsys):
+    assert main(["show", "switch-vs-dense", "--scale", "smoke"]) == 0
+    out = capsys.readouterr().out
+    assert "matched on ffn_flops" in out and "switch-e16" in out
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["run", "swich-vs-dense", "--scale", "smoke"], "did you mean"),
+    (["show", "switch-vs-dense", "--scale", "huge"], "unknown scale 'huge'"),
+    (["show", "switch-vs-dense", "--scale", "smoke", "--set", "train.lr"], "malformed override"),
+    (["show", "switch-vs-dense", "--scale", "smoke", "--set", "model.ffn.d_expert=x"],
+     "model.ffn.d_expert"),
+    (["run", "switch-vs-dense", "--scale", "smoke", "--arm", "swich-e4"], "did you mean"),
+    (["run", "switch-vs-dense", "--scale", "smoke", "--seeds", "a,b"], "--seeds"),
+])
+def test_bad_input_is_one_line_exit_2(args, fragment, tmp_runs):
+    r = run_cli(*args)
+    assert r.returncode == 2, r.stderr
+    err = r.stderr.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert fragment in err
+
+
+def test_run_and_check_smoke_end_to_end(tmp_runs, capsys):
+    from repro.tracking import store
+
+    assert main(["run", "switch-vs-dense", "--scale", "smoke", "--no-progress", "--seeds",
+                 "0,1"]) == 0
+    uri = store.resolve_uri()
+    assert uri.startswith("sqlite:///") and str(tmp_runs) in uri
+    runs = store.search_runs(uri, "switch-vs-dense")
+    train = [r for r in runs if r.data.tags.get(store.T_KIND) == "train"]
+    assert len(train) == 8 and all(r.info.status == "FINISHED" for r in train)
+    r0 = train[0]
+    for tag in (store.T_ARM, store.T_SEED, store.T_GIT, store.T_HASH, store.T_SCALE,
+                store.T_VERSION):
+        assert r0.data.tags.get(tag)
+    assert store.metric_history(uri, r0.info.run_id, "val/loss")
+    # a second run reuses every finished (arm, seed)
+    capsys.readouterr()
+    assert main(["run", "switch-vs-dense", "--scale", "smoke", "--no-progress", "--seeds",
+                 "0,1"]) == 0
+    assert "0 trained, 8 reused" in capsys.readouterr().out
+    assert main(["check", "switch-vs-dense", "--scale", "smoke", "--seeds", "0,1"]) == 0
+    out_dir = tmp_runs / "results" / "switch-vs-dense" / "smoke"
+    claims = (out_dir / "claims.md").read_text()
+    assert any(v in claims for v in ("**reproduced**", "**not reproduced**", "**inconclusive**"))
+    assert (out_dir / "summary.csv").read_text().count("\n") == 9
+    assert (out_dir / "val_curves.png").stat().st_size > 1000
+    summary = [r for r in store.search_runs(uri, "switch-vs-dense")
+               if r.data.tags.get(store.T_KIND) == "summary"]
+    assert len(summary) == 1 and summary[0].info.status == "FINISHED"
