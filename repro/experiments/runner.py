@@ -53,7 +53,15 @@ def prepare_data(run: RunConfig, seed: int):
 
 
 def train_one(exp: Experiment, arm: str, seed: int, overrides: list[str], uri: str,
-              progress: bool = True, force: bool = False) -> RunOutcome:
+              progress: bool = True, force: bool = False, *, extra_tags: dict | None = None,
+              callbacks: list | None = None, kind: str = "train",
+              run_name: str | None = None) -> RunOutcome:
+    """Train one (arm, seed) into its own MLflow run and return the outcome.
+
+    ``extra_tags`` (e.g. ``mlflow.parentRunId`` for sweep trials), ``callbacks`` (e.g. an Optuna
+    pruning callback) and ``kind`` (the ``repro.kind`` tag) let sweeps reuse this path. Reuse of a
+    finished run only applies to ``kind == "train"``.
+    """
     import lightning as L
     import torch
 
@@ -65,7 +73,7 @@ def train_one(exp: Experiment, arm: str, seed: int, overrides: list[str], uri: s
     run = replace(base, model=replace(base.model, vocab_size=dm.vocab_size))
     key = run_key(run, dm.fingerprint, seed)
     exp_id = ts.ensure_experiment(ts.resolve_uri(uri) if uri else ts.resolve_uri(), exp.name)
-    if not force:
+    if not force and kind == "train":
         done = ts.find_finished(uri, exp.name, key)
         if done is not None:
             hist = ts.metric_history(uri, done.info.run_id, ts.M_VAL_LOSS)
@@ -76,10 +84,11 @@ def train_one(exp: Experiment, arm: str, seed: int, overrides: list[str], uri: s
     client = ts.client(uri)
     tags = {ts.T_EXPERIMENT: exp.name, ts.T_VERSION: exp.version, ts.T_ARM: arm,
             ts.T_SEED: str(seed), ts.T_GIT: ts.git_sha(), ts.T_HASH: config_hash(run),
-            ts.T_KEY: key, ts.T_SCALE: exp.scale, ts.T_KIND: "train",
+            ts.T_KEY: key, ts.T_SCALE: exp.scale, ts.T_KIND: kind,
             ts.T_PID: str(os.getpid()), ts.T_HOST: socket.gethostname(),
             "repro.data_fingerprint": dm.fingerprint, "repro.torch": torch.__version__}
-    mlrun = client.create_run(exp_id, tags=tags, run_name=f"{arm}-s{seed}")
+    tags.update(extra_tags or {})
+    mlrun = client.create_run(exp_id, tags=tags, run_name=run_name or f"{arm}-s{seed}")
     run_id = mlrun.info.run_id
     t0 = time.time()
     try:
@@ -108,7 +117,7 @@ def train_one(exp: Experiment, arm: str, seed: int, overrides: list[str], uri: s
         t = run.train
         trainer = L.Trainer(
             max_steps=t.max_steps, val_check_interval=t.eval_every, check_val_every_n_epoch=None,
-            logger=logger, callbacks=[tp], enable_checkpointing=False,
+            logger=logger, callbacks=[tp, *(callbacks or [])], enable_checkpointing=False,
             gradient_clip_val=t.grad_clip or None, precision=_precision(run, accel),
             deterministic=(True if accel == "cpu" else "warn") if t.deterministic else False,
             accelerator=accel, devices=run.trainer.devices, num_nodes=run.trainer.num_nodes,
