@@ -114,7 +114,9 @@ def search_runs(uri: str, experiment: str, filter_string: str = "", statuses=Non
 
 
 def find_finished(uri: str, experiment: str, run_key: str):
-    runs = search_runs(uri, experiment, f"tags.`{T_KEY}` = '{run_key}'", statuses=("FINISHED",))
+    runs = search_runs(uri, experiment,
+                       f"tags.`{T_KEY}` = '{run_key}' and tags.`{T_KIND}` = 'train'",
+                       statuses=("FINISHED",))
     return runs[0] if runs else None
 
 
