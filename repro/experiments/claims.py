@@ -26,6 +26,8 @@ class RunRecord:
     run_id: str
     val_curve: list[tuple[int, float]]  # (step, val loss)
     metrics: dict[str, float] = field(default_factory=dict)  # final values of logged metrics
+    config: dict | None = None  # the resolved run config (dict form)
+    weights: str | None = None  # path of the final weights, if saved
 
     @property
     def final_val_loss(self) -> float:

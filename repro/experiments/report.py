@@ -14,6 +14,7 @@ import platform
 from dataclasses import replace
 from pathlib import Path
 
+from repro.config import to_dict
 from repro.experiments.base import Experiment
 from repro.experiments.claims import ClaimResult, Results, RunRecord, mean_std
 from repro.experiments.runner import prepare_data, run_key
@@ -55,7 +56,8 @@ def collect(exp: Experiment, uri: str, overrides: list[str] | None = None,
                                      f"{found.data.tags.get(ts.T_HASH)}), not by run key")
             curve = ts.metric_history(uri, found.info.run_id, ts.M_VAL_LOSS)
             runs[(arm.name, seed)] = RunRecord(arm.name, seed, found.info.run_id, curve,
-                                               dict(found.data.metrics))
+                                               dict(found.data.metrics), to_dict(run),
+                                               found.data.tags.get(ts.T_WEIGHTS))
     res = Results(runs)
     res.notes = results_notes
     return res

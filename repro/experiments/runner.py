@@ -127,6 +127,8 @@ def train_one(exp: Experiment, arm: str, seed: int, overrides: list[str], uri: s
         if t.max_steps % t.eval_every != 0:
             trainer.validate(system, datamodule=dm, verbose=False)
         client.log_metric(run_id, ts.M_TOKENS_PER_S, tp.tokens_per_s, step=t.max_steps)
+        ckpt = save_weights(system.model, key)
+        client.set_tag(run_id, ts.T_WEIGHTS, str(ckpt))
         hist = ts.metric_history(uri, run_id, ts.M_VAL_LOSS)
         final = hist[-1][1] if hist else math.nan
         if not math.isfinite(final):
@@ -142,6 +144,27 @@ def train_one(exp: Experiment, arm: str, seed: int, overrides: list[str], uri: s
         client.set_tag(run_id, ts.T_FAIL, f"{type(e).__name__}: {str(e)[:400]}")
         client.set_terminated(run_id, "FAILED")
         raise
+
+
+def checkpoint_dir(key: str) -> Path:
+    from repro.paths import runs_dir
+
+    return runs_dir() / "checkpoints" / key
+
+
+def save_weights(model, key: str) -> Path:
+    """Final model weights (state dict) for eval-time studies; written atomically."""
+    import io
+
+    import torch
+
+    from repro.paths import atomic_write_bytes
+
+    buf = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buf)
+    path = checkpoint_dir(key) / "final.pt"
+    atomic_write_bytes(path, buf.getvalue())
+    return path
 
 
 def _log_curve_plot(client, run_id: str, uri: str, title: str) -> None:
