@@ -45,6 +45,11 @@ class Experiment:
     scale: str = "cpu"
     match_groups: tuple[tuple[str, ...], ...] | None = None  # default: all arms one group
     baseline: str | None = None  # the reference arm (e.g. target curves)
+    # further matched quantities, each over its own arm groups: (quantity, ((arm, ...), ...))
+    also_matched: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...] = ()
+    # eval-time studies run by `repro check`: fn(exp, results, ctx) -> list of written files;
+    # they add per-run metrics (RunRecord.metrics) that claims can read
+    analyses: tuple = ()
     trainer: TrainerConfig = TrainerConfig()
     notes: str = ""
     extra: dict = field(default_factory=dict)
@@ -72,10 +77,29 @@ class Experiment:
 
     def validate(self, overrides: list[str] | None = None) -> dict[str, float]:
         """Refuse unmatched arms (2% tolerance) before any training; returns deviations."""
-        if self.matched == "none":
+        if self.matched == "none" and not self.also_matched:
             return {}
+        if self.matched == "none":
+            counts = self.counts(overrides)
+            dev: dict[str, float] = {}
+            for quantity, qgroups in self.also_matched:
+                for k, v in check_matched(counts, quantity, 0.02, [list(g) for g in qgroups]
+                                          ).items():
+                    dev[k] = max(dev.get(k, 0.0), v)
+            return dev
+        counts = self.counts(overrides)
         groups = [list(g) for g in self.match_groups] if self.match_groups else None
-        return check_matched(self.counts(overrides), self.matched, 0.02, groups)
+        dev = check_matched(counts, self.matched, 0.02, groups)
+        for quantity, qgroups in self.also_matched:
+            extra = check_matched(counts, quantity, 0.02, [list(g) for g in qgroups])
+            for k, v in extra.items():
+                dev[k] = max(dev.get(k, 0.0), v)
+        return dev
+
+    def matched_description(self) -> str:
+        parts = [self.matched] + [f"{q} within {' / '.join('+'.join(g) for g in gs)}"
+                                  for q, gs in self.also_matched]
+        return "; ".join(parts)
 
 
 def register_experiment(name: str):

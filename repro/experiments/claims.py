@@ -224,10 +224,80 @@ class MetricClaim(Claim):
 
     def evaluate(self, results: Results) -> ClaimResult:
         seeds = results.seeds(self.arm)
-        vals = [results.get(self.arm, s).metrics.get(self.metric, math.nan) for s in seeds]
+        vals = [_metric(results.get(self.arm, s), self.metric) for s in seeds]
         m, sd = mean_std(vals)
         verdict = interval_verdict(m, sd, len(vals), self.threshold, self.greater)
         op = ">" if self.greater else "<"
         return ClaimResult(self, verdict, f"{self.metric} = {m:.4f} ± {sd:.4f} (n={len(vals)})",
                            f"mean ± std {op} {self.threshold:g}", {self.arm: vals}, m, sd,
                            len(vals))
+
+
+def _metric(rec: RunRecord, metric: str) -> float:
+    if metric == "final_val_loss":
+        return rec.final_val_loss
+    return rec.metrics.get(metric, math.nan)
+
+
+@dataclass(frozen=True)
+class PairedMetricClaim(Claim):
+    """metric(arm) - metric(other), paired by seed, is > margin (``greater``) or < -margin."""
+
+    arm: str = ""
+    other: str = ""
+    metric: str = "final_val_loss"
+    margin: float = 0.0
+    greater: bool = True
+
+    @property
+    def arms(self):
+        return (self.arm, self.other)
+
+    def evaluate(self, results: Results) -> ClaimResult:
+        seeds = results.seeds(self.arm, self.other)
+        diffs = [_metric(results.get(self.arm, s), self.metric)
+                 - _metric(results.get(self.other, s), self.metric) for s in seeds]
+        m, sd = mean_std(diffs)
+        thr = self.margin if self.greater else -self.margin
+        verdict = interval_verdict(m, sd, len(diffs), thr, self.greater)
+        op = ">" if self.greater else "<"
+        return ClaimResult(self, verdict, f"{self.metric}({self.arm}) - {self.metric}("
+                           f"{self.other}) = {m:+.4f} ± {sd:.4f} (n={len(diffs)})",
+                           f"paired difference mean ± std {op} {thr:+g}", {"diff": diffs}, m, sd,
+                           len(diffs))
+
+
+@dataclass(frozen=True)
+class EquivalenceClaim(Claim):
+    """|metric(arm) - metric(other)| stays within ``margin`` (paired by seed).
+
+    reproduced if the interval mean ± std of the paired difference lies inside (-margin, margin);
+    not reproduced if it lies wholly outside; inconclusive otherwise.
+    """
+
+    arm: str = ""
+    other: str = ""
+    metric: str = "final_val_loss"
+    margin: float = 0.02
+
+    @property
+    def arms(self):
+        return (self.arm, self.other)
+
+    def evaluate(self, results: Results) -> ClaimResult:
+        seeds = results.seeds(self.arm, self.other)
+        diffs = [_metric(results.get(self.arm, s), self.metric)
+                 - _metric(results.get(self.other, s), self.metric) for s in seeds]
+        m, sd = mean_std(diffs)
+        if len(diffs) < 2 or math.isnan(sd):
+            verdict = INCONCLUSIVE
+        elif -self.margin < m - sd and m + sd < self.margin:
+            verdict = REPRODUCED
+        elif m - sd > self.margin or m + sd < -self.margin:
+            verdict = NOT_REPRODUCED
+        else:
+            verdict = INCONCLUSIVE
+        return ClaimResult(self, verdict, f"{self.metric}({self.arm}) - {self.metric}("
+                           f"{self.other}) = {m:+.4f} ± {sd:.4f} (n={len(diffs)})",
+                           f"mean ± std of the paired difference inside ±{self.margin:g}",
+                           {"diff": diffs}, m, sd, len(diffs))

@@ -44,7 +44,7 @@ def collect(exp: Experiment, uri: str, overrides: list[str] | None = None,
             if dm is None:
                 dm = prepare_data(base, seed)
             run = replace(base, model=replace(base.model, vocab_size=dm.vocab_size))
-            found = ts.find_finished(uri, exp.name, run_key(run, dm.fingerprint, seed))
+            found = ts.find_finished(uri, None, run_key(run, dm.fingerprint, seed))
             if found is None:
                 # fallback: same experiment version, arm, seed, scale and data, but a config
                 # whose serialized form changed (e.g. a new field with a default was added)
@@ -79,10 +79,19 @@ def check_experiment(exp: Experiment, uri: str | None = None, overrides: list[st
     if not results.runs:
         raise MissingRunsError(f"no finished runs of {exp.name!r} at scale {exp.scale!r} in "
                                f"{uri}; run `repro run {exp.name} --scale {exp.scale}` first")
-    claim_results = [c.evaluate(results) for c in exp.claims]
     out = out_dir or results_dir() / exp.name / exp.scale
     out.mkdir(parents=True, exist_ok=True)
-    files = write_outputs(exp, results, claim_results, out)
+    extra_files: list[Path] = []
+    if exp.analyses:
+        from repro.experiments.analyses import Context
+
+        dm = prepare_data(exp.run_config(exp.arms[0], overrides), 0)
+        batches = list(dm.val_dataloader())
+        ctx = Context(batches=batches, out=out)
+        for fn in exp.analyses:
+            extra_files += fn(exp, results, ctx)
+    claim_results = [c.evaluate(results) for c in exp.claims]
+    files = write_outputs(exp, results, claim_results, out) + extra_files
     _log_summary_run(exp, uri, files, claim_results)
     return claim_results, out
 
@@ -106,7 +115,7 @@ def write_outputs(exp: Experiment, results: Results, claims: list[ClaimResult],
     lines = [f"# {exp.name}: {exp.title}", "", f"Paper: {exp.paper}", "",
              f"Run at {_env_line(exp)}.", "",
              f"Seeds per arm: {', '.join(str(len(results.seeds(a))) for a in arms)} "
-             f"({', '.join(arms)}). Matched quantity: `{exp.matched}`.", "",
+             f"({', '.join(arms)}). Matched: `{exp.matched_description()}`.", "",
              "| claim | paper | source | measured (ours) | verdict | rule |",
              "|---|---|---|---|---|---|"]
     for r in claims:
@@ -133,12 +142,12 @@ def write_outputs(exp: Experiment, results: Results, claims: list[ClaimResult],
     # ---- summary.csv
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["experiment", "scale", "arm", "seed", "run_id", "final_val_loss",
-                *SUMMARY_METRICS])
+    study_cols = sorted({k for rec in results.runs.values() for k in rec.metrics if "/" not in k})
+    cols = [*SUMMARY_METRICS, *study_cols]
+    w.writerow(["experiment", "scale", "arm", "seed", "run_id", "final_val_loss", *cols])
     for (a, s), rec in sorted(results.runs.items()):
         w.writerow([exp.name, exp.scale, a, s, rec.run_id, f"{rec.final_val_loss:.6f}",
-                    *[f"{rec.metrics[m]:.6g}" if m in rec.metrics else "" for m in
-                      SUMMARY_METRICS]])
+                    *[f"{rec.metrics[m]:.6g}" if m in rec.metrics else "" for m in cols]])
     path = out / "summary.csv"
     atomic_write_text(path, buf.getvalue())
     files.append(path)

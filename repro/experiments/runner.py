@@ -74,7 +74,7 @@ def train_one(exp: Experiment, arm: str, seed: int, overrides: list[str], uri: s
     key = run_key(run, dm.fingerprint, seed)
     exp_id = ts.ensure_experiment(ts.resolve_uri(uri) if uri else ts.resolve_uri(), exp.name)
     if not force and kind == "train":
-        done = ts.find_finished(uri, exp.name, key)
+        done = ts.find_finished(uri, None, key)
         if done is not None:
             hist = ts.metric_history(uri, done.info.run_id, ts.M_VAL_LOSS)
             return RunOutcome(arm, seed, done.info.run_id, "reused",

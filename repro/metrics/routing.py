@@ -16,7 +16,7 @@ import torch
 from torchmetrics import Metric
 
 SCALARS = ("load_cv", "importance_cv", "smooth_load_cv", "max_mean_load", "drop_frac", "entropy",
-           "z", "zero_expert_frac")
+           "z", "zero_frac", "second_frac")
 EPT_BINS = ("0", "1", "2", "3", "4", "gt4")
 EPS = 1e-9
 
@@ -37,7 +37,7 @@ def batch_scalars(stats: dict[str, torch.Tensor]) -> dict[str, float]:
         out["importance_cv"] = float(cv(stats["importance"]))
     if "smooth_load" in stats:
         out["smooth_load_cv"] = float(cv(stats["smooth_load"]))
-    for k in ("drop_frac", "entropy", "z", "zero_expert_frac"):
+    for k in ("drop_frac", "entropy", "z", "zero_frac", "second_frac"):
         if k in stats:
             out[k] = float(stats[k])
     return out

@@ -95,15 +95,22 @@ def ensure_experiment(uri: str, name: str) -> str:
         return exp.experiment_id
 
 
-def search_runs(uri: str, experiment: str, filter_string: str = "", statuses=None):
+def search_runs(uri: str, experiment: str | None, filter_string: str = "", statuses=None):
+    """Runs of one MLflow experiment (or of all of them when ``experiment`` is None)."""
     c = client(uri)
-    exp = c.get_experiment_by_name(experiment)
-    if exp is None:
+    if experiment is None:
+        ids = [e.experiment_id for e in c.search_experiments()]
+    else:
+        exp = c.get_experiment_by_name(experiment)
+        if exp is None:
+            return []
+        ids = [exp.experiment_id]
+    if not ids:
         return []
     runs = []
     token = None
     while True:
-        page = c.search_runs([exp.experiment_id], filter_string=filter_string, max_results=1000,
+        page = c.search_runs(ids, filter_string=filter_string, max_results=1000,
                              page_token=token)
         runs.extend(page)
         token = page.token
@@ -114,7 +121,9 @@ def search_runs(uri: str, experiment: str, filter_string: str = "", statuses=Non
     return runs
 
 
-def find_finished(uri: str, experiment: str, run_key: str):
+def find_finished(uri: str, experiment: str | None, run_key: str):
+    """A FINISHED training run with this run key, in ``experiment`` or (None) in any experiment:
+    a run key fixes config, data and seed, so one run serves every experiment that needs it."""
     runs = search_runs(uri, experiment,
                        f"tags.`{T_KEY}` = '{run_key}' and tags.`{T_KIND}` = 'train'",
                        statuses=("FINISHED",))

@@ -1,0 +1,238 @@
+"""Eval-time analyses attached to experiments and run by ``repro check``.
+
+Each factory returns ``fn(exp, results, ctx) -> list[Path]``: it loads the final weights of the
+relevant runs, runs a study from ``repro.analysis.studies``, stores per-run numbers in
+``RunRecord.metrics`` (so claims can read them) and writes plots into ``ctx.out``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from repro.analysis import studies as S
+from repro.experiments.claims import Results, mean_std
+
+
+@dataclass
+class Context:
+    batches: list  # validation (x, y) batches
+    out: Path
+
+
+def _models(results: Results, arms):
+    for (arm, seed), rec in sorted(results.runs.items()):
+        if arm in arms and rec.weights and Path(rec.weights).exists():
+            yield arm, seed, rec, S.load_model(rec.config, rec.weights)
+
+
+def _curve_plot(per_arm: dict[str, list[dict[float, float]]], xlabel: str, ylabel: str,
+                title: str, path: Path, logx: bool = False, invert: bool = False) -> Path:
+    from repro.experiments.plots import plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for arm, curves in per_arm.items():
+        xs = sorted(curves[0])
+        ms = [mean_std([c[x] for c in curves]) for x in xs]
+        ax.errorbar(xs, [m for m, _ in ms], yerr=[0 if math.isnan(s) else s for _, s in ms],
+                    marker="o", ms=3, capsize=2, label=f"{arm} (n={len(curves)})")
+    if logx:
+        ax.set_xscale("log")
+    if invert:
+        ax.invert_xaxis()
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def pruning(arms: tuple[str, ...], ratios=(1.0, .8, .6, .5, .4, .3, .2, .1, .05),
+            score: str = "silu"):
+    """MoNE training-free pruning curve: metrics prune_loss@rho and prune_delta@rho."""
+
+    def run(exp, results: Results, ctx: Context) -> list[Path]:
+        per_arm: dict[str, list[dict[float, float]]] = {}
+        for arm, _seed, rec, model in _models(results, arms):
+            curve = S.pruning_curve(model, ctx.batches, ratios, score)
+            base = curve[1.0] if 1.0 in curve else S.eval_loss(model, ctx.batches)
+            for rho, v in curve.items():
+                rec.metrics[f"prune_loss@{rho:g}"] = v
+                rec.metrics[f"prune_delta@{rho:g}"] = v - base
+            per_arm.setdefault(arm, []).append({r: v - base for r, v in curve.items()})
+        if not per_arm:
+            return []
+        return [_curve_plot(per_arm, "kept neuron ratio rho", "val loss increase vs rho=1",
+                            f"{exp.name}: training-free neuron top-k pruning",
+                            ctx.out / "pruning_curve.png", invert=True)]
+
+    return run
+
+
+def expert_masking(arms: tuple[str, ...], fracs=(0.0, 1 / 16, 1 / 8, 1 / 4)):
+    def run(exp, results: Results, ctx: Context) -> list[Path]:
+        per_arm: dict[str, list[dict[float, float]]] = {}
+        for arm, _seed, rec, model in _models(results, arms):
+            curve = S.expert_masking_curve(model, ctx.batches, fracs)
+            for r, v in curve.items():
+                rec.metrics[f"mask_delta@{r:.4g}"] = v - curve[0.0]
+            per_arm.setdefault(arm, []).append({r: v - curve[0.0] for r, v in curve.items()})
+        if not per_arm:
+            return []
+        return [_curve_plot(per_arm, "share of top routed experts disabled", "val loss increase",
+                            f"{exp.name}: disabling top routed experts",
+                            ctx.out / "expert_masking.png")]
+
+    return run
+
+
+def shared_knockout(arm: str, ks: tuple[int, ...] = ()):
+    """Drop the shared expert (+1 routed) and vary the active routed count ([P-DSM] §4.5)."""
+
+    def run(exp, results: Results, ctx: Context) -> list[Path]:
+        per_arm: dict[str, list[dict[float, float]]] = {}
+        for a, _seed, rec, model in _models(results, (arm,)):
+            base = S.eval_loss(model, ctx.batches)
+            rec.metrics["drop_shared_delta"] = S.drop_shared(model, ctx.batches) - base
+            if ks:
+                curve = S.vary_active(model, ctx.batches, ks)
+                for k, v in curve.items():
+                    rec.metrics[f"active_loss@{k}"] = v
+                per_arm.setdefault(a, []).append({float(k): v for k, v in curve.items()})
+        if not per_arm:
+            return []
+        return [_curve_plot(per_arm, "activated routed experts (no retraining)", "val loss",
+                            f"{exp.name}: varying the active routed count",
+                            ctx.out / "active_count.png")]
+
+    return run
+
+
+def sparsity(arms: tuple[str, ...]):
+    """NSAR(tau) and activation histograms: metrics nsar@tau, act_mean_abs."""
+
+    def run(exp, results: Results, ctx: Context) -> list[Path]:
+        from repro.experiments.plots import plt
+
+        per_arm: dict[str, list[dict[float, float]]] = {}
+        hists: dict[str, list] = {}
+        edges = None
+        for arm, _seed, rec, model in _models(results, arms):
+            r = S.activation_sparsity(model, ctx.batches)
+            curve = {}
+            for k, v in r["mean"].items():
+                if k.startswith("nsar_"):
+                    tau = float(k[5:])
+                    rec.metrics[f"nsar@{tau:g}"] = v
+                    curve[tau] = v
+            rec.metrics["act_mean_abs"] = r["mean"]["mean_abs"]
+            per_arm.setdefault(arm, []).append(curve)
+            hists.setdefault(arm, []).append(r["hist"])
+            edges = r["edges"]
+        if not per_arm:
+            return []
+        files = [_curve_plot(per_arm, "threshold tau", "NSAR(tau) = P(|a| > tau)",
+                             f"{exp.name}: non-sparse activation rate",
+                             ctx.out / "nsar.png", logx=True)]
+        fig, ax = plt.subplots(figsize=(6, 4))
+        centers = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:])]
+        for arm, hs in hists.items():
+            tot = torch.tensor(hs).sum(0)
+            ax.plot(centers, (tot / tot.sum()).tolist(), label=arm)
+        ax.set_yscale("log")
+        ax.set_xlabel("FFN gate activation SiLU(zW_g) (clamped to [-1, 1])")
+        ax.set_ylabel("fraction")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        path = ctx.out / "activation_hist.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return files + [path]
+
+    return run
+
+
+def routing_load(arms: tuple[str, ...]):
+    """Per-expert load on validation data (sorted, normalised), pooled over layers and seeds."""
+
+    def run(exp, results: Results, ctx: Context) -> list[Path]:
+        from repro.experiments.plots import plt
+
+        loads: dict[str, list[torch.Tensor]] = {}
+        for arm, _seed, _rec, model in _models(results, arms):
+            with torch.no_grad():
+                tot = None
+                for x, _ in ctx.batches:
+                    out = model(x)
+                    for st in out.stats:
+                        if "load" in st:
+                            tot = st["load"].clone() if tot is None else tot + st["load"]
+            if tot is not None:
+                loads.setdefault(arm, []).append(tot / tot.mean())
+        if not loads:
+            return []
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for arm, ls in loads.items():
+            srt = torch.stack([l.sort(descending=True).values for l in ls]).mean(0)
+            ax.plot(range(1, len(srt) + 1), srt.tolist(), marker=".", label=arm)
+        ax.axhline(1.0, color="gray", ls="--", lw=1)
+        ax.set_xlabel("expert rank (by load)")
+        ax.set_ylabel("load / mean load (val)")
+        ax.set_yscale("log")
+        ax.set_title(f"{exp.name}: expert load distribution", fontsize=9)
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        path = ctx.out / "load_hist.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return [path]
+
+    return run
+
+
+def experts_per_token(arms: tuple[str, ...]):
+    """Experts-per-token histogram from the logged validation routing metrics (Expert Choice)."""
+    bins = ("0", "1", "2", "3", "4", "gt4")
+
+    def run(exp, results: Results, ctx: Context) -> list[Path]:
+        from repro.experiments.plots import plt
+
+        per_arm: dict[str, list[list[float]]] = {}
+        for (arm, _seed), rec in sorted(results.runs.items()):
+            if arm not in arms:
+                continue
+            fr = [rec.metrics.get(f"val_routing/ept_{b}", math.nan) for b in bins]
+            if any(math.isnan(f) for f in fr):
+                continue
+            rec.metrics["ept_3_4"] = fr[3] + fr[4]
+            rec.metrics["ept_1_2"] = fr[1] + fr[2]
+            rec.metrics["ept_gt4"] = fr[5]
+            rec.metrics["ept_0"] = fr[0]
+            per_arm.setdefault(arm, []).append(fr)
+        if not per_arm:
+            return []
+        fig, ax = plt.subplots(figsize=(6, 4))
+        w = 0.8 / len(per_arm)
+        for i, (arm, frs) in enumerate(per_arm.items()):
+            mean = torch.tensor(frs).mean(0).tolist()
+            ax.bar([j + i * w for j in range(len(bins))], mean, width=w, label=arm)
+        ax.set_xticks([j + 0.4 - w / 2 for j in range(len(bins))], ["0", "1", "2", "3", "4", ">4"])
+        ax.set_xlabel("experts per token")
+        ax.set_ylabel("fraction of tokens (val)")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = ctx.out / "experts_per_token.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return [path]
+
+    return run
