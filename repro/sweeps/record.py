@@ -1,0 +1,213 @@
+"""The sweep's MLflow parent run, its summary, plots and ``results/`` file.
+
+One parent run per study (tags ``repro.kind=sweep``, ``repro.study``, ``repro.optuna_storage``
+= a hash of the storage URL): found again and reopened on resume. Each trial's run is a child
+(``mlflow.parentRunId``) created by the runner with the trial's dotted keys as params. MLflow
+params are immutable and a resumed sweep's best changes, so the parent's best params are tags
+``best.<dotted key>`` (plus metric ``best_value`` and ``best_params.json``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+from optuna.trial import TrialState
+
+from repro.paths import atomic_write_text, results_dir
+
+T_STUDY = "repro.study"
+T_TRIAL = "repro.trial"
+T_TRIAL_STATE = "repro.trial_state"
+T_STORAGE = "repro.optuna_storage"
+
+
+def storage_key(url: str) -> str:
+    return hashlib.sha256(url.encode()).hexdigest()[:12]
+
+
+def ensure_parent(ctx) -> str:
+    from mlflow.entities import Param
+
+    from repro.sweeps.study import redact
+    from repro.tracking import store as ts
+
+    uri = ctx.uri
+    key = storage_key(ctx.url)
+    found = ts.search_runs(uri, ctx.exp.name,
+                           f"tags.`{ts.T_KIND}` = 'sweep' and tags.`{T_STUDY}` = '{ctx.name}' "
+                           f"and tags.`{T_STORAGE}` = '{key}'")
+    c = ts.client(uri)
+    if found:
+        run_id = sorted(found, key=lambda r: r.info.start_time)[0].info.run_id
+        c.update_run(run_id, status="RUNNING")
+        return run_id
+    exp_id = ts.ensure_experiment(uri, ctx.exp.name)
+    tags = {ts.T_EXPERIMENT: ctx.exp.name, ts.T_VERSION: ctx.exp.version, ts.T_ARM: ctx.spec.arm,
+            ts.T_SCALE: ctx.spec.scale, ts.T_KIND: "sweep", ts.T_GIT: ts.git_sha(),
+            T_STUDY: ctx.name, T_STORAGE: key, "repro.optuna_storage_url": redact(ctx.url)}
+    run = c.create_run(exp_id, tags=tags, run_name=f"sweep-{ctx.spec.arm}-{ctx.space.name}")
+    params = {"sweep.space": ctx.space.name, "sweep.arm": ctx.spec.arm,
+              "sweep.scale": ctx.spec.scale, "sweep.study": ctx.name,
+              "sweep.seed": ctx.seed, "sweep.overrides": json.dumps(list(ctx.overrides))}
+    for p in ctx.params:
+        params[f"space.{p.path}"] = p.describe()
+    c.log_batch(run.info.run_id, params=[Param(k, str(v)[:500]) for k, v in params.items()])
+    return run.info.run_id
+
+
+def trial_rows(study) -> list[dict]:
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        state = t.state.name
+        if t.state == TrialState.FAIL and "repro.failure" not in t.user_attrs:
+            state = "FAIL(lost)"
+        rows.append({"number": t.number, "state": state, "value": t.value,
+                     "params": dict(t.params), "steps": t.user_attrs.get("steps"),
+                     "seconds": t.user_attrs.get("seconds"),
+                     "mlflow_run_id": t.user_attrs.get("mlflow_run_id"),
+                     "failure": t.user_attrs.get("repro.failure") or t.user_attrs.get("repro.lost")})
+    return rows
+
+
+def summarize(ctx) -> dict:
+    from repro.sweeps.study import redact, state_counts
+
+    study = ctx.study
+    counts = state_counts(study)
+    done = [t for t in study.get_trials(deepcopy=False)
+            if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+            and "steps" in t.user_attrs]
+    max_steps = ctx.base.train.max_steps
+    trained = sum(int(t.user_attrs.get("steps") or 0) for t in done)
+    full = max_steps * len(done)
+    secs = sum(float(t.user_attrs.get("seconds") or 0) for t in done)
+    best = None
+    with contextlib.suppress(ValueError):
+        bt = study.best_trial
+        best = {"number": bt.number, "value": bt.value, "params": dict(bt.params),
+                "mlflow_run_id": bt.user_attrs.get("mlflow_run_id"),
+                "set": [f"{k}={v}" for k, v in bt.params.items()]}
+    import torch
+
+    return {"experiment": ctx.exp.name, "version": ctx.exp.version, "arm": ctx.spec.arm,
+            "scale": ctx.spec.scale, "space": ctx.space.name,
+            "params": [p.describe() for p in ctx.params], "overrides": list(ctx.overrides),
+            "study": ctx.name, "storage": redact(ctx.url), "pruner": ctx.spec.pruner,
+            "trials_target": ctx.spec.trials, "counts": counts, "best": best,
+            "steps": {"trained": trained, "without_pruning": full,
+                      "saved_fraction": round(1 - trained / full, 4) if full else 0.0},
+            "trial_seconds": round(secs, 1), "max_steps": max_steps,
+            "torch": torch.__version__, "device": "cpu" if not torch.cuda.is_available()
+            else torch.cuda.get_device_name(0), "written": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "trials": trial_rows(study)}
+
+
+def result_path(ctx) -> Path:
+    return (results_dir() / ctx.exp.name / ctx.spec.scale /
+            f"sweep-{ctx.spec.arm}-{ctx.space.name}.json")
+
+
+def finalize(ctx, parent_run_id: str, echo=print) -> dict:
+    from repro.tracking import store as ts
+
+    s = summarize(ctx)
+    out = result_path(ctx)
+    atomic_write_text(out, json.dumps(s, indent=1, default=str) + "\n")
+    c = ts.client(ctx.uri)
+    c.set_tag(parent_run_id, "repro.trials", json.dumps(s["counts"]))
+    n_done = s["counts"]["complete"] + s["counts"]["pruned"] + s["counts"]["failed"]
+    for k in ("complete", "pruned", "failed"):
+        c.log_metric(parent_run_id, f"sweep/n_{k}", s["counts"][k], step=n_done)
+    c.log_metric(parent_run_id, "sweep/steps_saved_fraction", s["steps"]["saved_fraction"],
+                 step=n_done)
+    if s["best"] is not None:
+        c.log_metric(parent_run_id, "best_value", s["best"]["value"], step=n_done)
+        c.set_tag(parent_run_id, "best.trial", str(s["best"]["number"]))
+        c.set_tag(parent_run_id, "best.value", f"{s['best']['value']:.6f}")
+        for k, v in s["best"]["params"].items():
+            c.set_tag(parent_run_id, f"best.{k}", str(v))
+    with tempfile.TemporaryDirectory() as td:
+        p = Path(td) / "best_params.json"
+        p.write_text(json.dumps(s["best"], indent=1, default=str))
+        c.log_artifact(parent_run_id, str(p))
+        for path in plots(ctx.study, Path(td), len(ctx.params), echo=echo):
+            c.log_artifact(parent_run_id, str(path), artifact_path="plots")
+    unfinished = s["counts"]["running"] + s["counts"]["waiting"]
+    c.set_terminated(parent_run_id, "FINISHED" if unfinished == 0 else "KILLED")
+    b = s["best"]
+    st = s["steps"]
+    echo(f"[sweep] {s['counts']['complete']} complete, {s['counts']['pruned']} pruned, "
+         f"{s['counts']['failed']} failed, {unfinished} unfinished; pruning saved "
+         f"{100 * st['saved_fraction']:.0f}% of {st['without_pruning']} steps")
+    if b is not None:
+        echo(f"[sweep] best trial {b['number']}: val loss {b['value']:.4f} with "
+             f"{' '.join('--set ' + x for x in b['set'])}")
+    echo(f"[sweep] wrote {out}; MLflow parent run {parent_run_id}")
+    return s
+
+
+def plots(study, outdir: Path, n_params: int, echo=print) -> list[Path]:
+    """Optimisation history, slice and (>= 2 params, >= 4 complete) importance plots as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import optuna.visualization.matplotlib as ovm
+
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    if not complete:
+        return []
+    todo = [("optimization_history", ovm.plot_optimization_history),
+            ("slice", ovm.plot_slice),
+            ("intermediate_values", ovm.plot_intermediate_values)]
+    if n_params >= 2 and len(complete) >= 4:
+        todo.append(("param_importances", ovm.plot_param_importances))
+    out = []
+    for name, fn in todo:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ax = fn(study)
+            fig = (ax.flat[0] if hasattr(ax, "flat") else ax).figure
+            fig.set_size_inches(max(6.0, 3.2 * (n_params if name == "slice" else 2)), 4.0)
+            fig.tight_layout()
+            path = outdir / f"{name}.png"
+            fig.savefig(path, dpi=110)
+            plt.close(fig)
+            out.append(path)
+        except Exception as e:  # noqa: BLE001 - a plot must not fail the sweep
+            echo(f"[sweep] plot {name} skipped: {type(e).__name__}: {e}")
+    return out
+
+
+def show(ctx, echo=print) -> dict:
+    s = summarize(ctx)
+    c = s["counts"]
+    echo(f"study {ctx.name} ({s['storage']}): space {ctx.space.name}; "
+         f"{c['complete']} complete, {c['pruned']} pruned, {c['failed']} failed, "
+         f"{c['retried']} lost+retried, {c['running']} running, {c['waiting']} waiting")
+    echo(f"  {'#':>4s} {'state':10s} {'value':>9s} {'steps':>6s} {'sec':>6s}  params")
+    for r in s["trials"]:
+        v = f"{r['value']:.4f}" if r["value"] is not None and math.isfinite(r["value"]) else "-"
+        params = " ".join(f"{k}={_fmt(x)}" for k, x in r["params"].items())
+        extra = f"  [{r['failure']}]" if r["failure"] else ""
+        echo(f"  {r['number']:>4d} {r['state']:10s} {v:>9s} {str(r['steps'] or '-'):>6s} "
+             f"{str(r['seconds'] or '-'):>6s}  {params}{extra}")
+    b = s["best"]
+    if b is None:
+        echo("best: none yet (no complete trial)")
+    else:
+        echo(f"best: trial {b['number']} val loss {b['value']:.4f}: "
+             f"{' '.join('--set ' + x for x in b['set'])}")
+    return s
+
+
+def _fmt(x) -> str:
+    return f"{x:.4g}" if isinstance(x, float) else str(x)
