@@ -1,4 +1,4 @@
-"""``repro`` command line: ls | show | run | check | ui.
+"""``repro`` command line: ls | show | run | check | ui | sweep | dashboard.
 
 Every user mistake ends in one line on stderr naming the field and the fix, exit code 2, and no
 traceback unless ``--debug`` is given.
@@ -171,6 +171,56 @@ def cmd_ui(args) -> int:
         return 0
 
 
+def cmd_sweep(args) -> int:
+    from repro.sweeps import SweepSpec, show, sweep, worker_main
+
+    spec = SweepSpec(experiment=args.name, arm=args.arm, trials=args.trials, space=args.space,
+                     scale=args.scale, overrides=tuple(args.set or []), workers=args.workers,
+                     storage=args.storage, timeout=args.timeout, pruner=args.pruner,
+                     seed=args.seed, tracking_uri=args.tracking_uri,
+                     progress=args.progress)
+    if args.show:
+        show(spec)
+    elif args.worker:
+        if not args.parent_run:
+            raise UserError("--worker needs --parent-run (workers are started by `repro sweep`)")
+        return worker_main(spec, args.parent_run, args.deadline)
+    else:
+        sweep(spec)
+    return 0
+
+
+def cmd_dashboard(args) -> int:
+    import importlib.util
+    import shutil
+
+    from repro.sweeps.study import default_storage, redact
+
+    if importlib.util.find_spec("optuna_dashboard") is None:
+        raise UserError("optuna-dashboard is not installed; `pip install optuna-dashboard` "
+                        "(or browse the sweep in `repro ui`)")
+    storage = args.storage or default_storage()
+    if not 1 <= args.port <= 65535:
+        raise UserError(f"--port: {args.port} is not a valid port (1-65535)")
+    if not _port_free(args.host, args.port):
+        raise UserError(f"--port: {args.host}:{args.port} is already in use; pass another --port")
+    exe = shutil.which("optuna-dashboard", path=os.path.dirname(sys.executable)) or shutil.which(
+        "optuna-dashboard")
+    if exe is None:
+        raise UserError("optuna-dashboard is installed but its command is not on PATH; "
+                        "reinstall it with `pip install optuna-dashboard`")
+    cmd = [exe, storage, "--host", args.host, "--port", str(args.port)]
+    print(f"[repro] Optuna dashboard on http://{args.host}:{args.port} (storage "
+          f"{redact(storage)}); Ctrl-C to stop")
+    if args.dry_run:
+        print(" ".join(redact(c) for c in cmd))
+        return 0
+    try:
+        return subprocess.call(cmd)
+    except KeyboardInterrupt:
+        return 0
+
+
 # --------------------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="repro", description="MoE reproduction harness")
@@ -213,6 +263,38 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--dry-run", action="store_true", help="print the command, do not start")
     sp.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     sp.set_defaults(fn=cmd_ui)
+    sp = sub.add_parser("sweep", help="Optuna sweep of one arm (resumable, parallel, in MLflow)")
+    common(sp)
+    sp.add_argument("--arm", required=True, help="the arm to sweep (see `repro show NAME`)")
+    sp.add_argument("--trials", type=int, default=20,
+                    help="trials in the study in total; a rerun finishes the remainder")
+    sp.add_argument("--space", default=None,
+                    help="search space (default: the experiment's, else lr): balance, capacity, "
+                         "experts, finedeep, granularity, loss-weights, lr, mone, shazeer, topk,"
+                         " zloss")
+    sp.add_argument("--workers", type=int, default=1, help="worker processes on the study")
+    sp.add_argument("--storage", default=None,
+                    help="Optuna RDB URL (default sqlite:///runs/optuna.db); share one across "
+                         "machines with e.g. postgresql://user@host/db")
+    sp.add_argument("--timeout", type=float, default=None,
+                    help="stop starting trials after SECONDS (running ones finish)")
+    sp.add_argument("--pruner", default="median",
+                    help="median | halving | none | always (debug: prune at the first report)")
+    sp.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
+    sp.add_argument("--show", action="store_true",
+                    help="print the study's trials and best params; no training")
+    sp.add_argument("--progress", action="store_true", help="progress bars for trials")
+    sp.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    sp.add_argument("--parent-run", default=None, help=argparse.SUPPRESS)
+    sp.add_argument("--deadline", type=float, default=None, help=argparse.SUPPRESS)
+    sp.set_defaults(fn=cmd_sweep)
+    sp = sub.add_parser("dashboard", help="optuna-dashboard on the sweep storage (127.0.0.1)")
+    sp.add_argument("--storage", default=None, help="Optuna storage URL (default runs/optuna.db)")
+    sp.add_argument("--port", type=int, default=8080)
+    sp.add_argument("--host", default="127.0.0.1")
+    sp.add_argument("--dry-run", action="store_true", help="print the command, do not start")
+    sp.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    sp.set_defaults(fn=cmd_dashboard)
     return p
 
 

@@ -175,9 +175,9 @@ def plots(study, outdir: Path, n_params: int, echo=print) -> list[Path]:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 ax = fn(study)
-            fig = (ax.flat[0] if hasattr(ax, "flat") else ax).figure
-            fig.set_size_inches(max(6.0, 3.2 * (n_params if name == "slice" else 2)), 4.0)
-            fig.tight_layout()
+                fig = (ax.flat[0] if hasattr(ax, "flat") else ax).figure
+                fig.set_size_inches(max(6.0, 3.2 * (n_params if name == "slice" else 2)), 4.0)
+                fig.tight_layout()
             path = outdir / f"{name}.png"
             fig.savefig(path, dpi=110)
             plt.close(fig)

@@ -328,8 +328,10 @@ def run_trial(ctx: Context, trial_id: int, parent_run_id: str, echo=print) -> Tr
 
     study = ctx.study
     number = study._storage.get_trial(trial_id).number
-    # per-trial seed: W workers on one history draw different points, reproducibly
-    study.sampler = _sampler(ctx.spec.seed + number, ctx.spec.trials)
+    # per-trial seed: W workers on one history draw different points, reproducibly (hashed:
+    # numpy's first draws for nearby small seeds are correlated)
+    seed = int(hashlib.sha256(f"{ctx.spec.seed}:{number}".encode()).hexdigest()[:8], 16)
+    study.sampler = _sampler(seed, ctx.spec.trials)
     trial = optuna.Trial(study, trial_id)
     value, state, cb, t0 = None, TrialState.FAIL, None, time.time()
     with _Heartbeat(study._storage, trial_id):
@@ -392,6 +394,9 @@ class InfeasibleTrial(ValueError):
 
 def work(ctx: Context, parent_run_id: str, deadline: float | None = None, echo=print) -> int:
     """Claim and run trials until none is waiting (or the deadline passed); returns #run."""
+    if not ctx.spec.progress:
+        for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     n = 0
     while deadline is None or time.time() < deadline:
         with warnings.catch_warnings():
@@ -492,7 +497,6 @@ def sweep(spec: SweepSpec, echo=print) -> dict:
 
 
 def worker_main(spec: SweepSpec, parent_run_id: str, deadline: float | None) -> int:
-    logging.getLogger("lightning").setLevel(logging.WARNING)
     ctx = Context(spec)
     n = work(ctx, parent_run_id, deadline)
     print(f"[sweep worker {os.getpid()}] ran {n} trial(s)")
