@@ -72,7 +72,8 @@ def trial_rows(study) -> list[dict]:
                      "params": dict(t.params), "steps": t.user_attrs.get("steps"),
                      "seconds": t.user_attrs.get("seconds"),
                      "mlflow_run_id": t.user_attrs.get("mlflow_run_id"),
-                     "failure": t.user_attrs.get("repro.failure") or t.user_attrs.get("repro.lost")})
+                     "failure": (t.user_attrs.get("repro.failure") or t.user_attrs.get("repro.lost"))
+                     if t.state == TrialState.FAIL else None})
     return rows
 
 

@@ -250,17 +250,19 @@ def fail_and_retry(ctx: Context, trial_id: int, reason: str) -> bool:
     """Mark a RUNNING trial FAILED (its worker is gone) and enqueue a retry with its params."""
     storage = ctx.study._storage
     try:
+        storage.set_trial_user_attr(trial_id, "repro.lost", reason)  # only while unfinished
         if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
             return False
     except optuna.exceptions.UpdateFinishedTrialError:
         return False
     frozen = storage.get_trial(trial_id)
-    storage.set_trial_user_attr(trial_id, "repro.lost", reason)
     retries = len(frozen.system_attrs.get("retry_history", []))
     if retries < MAX_RETRY:
         from optuna.storages import RetryHeartbeatStaleTrialCallback
 
-        RetryHeartbeatStaleTrialCallback(MAX_RETRY)(ctx.study, frozen)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            RetryHeartbeatStaleTrialCallback(MAX_RETRY)(ctx.study, frozen)
     run_id = frozen.user_attrs.get(A_RUN)
     if run_id:
         _mark_child(ctx, run_id, "FAILED", "FAIL", reason)

@@ -1,0 +1,201 @@
+"""Sweeps: spaces over real config paths, resumable exact-count studies, workers, pruning, MLflow."""
+
+import os
+import subprocess
+import sys
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from repro.cli import main
+from repro.config import ConfigError, apply_overrides, flatten, to_dict
+from repro.lit.config import RunConfig
+from repro.registry import RegistryError
+from repro.sweeps import SPACES, SweepSpec, get_space, sweep
+from repro.sweeps.study import A_FAILURE, Context, claim, reap, top_up
+
+EXP, ARM = "switch-vs-dense", "switch-e4"
+TINY = ("train.max_steps=4", "train.eval_every=2")
+
+# for each space: overrides giving an arm it applies to (the space's paths must exist there)
+APPLIES = {
+    "lr": ["model.ffn.kind=dense"],
+    "capacity": ["model.ffn.kind=moe", "model.ffn.router.kind=expert_choice"],
+    "topk": ["model.ffn.kind=moe", "model.ffn.router.kind=topk"],
+    "experts": ["model.ffn.kind=moe"],
+    "granularity": ["model.ffn.kind=moe", "model.ffn.router.kind=topk"],
+    "shazeer": ["model.ffn.kind=moe", "model.ffn.router.kind=noisy_topk"],
+    "balance": ["model.ffn.kind=moe", "model.ffn.router.kind=switch"],
+    "zloss": ["model.ffn.kind=moe", "model.ffn.router.kind=gshard"],
+    "loss-weights": ["model.ffn.kind=moe", "model.ffn.router.kind=switch"],
+    "mone": ["model.ffn.kind=moe"],
+    "finedeep": ["model.ffn.kind=finedeep"],
+}
+
+
+def test_every_space_has_an_applicability_case():
+    assert set(APPLIES) == set(SPACES.names())
+
+
+@pytest.mark.parametrize("name", sorted(APPLIES))
+def test_space_paths_are_real_config_fields(name):
+    space = get_space(name)
+    run = apply_overrides(RunConfig(), APPLIES[name])
+    params = space.params_for(run, "arm")
+    assert params
+    flat = flatten(to_dict(run))
+    for p in params:
+        assert p.path in flat  # the same string as a --set key and an MLflow param
+    # sampled values (derived ones included) are valid --set overrides of that config
+    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+    sampled = space.sample(trial, run)
+    try:
+        apply_overrides(run, [f"{k}={v}" for k, v in sampled.items()])
+    except ConfigError as e:  # only finedeep has infeasible pairs (they fail the trial)
+        assert name == "finedeep", e
+    if name != "lr":  # and a dense arm is refused with one line naming the missing path
+        with pytest.raises(ConfigError, match=f"search space '{name}' needs model.ffn"):
+            space.params_for(apply_overrides(RunConfig(), ["model.ffn.kind=dense"]), "dense")
+
+
+def test_granularity_keeps_activated_width():
+    space = get_space("granularity")
+    run = apply_overrides(RunConfig(), ["model.ffn.kind=moe", "model.ffn.router.kind=topk",
+                                        "model.ffn.n_experts=4", "model.ffn.d_expert=64",
+                                        "model.ffn.router.top_k=1"])
+    out = space.derive(flatten(to_dict(run)), {"model.ffn.n_experts": 16})
+    assert out == {"model.ffn.d_expert": 16, "model.ffn.router.top_k": 4}
+
+
+def test_unknown_space_has_close_match():
+    with pytest.raises(RegistryError, match="did you mean 'capacity'"):
+        get_space("capacty")
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--arm", ARM, "--space", "capacty"], "did you mean 'capacity'"),
+    (["--arm", "swich-e4"], "did you mean"),
+    (["--arm", "dense", "--space", "capacity"], "needs model.ffn.router.capacity_factor"),
+    (["--arm", ARM, "--trials", "0"], "--trials"),
+    (["--arm", ARM, "--pruner", "medain"], "did you mean 'median'"),
+    (["--arm", ARM, "--show"], "no study"),
+    (["--arm", ARM, "--storage", "runs/optuna.db"], "not a database URL"),
+])
+def test_sweep_user_errors_are_one_line(args, fragment, tmp_runs, capsys):
+    assert main(["sweep", EXP, "--scale", "smoke", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and fragment in err, err
+
+
+def test_dashboard_missing_or_dry_run(tmp_runs, capsys):
+    import importlib.util
+
+    rc = main(["dashboard", "--dry-run", "--port", "8766"])
+    captured = capsys.readouterr()
+    if importlib.util.find_spec("optuna_dashboard") is None:
+        assert rc == 2 and "pip install optuna-dashboard" in captured.err
+    else:
+        assert rc == 0 and "127.0.0.1" in captured.out
+
+
+def _runs(kind):
+    from repro.tracking import store
+
+    return [r for r in store.search_runs(store.resolve_uri(), EXP)
+            if r.data.tags.get(store.T_KIND) == kind]
+
+
+def _spec(**kw):
+    base = dict(experiment=EXP, arm=ARM, trials=3, space="capacity", scale="smoke",
+                overrides=TINY, pruner="none")
+    base.update(kw)
+    return SweepSpec(**base)
+
+
+def test_smoke_sweep_parent_children_resume(tmp_runs):
+    s = sweep(_spec())
+    assert s["counts"]["complete"] == 3 and s["best"] is not None
+    (parent,) = _runs("sweep")
+    children = _runs("trial")
+    assert len(children) == 3
+    study = Context(_spec(), create=False).study
+    by_number = {t.number: t for t in study.trials}
+    for r in children:
+        assert r.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        t = by_number[int(r.data.tags["repro.trial"])]
+        assert r.info.status == "FINISHED" and t.user_attrs["mlflow_run_id"] == r.info.run_id
+        for k, v in t.params.items():  # trial params == the child's params, same dotted keys
+            assert r.data.params[k] == str(v)
+    assert parent.data.tags[f"best.{next(iter(s['best']['params']))}"]
+    from repro.tracking import store
+
+    arts = [a.path for a in store.client(store.resolve_uri()).list_artifacts(
+        parent.info.run_id, "plots")]
+    assert "plots/optimization_history.png" in arts and "plots/slice.png" in arts
+    out = tmp_runs / "results" / EXP / "smoke" / f"sweep-{ARM}-capacity.json"
+    assert out.exists()
+
+    # same command again: resumes, nothing retrained, same parent
+    s2 = sweep(_spec())
+    assert s2["counts"]["complete"] == 3 and len(_runs("trial")) == 3
+    assert [r.info.run_id for r in _runs("sweep")] == [parent.info.run_id]
+    # a larger --trials finishes only the remainder
+    s3 = sweep(_spec(trials=4))
+    assert s3["counts"]["complete"] == 4 and len(_runs("trial")) == 4
+    assert len(Context(_spec(), create=False).study.trials) == 4
+
+
+def test_pruned_and_failed_trials_are_recorded(tmp_runs, monkeypatch):
+    s = sweep(_spec(trials=1, pruner="always"))
+    assert s["counts"]["pruned"] == 1
+    (child,) = _runs("trial")
+    assert child.info.status == "KILLED" and child.data.tags["repro.trial_state"] == "PRUNED"
+    assert s["steps"]["trained"] == 2 and s["steps"]["saved_fraction"] == 0.5
+
+    # a NaN loss fails its trial and the sweep goes on (and the failure counts toward N)
+    import repro.experiments.runner as runner
+
+    real, calls = runner.train_one, []
+
+    def flaky(*a, **kw):
+        calls.append(1)
+        if len(calls) == 1:
+            raise FloatingPointError("final validation loss is nan")
+        return real(*a, **kw)
+
+    monkeypatch.setattr(runner, "train_one", flaky)
+    s = sweep(_spec(trials=3, pruner="none"))
+    assert (s["counts"]["pruned"], s["counts"]["failed"], s["counts"]["complete"]) == (1, 1, 1)
+    failed = [t for t in s["trials"] if t["state"] == "FAIL"]
+    assert "FloatingPointError" in failed[0]["failure"]
+
+
+def test_dead_worker_trial_is_failed_and_requeued(tmp_runs):
+    ctx = Context(_spec(trials=2))
+    assert top_up(ctx, 2) == 2 and top_up(ctx, 2) == 0
+    tid = claim(ctx.study)
+    ctx.study._storage.set_trial_user_attr(tid, "repro.host", __import__("socket").gethostname())
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    ctx.study._storage.set_trial_user_attr(tid, "repro.pid", dead.pid)
+    assert reap(ctx) == 1
+    states = [t.state for t in ctx.study.trials]
+    assert states.count(TrialState.FAIL) == 1 and states.count(TrialState.WAITING) == 2
+    lost = [t for t in ctx.study.trials if t.state == TrialState.FAIL][0]
+    assert A_FAILURE not in lost.user_attrs  # lost, not counted: its retry is
+    assert top_up(ctx, 2) == 0
+
+
+def test_two_workers_share_one_study(tmp_runs):
+    assert "REPRO_RUNS_DIR" in os.environ  # inherited by the worker processes
+    s = sweep(_spec(trials=4, workers=2, overrides=("train.max_steps=2", "train.eval_every=2")))
+    study = Context(_spec(overrides=("train.max_steps=2", "train.eval_every=2")),
+                    create=False).study
+    assert len(study.trials) == 4 and s["counts"]["complete"] == 4
+    assert sorted(t.number for t in study.trials) == [0, 1, 2, 3]
+    pids = {t.user_attrs["repro.pid"] for t in study.trials}
+    assert len(pids) == 2 and os.getpid() not in pids  # both workers ran trials
+    children = _runs("trial")
+    assert sorted(int(r.data.tags["repro.trial"]) for r in children) == [0, 1, 2, 3]
+    assert len({r.info.run_id for r in children}) == 4
