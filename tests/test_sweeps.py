@@ -1,4 +1,5 @@
-"""Sweeps: spaces over real config paths, resumable exact-count studies, workers, pruning, MLflow."""
+"""Sweeps: spaces over real config paths, resumable exact-count studies, workers, pruning,
+MLflow parent/child runs."""
 
 import os
 import subprocess

@@ -65,6 +65,7 @@ def ensure_parent(ctx) -> str:
 def trial_rows(study) -> list[dict]:
     rows = []
     for t in study.get_trials(deepcopy=False):
+        why = t.user_attrs.get("repro.failure") or t.user_attrs.get("repro.lost")
         state = t.state.name
         if t.state == TrialState.FAIL and "repro.failure" not in t.user_attrs:
             state = "FAIL(lost)"
@@ -72,8 +73,7 @@ def trial_rows(study) -> list[dict]:
                      "params": dict(t.params), "steps": t.user_attrs.get("steps"),
                      "seconds": t.user_attrs.get("seconds"),
                      "mlflow_run_id": t.user_attrs.get("mlflow_run_id"),
-                     "failure": (t.user_attrs.get("repro.failure") or t.user_attrs.get("repro.lost"))
-                     if t.state == TrialState.FAIL else None})
+                     "failure": why if t.state == TrialState.FAIL else None})
     return rows
 
 
