@@ -200,3 +200,21 @@ def test_two_workers_share_one_study(tmp_runs):
     children = _runs("trial")
     assert sorted(int(r.data.tags["repro.trial"]) for r in children) == [0, 1, 2, 3]
     assert len({r.info.run_id for r in children}) == 4
+
+
+def _all_experiments():
+    from repro.experiments.base import EXPERIMENTS, load_experiments
+
+    load_experiments()
+    return EXPERIMENTS.names()
+
+
+@pytest.mark.parametrize("name", _all_experiments())
+def test_every_experiment_arm_accepts_its_default_space(name):
+    from repro.experiments.base import get_experiment
+    from repro.sweeps import default_space
+
+    exp = get_experiment(name, "smoke")
+    space = get_space(default_space(exp))
+    for arm in exp.arms:
+        assert space.params_for(exp.run_config(arm), arm.name)
