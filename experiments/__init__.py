@@ -1,3 +1,10 @@
 """Experiment definitions, one module per paper; importing this package registers them all."""
 
-from experiments import switch  # noqa: F401
+from experiments import (  # noqa: F401  (registration side effect)
+    deepseekmoe,
+    expert_choice,
+    finedeep,
+    mone,
+    shazeer,
+    switch,
+)

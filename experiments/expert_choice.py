@@ -1,0 +1,120 @@
+"""Expert Choice routing (Zhou et al. 2022) [P-EC]: experts pick their top-C tokens.
+
+Decoder-LM caveat (papers.md §5a): routing groups are tokens at the same position across the
+batch ("position" grouping), so a token's routing never depends on later tokens of its sequence.
+"""
+
+from __future__ import annotations
+
+from repro.experiments import analyses
+from repro.experiments.base import Arm, Experiment, register_experiment
+from repro.experiments.claims import IncreasingClaim, MetricClaim, PairedMetricClaim, SpeedupClaim
+from repro.experiments.scales import preset
+from repro.layers.moe import MoEConfig
+from repro.routers.expert_choice import ExpertChoiceRouterConfig
+from repro.routers.gshard import GShardRouterConfig
+from repro.routers.switch import SwitchRouterConfig
+
+E = 8  # papers.md §10.3: E = 8 or 16, expert = 1 FFN unit
+SOURCE = "Zhou et al. Mixture-of-Experts with Expert Choice Routing (arXiv 2202.09368)"
+
+
+def _arms(p) -> dict[str, Arm]:
+    def moe(router, n=E, d=p.d_ff):
+        return p.model(MoEConfig(n_experts=n, d_expert=d, router=router))
+
+    arms = {
+        "gshard-top2": Arm("gshard-top2", moe(GShardRouterConfig()),
+                           "GShard top-2, random 2nd policy (threshold 0.5), CF 2, alpha 0.01"),
+        "switch-top1": Arm("switch-top1", moe(SwitchRouterConfig()),
+                           "Switch top-1, CF 1.25, alpha 0.01, z-loss 1e-3"),
+    }
+    for cf in (0.5, 1.0, 2.0):
+        arms[f"ec-cf{cf:g}"] = Arm(f"ec-cf{cf:g}", moe(ExpertChoiceRouterConfig(
+            capacity_factor=cf)), f"Expert Choice, capacity factor {cf:g}, no aux loss")
+    # papers.md §10.5: E=64 with expert d_ff = d/2 approaches the paper's 64 experts
+    arms["ec-cf2-e64"] = Arm("ec-cf2-e64", moe(ExpertChoiceRouterConfig(capacity_factor=2.0),
+                                               n=64, d=p.d_model // 2),
+                             "Expert Choice CF 2, 64 experts of d_ff = d/2")
+    return arms
+
+
+@register_experiment("ec-convergence-speedup")
+def ec_convergence(scale: str) -> Experiment:
+    p = preset(scale)
+    a = _arms(p)
+    claims = (
+        SpeedupClaim(name="ec-vs-top2-speedup", statement="EC-CF2 reaches GShard top-2's final "
+                     "val loss in fewer steps (speedup > 1.2, papers.md §5d tiny-scale rule)",
+                     paper_figure="> 2x (100M/64E)", source="[P-EC] §4.2, Fig. 2a",
+                     baseline="gshard-top2", arm="ec-cf2", threshold=1.2),
+        PairedMetricClaim(name="ec-below-top2", statement="EC-CF2 ends below GShard top-2 in "
+                          "val loss", paper_figure="EC curve below top-2",
+                          source="[P-EC] Fig. 2a", arm="gshard-top2", other="ec-cf2"),
+        PairedMetricClaim(name="top2-below-top1", statement="GShard top-2 ends below Switch "
+                          "top-1 in val loss", paper_figure="top-2 below top-1",
+                          source="[P-EC] Fig. 2a; papers.md §10.3", arm="switch-top1",
+                          other="gshard-top2"),
+    )
+    return Experiment(
+        name="ec-convergence-speedup", version="1", scale=scale,
+        title="Expert Choice vs GShard top-2 vs Switch top-1: convergence", paper=SOURCE,
+        arms=(a["gshard-top2"], a["switch-top1"], a["ec-cf2"]), matched="total_params",
+        also_matched=(("ffn_flops", (("gshard-top2", "ec-cf2"),)),), recipe=p.recipe,
+        data=p.data, seeds=p.seeds, claims=claims, baseline="gshard-top2",
+        analyses=(analyses.experts_per_token(("ec-cf2",)),),
+        notes="EC-CF2 and top-2 have equal average expert FLOPs/token (2 experts); Switch has "
+              "half. GShard's per-step time penalty (20%) needs expert parallelism and is not "
+              "measured here.")
+
+
+@register_experiment("ec-capacity-factor-sweep")
+def ec_cf_sweep(scale: str) -> Experiment:
+    p = preset(scale)
+    a = _arms(p)
+    claims = (
+        PairedMetricClaim(name="cf1-beats-top1", statement="EC-CF1 beats Switch top-1 at "
+                          "matched compute (lower val loss)", paper_figure="\"significantly\" "
+                          "better", source="[P-EC] §4.7, Fig. 4a", arm="switch-top1",
+                          other="ec-cf1"),
+        PairedMetricClaim(name="cf0.5-beats-top1", statement="even EC-CF0.5 beats Switch top-1",
+                          paper_figure="still better", source="[P-EC] §4.7, Fig. 4a",
+                          arm="switch-top1", other="ec-cf0.5"),
+        IncreasingClaim(name="monotone-in-cf", statement="val loss falls as c goes 0.5 -> 1 -> 2",
+                        paper_figure="monotone", source="[P-EC] Fig. 4a; papers.md §10.4",
+                        arm_order=("ec-cf0.5", "ec-cf1", "ec-cf2"), quantity="final_val_loss"),
+    )
+    return Experiment(
+        name="ec-capacity-factor-sweep", version="1", scale=scale,
+        title="Expert Choice capacity factor sweep vs Switch top-1", paper=SOURCE,
+        arms=(a["ec-cf0.5"], a["ec-cf1"], a["ec-cf2"], a["switch-top1"]), matched="total_params",
+        also_matched=(("ffn_flops", (("ec-cf1", "switch-top1"),)),), recipe=p.recipe,
+        data=p.data, seeds=p.seeds, claims=claims,
+        analyses=(analyses.experts_per_token(("ec-cf0.5", "ec-cf1", "ec-cf2")),),
+        notes="Compute is matched only between EC-CF1 and top-1; c=0.5 has half, c=2 double.")
+
+
+@register_experiment("ec-experts-per-token")
+def ec_ept(scale: str) -> Experiment:
+    p = preset(scale)
+    a = _arms(p)
+    claims = (
+        MetricClaim(name="most-1-2", statement="most tokens get 1-2 experts (64 experts, CF 2)",
+                    paper_figure="\"most\"", source="[P-EC] §4.5, Fig. 3", arm="ec-cf2-e64",
+                    metric="ept_1_2", threshold=0.5, greater=True),
+        MetricClaim(name="tail-3-4", statement="a non-trivial share gets 3-4 experts (> 10%)",
+                    paper_figure="23%", source="[P-EC] §4.5", arm="ec-cf2-e64",
+                    metric="ept_3_4", threshold=0.10, greater=True),
+        MetricClaim(name="tail-gt4", statement="some tokens get more than 4 experts (> 0.5%)",
+                    paper_figure="about 3%", source="[P-EC] §4.5", arm="ec-cf2-e64",
+                    metric="ept_gt4", threshold=0.005, greater=True),
+    )
+    return Experiment(
+        name="ec-experts-per-token", version="1", scale=scale,
+        title="Expert Choice: distribution of experts per token", paper=SOURCE,
+        arms=(a["ec-cf2"], a["ec-cf2-e64"]), matched="none", recipe=p.recipe, data=p.data,
+        seeds=p.seeds, claims=claims, analyses=(analyses.experts_per_token(
+            ("ec-cf2", "ec-cf2-e64")),),
+        notes="Diagnostic: histogram of experts per token on validation data (position "
+              "grouping, groups of B tokens). The fraction of tokens that get 0 experts is "
+              "reported in summary.csv (ept_0); the paper does not quantify it.")
