@@ -1,0 +1,52 @@
+"""Every registered experiment runs end to end at smoke scale (real sqlite MLflow store)."""
+
+import pytest
+
+from repro.experiments.base import EXPERIMENTS, get_experiment, load_experiments
+
+load_experiments()
+NAMES = EXPERIMENTS.names()
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("exp")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("REPRO_RUNS_DIR", str(root / "runs"))
+    mp.setenv("REPRO_RESULTS_DIR", str(root / "results"))
+    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+    from repro.tracking import store as ts
+
+    ts.client.cache_clear()
+    yield root
+    ts.client.cache_clear()
+    mp.undo()
+
+
+@pytest.mark.parametrize("scale", ["smoke", "cpu", "gpu"])
+@pytest.mark.parametrize("name", NAMES)
+def test_definition_is_matched_and_claims_name_real_arms(name, scale):
+    exp = get_experiment(name, scale)
+    exp.validate()  # refuses unmatched arms
+    arm_names = {a.name for a in exp.arms}
+    assert len(arm_names) == len(exp.arms)
+    for c in exp.claims:
+        assert set(c.arms) <= arm_names, (c.name, c.arms)
+        assert c.source and c.paper_figure and c.statement
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_smoke_run_and_check(name, store):
+    from repro.cli import main
+    from repro.tracking import store as ts
+
+    assert main(["run", name, "--scale", "smoke", "--seeds", "0", "--no-progress"]) == 0
+    assert main(["check", name, "--scale", "smoke", "--seeds", "0"]) == 0
+    out = store / "results" / name / "smoke"
+    text = (out / "claims.md").read_text()
+    exp = get_experiment(name, "smoke")
+    for c in exp.claims:
+        assert c.statement in text
+    assert (out / "val_curves.png").exists()
+    runs = ts.search_runs(ts.resolve_uri(), None)
+    assert not [r for r in runs if r.info.status == "RUNNING"]
