@@ -137,6 +137,14 @@ def cmd_check(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from repro.experiments.report import write_report
+
+    path = write_report()
+    print(f"[repro] wrote {path}")
+    return 0
+
+
 def _port_free(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         try:
@@ -256,6 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
     common(sp)
     sp.add_argument("--seeds", help="comma-separated seeds (default: the experiment's)")
     sp.set_defaults(fn=cmd_check)
+    sp = sub.add_parser("report", help="regenerate results/README.md over all experiments")
+    sp.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    sp.set_defaults(fn=cmd_report)
     sp = sub.add_parser("ui", help="MLflow UI on the same store (127.0.0.1 by default)")
     sp.add_argument("--port", type=int, default=5000)
     sp.add_argument("--host", default="127.0.0.1")
