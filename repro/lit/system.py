@@ -100,7 +100,13 @@ class LMSystem(L.LightningModule):
         logs = {"val/loss": loss, "val/ppl": torch.exp(loss)}
         if self.val_routing is not None:
             logs.update(self._routing_logs(self.val_routing, "val"))
-        self.log_dict(logs, on_step=False, on_epoch=True, sync_dist=False)
+        # callbacks (checkpointing, pruning) read these; the logger gets them below at the true
+        # optimizer step (Lightning's own logging step for validation lags by one)
+        self.log_dict(logs, on_step=False, on_epoch=True, sync_dist=False, logger=False)
+        if self.logger is not None and self.trainer.is_global_zero and \
+                not self.trainer.sanity_checking:
+            self.logger.log_metrics({k: float(v) for k, v in logs.items()},
+                                    step=self.global_step)
 
     # ------------------------------------------------------------- optimizer
     def configure_optimizers(self):
