@@ -72,5 +72,5 @@ def test_run_and_check_smoke_end_to_end(tmp_runs, capsys):
     assert len(summary) == 1 and summary[0].info.status == "FINISHED"
     assert main(["report"]) == 0
     report = (tmp_runs / "results" / "README.md").read_text()
-    assert "switch-vs-dense/smoke/claims.md" in report and "speedup grows" not in report or \
-        "the step speedup grows with the number of experts" in report
+    assert "switch-vs-dense/smoke/claims.md" in report
+    assert "the step speedup grows with the number of experts" in report
