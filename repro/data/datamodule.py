@@ -3,17 +3,18 @@
 Batches are ``(x, y)``, both int64 ``[B, T]``, with ``y[:, t] == stream[start + t + 1]`` (x
 shifted by one).
 
-Train order. The train set is a map-style dataset whose *index* already encodes the shuffled
-order, so the loader does not shuffle (``SequentialSampler``) and under DDP Lightning's
-``DistributedSampler(shuffle=False)`` deals indices round-robin to ranks: disjoint shards, same
-global order for any world size. Item ``i`` belongs to pass ``p = i // n`` where ``n`` is the
-number of non-overlapping windows; pass ``p`` cuts the stream into windows at a random phase in
-``[0, T)`` and visits them in a random permutation, both drawn from a ``torch.Generator`` seeded
-by ``(seed, p)``. Every pass therefore sees every token (but the last <= T) once, with fresh
-window boundaries. The dataset holds ``ceil(train_epoch_windows / n)`` passes (>= 2**20 windows
-by default), so one Lightning epoch outlasts any realistic ``max_steps``; drive training by
-steps. (DistributedSampler pads with a few repeated indices when the length is not divisible by
-the world size.)
+Train order. The train set is a map-style dataset whose *index* already encodes the shuffled order,
+so the loader does not shuffle (``SequentialSampler``) and under DDP the train loader gets
+``DistributedSampler(shuffle=False)`` (``repro.dist.shard_train_loader``; Lightning's own would
+shuffle a train loader), which deals indices round-robin to ranks: disjoint shards, and with a per-
+rank batch of B/W the union of one step's shards is the single-process batch. Item ``i`` belongs to
+pass ``p = i // n`` where ``n`` is the number of non-overlapping windows; pass ``p`` cuts the
+stream into windows at a random phase in ``[0, T)`` and visits them in a random permutation, both
+drawn from a ``torch.Generator`` seeded by ``(seed, p)``. Every pass therefore sees every token
+(but the last <= T) once, with fresh window boundaries. The dataset holds
+``ceil(train_epoch_windows / n)`` passes (>= 2**20 windows by default), so one Lightning epoch
+outlasts any realistic ``max_steps``; drive training by steps. (DistributedSampler pads with a few
+repeated indices when the length is not divisible by the world size.)
 
 Val/test. Non-overlapping windows from the start of the split at phase 0, no shuffle; when the
 split holds more than ``val_windows`` of them, ``val_windows`` windows evenly spaced over that
@@ -189,7 +190,10 @@ class LMDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         # shuffle=False on purpose: the seeded order lives in TrainWindows' indexing
-        return self._loader(self.train_set, self.batch_size, drop_last=True)
+        from repro.dist import shard_train_loader  # DDP: round-robin shards, never shuffled
+
+        return shard_train_loader(self._loader(self.train_set, self.batch_size, drop_last=True),
+                                  getattr(self, "trainer", None))
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, self.eval_batch_size, drop_last=False)

@@ -69,7 +69,9 @@ class LMSystem(L.LightningModule):
                 logs[f"train/aux_{name}"] = v / self.run_cfg.model.n_layers
             if self.train_routing is not None:
                 logs.update(self._routing_logs(self.train_routing, "train"))
-            self.log_dict(logs, on_step=True, on_epoch=False, batch_size=batch[0].shape[0])
+            # sync_dist: under DDP the logged train loss is the mean over ranks (the global batch)
+            self.log_dict(logs, on_step=True, on_epoch=False, batch_size=batch[0].shape[0],
+                          sync_dist=True)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss {float(loss)} at step {step}")
         return loss
