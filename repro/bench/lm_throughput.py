@@ -1,0 +1,124 @@
+"""Whole-model training throughput per method at matched activated FLOPs (issue 3's table).
+
+Every method's FFN is derived from the dense FFN unit of the chosen scale so that its FFN
+FLOPs/token (router included, MoNE at its efficient-implementation cost) equal the dense arm's;
+each arm then runs full training steps (forward, backward, AdamW) of the whole LM on random
+tokens. Arms are interleaved round by round in one process; the reported figure is the median
+over rounds of tokens/s, and the median of the per-round ratio to dense.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import replace
+
+import torch
+
+from repro.compute import ffn_count, model_count, moe_d_expert_for_ffn_flops
+from repro.layers.dense import DenseFFNConfig
+from repro.layers.finedeep import FinedeepConfig
+from repro.layers.moe import MoEConfig
+from repro.models.lm import LM, ModelConfig
+from repro.routers.expert_choice import ExpertChoiceRouterConfig
+from repro.routers.gshard import GShardRouterConfig
+from repro.routers.noisy_topk import NoisyTopKRouterConfig
+from repro.routers.switch import SwitchRouterConfig
+from repro.routers.topk import TopKRouterConfig
+
+
+def _align(f: int, a: int = 4) -> int:
+    return max(a, int(round(f / a)) * a)  # 16-byte rows in fp32 keep grouped_mm eligible
+
+
+def method_arms(d_model: int, d_ff: int, n_experts: int = 8) -> dict[str, object]:
+    """FFN configs of every method, FLOP-matched to a dense SwiGLU of width d_ff."""
+    target = ffn_count(DenseFFNConfig(d_ff=d_ff), d_model).flops
+    E = n_experts
+
+    def fit(cfg: MoEConfig) -> MoEConfig:
+        return replace(cfg, d_expert=_align(moe_d_expert_for_ffn_flops(target, cfg, d_model)))
+
+    arms: dict[str, object] = {"dense": DenseFFNConfig(d_ff=d_ff)}
+    arms["switch"] = fit(MoEConfig(n_experts=E, router=SwitchRouterConfig()))
+    arms["topk"] = fit(MoEConfig(n_experts=E, router=TopKRouterConfig(top_k=2)))
+    arms["gshard"] = fit(MoEConfig(n_experts=E, router=GShardRouterConfig()))
+    arms["noisy_topk"] = fit(MoEConfig(n_experts=E, router=NoisyTopKRouterConfig(top_k=2)))
+    arms["expert_choice"] = fit(MoEConfig(n_experts=E, router=ExpertChoiceRouterConfig(
+        capacity_factor=2.0)))
+    # DeepSeekMoE: m=4 fine-grained, 1 shared of the same width, top-3 routed of 4E-1
+    dsm = MoEConfig(n_experts=4 * E - 1, n_shared=1, router=TopKRouterConfig(
+        top_k=3, normalize=False))
+    # 2 * (router + (3 routed + 1 shared) * 3 * D * F) = target  ->  F
+    F = _align((target / 2 - d_model * dsm.n_experts) / (4 * 3 * d_model))
+    arms["deepseekmoe"] = replace(dsm, d_expert=F, d_shared=F)
+    arms["mone"] = fit(MoEConfig(n_experts=E, router=TopKRouterConfig(top_k=2),
+                                 neuron_ratio=0.5))
+    arms["finedeep"] = FinedeepConfig(d_ff=d_ff, n_sublayers=2, n_experts=4)
+    return arms
+
+
+def lm_throughput(d_model=128, n_layers=2, n_heads=4, d_ff=344, vocab=4096, seq_len=128,
+                  batch=32, steps=6, rounds=5, warmup=2, methods=None, seed=0,
+                  echo=print) -> list[dict]:
+    torch.manual_seed(seed)
+    arms = method_arms(d_model, d_ff)
+    if methods:
+        arms = {k: v for k, v in arms.items() if k in methods or k == "dense"}
+    models, opts = {}, {}
+    for name, ffn in arms.items():
+        cfg = ModelConfig(vocab_size=vocab, d_model=d_model, n_layers=n_layers, n_heads=n_heads,
+                          ffn=ffn)
+        models[name] = LM(cfg).train()
+        opts[name] = torch.optim.AdamW(models[name].parameters(), lr=1e-3)
+    x = torch.randint(0, vocab, (batch, seq_len))
+    y = torch.randint(0, vocab, (batch, seq_len))
+
+    def step(name):
+        m, o = models[name], opts[name]
+        ce, out = m.loss(x, y)
+        loss = ce + sum((t.coef * t.value for t in out.aux.values()), ce.new_zeros(()))
+        o.zero_grad(set_to_none=True)
+        loss.backward()
+        o.step()
+
+    for name in arms:
+        for _ in range(warmup):
+            step(name)
+    times: dict[str, list[float]] = {n: [] for n in arms}
+    for _ in range(rounds):
+        for name in arms:
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                step(name)
+            times[name].append((time.perf_counter() - t0) / steps)
+    tok = batch * seq_len
+    rows = []
+    for name, ffn in arms.items():
+        c = model_count(ModelConfig(vocab_size=vocab, d_model=d_model, n_layers=n_layers,
+                                    n_heads=n_heads, ffn=ffn), seq_len)
+        ratios = [d / t for d, t in zip(times["dense"], times[name])]
+        rows.append({"method": name, "tokens_per_s": tok / statistics.median(times[name]),
+                     "rel_dense": statistics.median(ratios), "ffn_flops": c.ffn_flops,
+                     "total_params": c.total_params})
+    dense_flops = rows[0]["ffn_flops"]
+    echo(f"{'method':14s} {'tokens/s':>10s} {'vs dense':>9s} {'FFN FLOPs/tok':>14s} "
+         f"{'(vs dense)':>10s} {'params':>9s}")
+    for r in rows:
+        echo(f"{r['method']:14s} {r['tokens_per_s']:10,.0f} {r['rel_dense']:9.3f} "
+             f"{r['ffn_flops']:14,.0f} {r['ffn_flops'] / dense_flops:10.3f} "
+             f"{r['total_params']:9,d}")
+    return rows
+
+
+if __name__ == "__main__":
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--threads", type=int, default=0)
+    a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    lm_throughput(rounds=a.rounds, steps=a.steps)
