@@ -186,30 +186,6 @@ class IncreasingClaim(Claim):
 
 
 @dataclass(frozen=True)
-class LossLessClaim(Claim):
-    """Final val loss of ``arm`` is lower than ``other`` by more than ``margin`` (paired)."""
-
-    arm: str = ""
-    other: str = ""
-    margin: float = 0.0
-
-    @property
-    def arms(self):
-        return (self.arm, self.other)
-
-    def evaluate(self, results: Results) -> ClaimResult:
-        seeds = results.seeds(self.arm, self.other)
-        diffs = [results.get(self.other, s).final_val_loss - results.get(self.arm, s).final_val_loss
-                 for s in seeds]
-        m, sd = mean_std(diffs)
-        verdict = interval_verdict(m, sd, len(diffs), self.margin, True)
-        return ClaimResult(self, verdict, f"loss({self.other}) - loss({self.arm}) = "
-                           f"{m:+.4f} ± {sd:.4f} (n={len(diffs)})",
-                           f"paired loss gap mean ± std > {self.margin:g}", {"diff": diffs},
-                           m, sd, len(diffs))
-
-
-@dataclass(frozen=True)
 class MetricClaim(Claim):
     """A logged final metric of ``arm`` is below (or above) a threshold over seeds."""
 
@@ -239,6 +215,12 @@ def _metric(rec: RunRecord, metric: str) -> float:
     return rec.metrics.get(metric, math.nan)
 
 
+def paired_diffs(results: Results, arm: str, other: str, metric: str) -> list[float]:
+    """metric(arm) - metric(other) for every seed both arms share."""
+    return [_metric(results.get(arm, s), metric) - _metric(results.get(other, s), metric)
+            for s in results.seeds(arm, other)]
+
+
 @dataclass(frozen=True)
 class PairedMetricClaim(Claim):
     """metric(arm) - metric(other), paired by seed, is > margin (``greater``) or < -margin."""
@@ -254,9 +236,7 @@ class PairedMetricClaim(Claim):
         return (self.arm, self.other)
 
     def evaluate(self, results: Results) -> ClaimResult:
-        seeds = results.seeds(self.arm, self.other)
-        diffs = [_metric(results.get(self.arm, s), self.metric)
-                 - _metric(results.get(self.other, s), self.metric) for s in seeds]
+        diffs = paired_diffs(results, self.arm, self.other, self.metric)
         m, sd = mean_std(diffs)
         thr = self.margin if self.greater else -self.margin
         verdict = interval_verdict(m, sd, len(diffs), thr, self.greater)
@@ -285,9 +265,7 @@ class EquivalenceClaim(Claim):
         return (self.arm, self.other)
 
     def evaluate(self, results: Results) -> ClaimResult:
-        seeds = results.seeds(self.arm, self.other)
-        diffs = [_metric(results.get(self.arm, s), self.metric)
-                 - _metric(results.get(self.other, s), self.metric) for s in seeds]
+        diffs = paired_diffs(results, self.arm, self.other, self.metric)
         m, sd = mean_std(diffs)
         if len(diffs) < 2 or math.isnan(sd):
             verdict = INCONCLUSIVE
