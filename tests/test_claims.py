@@ -52,3 +52,35 @@ def test_speedup_and_increasing_claims():
     dec = IncreasingClaim(name="d", statement="", paper_figure="", source="", baseline="dense",
                           arm_order=("e8", "e4"))
     assert dec.evaluate(res).verdict == NOT_REPRODUCED
+
+
+def test_paired_equivalence_and_metric_claims():
+    from repro.experiments.claims import EquivalenceClaim, MetricClaim, PairedMetricClaim
+
+    runs = {}
+    for s in range(3):
+        runs[("a", s)] = rec("a", s, [3.0, 2.50 + 0.001 * s])
+        runs[("b", s)] = rec("b", s, [3.0, 2.40 + 0.002 * s])
+        runs[("a", s)].metrics["nsar@0.1"] = 0.2 + 0.01 * s
+        runs[("b", s)].metrics["nsar@0.1"] = 0.3
+    res = Results(runs)
+    kw = dict(statement="", paper_figure="", source="")
+    # a has the higher loss on every seed -> "b beats a" holds
+    assert PairedMetricClaim(name="p", arm="a", other="b", **kw).evaluate(res).verdict == \
+        REPRODUCED
+    assert PairedMetricClaim(name="p", arm="b", other="a", **kw).evaluate(res).verdict == \
+        NOT_REPRODUCED
+    lower = PairedMetricClaim(name="n", arm="a", other="b", metric="nsar@0.1", greater=False,
+                              **kw)
+    assert lower.evaluate(res).verdict == REPRODUCED
+    assert EquivalenceClaim(name="e", arm="a", other="b", margin=0.2, **kw).evaluate(res
+                                                                                     ).verdict == \
+        REPRODUCED
+    assert EquivalenceClaim(name="e", arm="a", other="b", margin=0.02, **kw).evaluate(res
+                                                                                      ).verdict == \
+        NOT_REPRODUCED
+    m = MetricClaim(name="m", arm="b", metric="nsar@0.1", threshold=0.25, greater=True, **kw)
+    r = m.evaluate(res)
+    assert r.verdict == REPRODUCED and abs(r.mean - 0.3) < 1e-12
+    assert MetricClaim(name="m", arm="a", metric="nsar@0.1", threshold=0.21, greater=True,
+                       **kw).evaluate(res).verdict == INCONCLUSIVE  # 0.21 inside 0.21 ± 0.01
