@@ -198,6 +198,12 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from repro.bench.cli import bench_main
+
+    return bench_main(args)
+
+
 def cmd_dashboard(args) -> int:
     import importlib.util
     import shutil
@@ -306,6 +312,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--dry-run", action="store_true", help="print the command, do not start")
     sp.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     sp.set_defaults(fn=cmd_dashboard)
+    sp = sub.add_parser("bench", help="dispatch speed: MoE vs dense at equal activated FLOPs")
+    from repro.bench.cli import add_arguments
+
+    add_arguments(sp)
+    sp.set_defaults(fn=cmd_bench)
     return p
 
 

@@ -134,6 +134,9 @@ class Experts(nn.Module):
         else:
             slot = slot_index(counts, C)  # [A]
             xp = x_sorted.new_zeros(E * C, D).index_copy(0, slot, x_sorted).view(E, C, D)
+        if neuron_k is None:
+            out = self.forward_slots(xp).view(E * C, D)  # [E*C, D]
+            return (out if full else out.index_select(0, slot)), None  # [A, D]
         dt = x_sorted.dtype
         a = F.silu(torch.bmm(xp, self.w_gate.to(dt)))  # [E, C, F]; zero rows stay zero
         nl = None
@@ -146,6 +149,17 @@ class Experts(nn.Module):
         u = torch.bmm(xp, self.w_up.to(dt))  # [E, C, F]
         out = torch.bmm(a * u, self.w_down.to(dt)).view(E * C, D)  # [E*C, D]
         return (out if full else out.index_select(0, slot)), nl  # [A, D]
+
+    def forward_slots(self, xp: torch.Tensor) -> torch.Tensor:
+        """Expert-major slots through their experts with three bmm: xp [E, C, D] -> [E, C, D].
+
+        Rows of a slot are independent, so padding rows (any finite values) only produce outputs
+        that the caller discards or weights by 0; their gradient contributions are then exactly 0.
+        """
+        dt = xp.dtype
+        a = F.silu(torch.bmm(xp, self.w_gate.to(dt)))  # [E, C, F]
+        u = torch.bmm(xp, self.w_up.to(dt))  # [E, C, F]
+        return torch.bmm(a * u, self.w_down.to(dt))  # [E, C, D]
 
     def _forward_gather(self, x_sorted, counts, backend, neuron_k, neuron_loss):
         """MoNE gather implementation: full gate projection, then per token only the kept rows of

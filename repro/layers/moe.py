@@ -21,9 +21,14 @@ from torch import nn
 from repro.config import ConfigError, check, config, variant
 from repro.layers.base import FFN_BLOCKS, AuxLoss, FFNConfig, FFNOutput
 from repro.layers.dense import SwiGLU
-from repro.layers.experts import BACKENDS, NEURON_IMPLS, Experts, neurons_kept
+from repro.layers.experts import BACKENDS, NEURON_IMPLS, Experts, neurons_kept, slot_index
 from repro.routers import ROUTERS, RouterConfig
 from repro.routers.topk import TopKRouterConfig
+
+# auto on CPU: capacity-padded bmm while E * (largest group) <= BMM_MAX_PAD * routed rows.
+# Measured 2026-11-27 (2-core CPU, fp32, D=256, 8192 tokens, fwd+bwd vs dense, contended;
+# results/bench/): bmm beat grouped_mm and loop at E8 k2 and E64 k8 with ~1.1-1.3x padding.
+BMM_MAX_PAD = 1.5
 
 
 @variant("moe")
@@ -97,6 +102,29 @@ class MoEFFN(nn.Module):
             aux = {**aux, "neuron_balance": AuxLoss(nl, self.cfg.neuron_alpha)}
         return FFNOutput(y.view(B, T, D), aux, r.stats)
 
+    def dispatch_backend(self, xf: torch.Tensor, counts: torch.Tensor, capacity: int | None,
+                         full_slots: bool) -> str:
+        """The backend this call runs: the configured one, or what ``auto`` picks.
+
+        ``auto`` (measured, see ``BMM_MAX_PAD``): expert-major full slots (Expert Choice) -> ``bmm``
+        (a free view); otherwise on CPU ``bmm`` while the padding to the largest group costs at
+        most ``BMM_MAX_PAD`` x the routed rows, else ``grouped_mm`` where this torch build has it
+        for the device/dtype/shape, else ``loop``; on CUDA ``grouped_mm`` first (SM90+), then the
+        same ``bmm`` rule. MoNE blocks keep the per-row backends (their neuron loss needs rows).
+        counts [E] per-expert assignment counts.
+        """
+        backend = self.cfg.backend
+        if backend != "auto":
+            return backend
+        if full_slots:
+            return "bmm"
+        grouped = self.experts.resolve_backend(xf, "auto")  # grouped_mm or loop
+        if self.cfg.neuron_k is not None or (xf.device.type == "cuda" and grouped == "grouped_mm"):
+            return grouped
+        A = int(counts.sum())
+        pad = self.cfg.n_experts * max(int(counts.max()) if A else 0, 1) / max(A, 1)
+        return "bmm" if pad <= BMM_MAX_PAD else grouped
+
     def combine(self, xf: torch.Tensor, token: torch.Tensor, expert: torch.Tensor,
                 weight: torch.Tensor, capacity: int | None = None,
                 expert_major: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -107,24 +135,49 @@ class MoEFFN(nn.Module):
         Choice); the sort is skipped and ``auto`` dispatches with ``bmm`` (no padding needed).
         """
         cfg, E = self.cfg, self.cfg.n_experts
-        backend = cfg.backend
-        if expert_major and capacity is not None and expert.numel() == E * capacity:
+        full = expert_major and capacity is not None and expert.numel() == E * capacity
+        if full:
             tok_sorted, w_sorted = token, weight  # [A] already expert-major
             counts = torch.full((E,), capacity, dtype=torch.long, device=xf.device)  # [E]
-            if backend == "auto":
-                backend = "bmm"
         else:
             order = torch.argsort(expert, stable=True)  # [A]
             tok_sorted, w_sorted = token[order], weight[order]  # [A]
             counts = torch.bincount(expert, minlength=E)  # [E]
-        x_sorted = xf.index_select(0, tok_sorted)  # [A, D]
+        backend = self.dispatch_backend(xf, counts, capacity, full)
         mone = cfg.neuron_k is not None
+        if backend == "bmm" and not mone:
+            return self._combine_slots(xf, tok_sorted, w_sorted, counts, full), None
+        x_sorted = xf.index_select(0, tok_sorted)  # [A, D]
         out, nl = self.experts(x_sorted, counts, backend, cfg.neuron_k, capacity=capacity,
                                neuron_impl="gather" if cfg.neuron_impl == "gather" else "mask",
                                neuron_loss=mone and cfg.neuron_alpha > 0)  # [A, D]
         out = out * w_sorted.to(out.dtype)[:, None]  # gate-weighted [A, D]
         y = torch.zeros_like(xf)  # dropped / unrouted tokens contribute 0 (residual carries them)
         return y.index_add_(0, tok_sorted, out), nl  # [N, D]
+
+    def _combine_slots(self, xf: torch.Tensor, tok_sorted: torch.Tensor, w_sorted: torch.Tensor,
+                       counts: torch.Tensor, full: bool) -> torch.Tensor:
+        """``bmm`` dispatch with the permute fused into the slot layout: one gather straight from
+        the tokens into [E, C, D] slots (C = the largest group) and one weighted scatter-add
+        straight out of them, with no [A, D] intermediate, no zero-padded copy and no un-pad
+        gather. Padding slots point at token 0 with gate weight 0: their outputs are multiplied
+        by 0 and their gradients are exactly 0, so results equal the other backends.
+        xf [N, D]; tok_sorted, w_sorted [A] expert-major; counts [E] -> y [N, D].
+        """
+        E, D = self.cfg.n_experts, xf.shape[1]
+        A = tok_sorted.numel()
+        if full:
+            C = A // E
+            tok_slot, w_slot = tok_sorted, w_sorted  # [E*C]
+        else:
+            C = max(int(counts.max()) if A else 0, 1)
+            slot = slot_index(counts, C)  # [A] position of each sorted row in [E*C]
+            tok_slot = tok_sorted.new_zeros(E * C).index_copy_(0, slot, tok_sorted)  # [E*C]
+            w_slot = w_sorted.new_zeros(E * C).index_copy(0, slot, w_sorted)  # [E*C], 0 on pads
+        xp = xf.index_select(0, tok_slot).view(E, C, D)  # [E, C, D]
+        out = self.experts.forward_slots(xp).view(E * C, D)  # [E*C, D]
+        out = out * w_slot.to(out.dtype)[:, None]  # gate-weighted, pads -> 0
+        return torch.zeros_like(xf).index_add_(0, tok_slot, out)  # [N, D]
 
     def activations(self, x: torch.Tensor) -> torch.Tensor:
         """Routed SiLU gate activations [A, F] (after MoNE masking) for sparsity studies."""

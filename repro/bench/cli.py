@@ -1,0 +1,85 @@
+"""Arguments and entry of ``repro bench`` (kept here so ``repro/cli.py`` only delegates; no torch
+import at module level, so building the parser stays cheap)."""
+
+from __future__ import annotations
+
+
+def add_arguments(sp) -> None:
+    import argparse
+
+    sp.add_argument("--device", default="cpu", help="cpu | cuda (default cpu)")
+    sp.add_argument("--routers", default=None,
+                    help="comma-separated routers (default: all registered)")
+    sp.add_argument("--experts", default=None, help="comma-separated E values (default "
+                    "8,16,64,256; k=2 below 64, k=8 from 64, activated FLOPs fixed)")
+    sp.add_argument("--backends", default=None,
+                    help="comma-separated dispatch backends (default auto,loop,grouped_mm,bmm)")
+    sp.add_argument("--dtype", default="float32", help="float32 | bfloat16")
+    sp.add_argument("--tokens", type=int, default=None, help="tokens per call (default 8192)")
+    sp.add_argument("--d-model", type=int, default=None, help="model width D (default 256)")
+    sp.add_argument("--hidden", type=int, default=None,
+                    help="activated hidden width k*F = dense d_ff (default 2048)")
+    sp.add_argument("--reps", type=int, default=None, help="interleaved rounds (default 5)")
+    sp.add_argument("--no-train", action="store_true", help="skip the training-loop check")
+    sp.add_argument("--quick", action="store_true",
+                    help="tiny shapes, seconds: a smoke run (writes a *-quick.csv)")
+    sp.add_argument("--out", default="results/bench", help="output folder (default results/bench)")
+    sp.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+
+def _ints(text: str, flag: str) -> tuple[int, ...]:
+    from repro.cli import UserError
+
+    try:
+        vals = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise UserError(f"{flag}: expected comma-separated integers like 8,16,64, got "
+                        f"{text!r}") from None
+    if not vals or min(vals) < 1:
+        raise UserError(f"{flag}: expected positive integers like 8,16,64, got {text!r}")
+    return vals
+
+
+def bench_main(args) -> int:
+    import torch
+
+    from repro.bench.run import BACKEND_NAMES, BenchSpec, format_table, run_bench
+    from repro.cli import UserError
+    from repro.routers import ROUTERS
+
+    if args.device not in ("cpu", "cuda"):
+        raise UserError(f"--device: {args.device!r} is not cpu or cuda")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available; use --device cpu")
+    if args.dtype not in ("float32", "bfloat16"):
+        raise UserError(f"--dtype: {args.dtype!r} is not float32 or bfloat16")
+    kw: dict = dict(device=args.device, dtype=args.dtype, out_dir=args.out,
+                    train=not args.no_train)
+    if args.routers:
+        routers = tuple(r.strip() for r in args.routers.split(",") if r.strip())
+        for r in routers:
+            if r not in ROUTERS:
+                raise UserError(f"--routers: {ROUTERS.unknown_message(r)}")
+        kw["routers"] = routers
+    if args.backends:
+        bs = tuple(b.strip() for b in args.backends.split(",") if b.strip())
+        bad = [b for b in bs if b not in BACKEND_NAMES]
+        if bad:
+            raise UserError(f"--backends: unknown {bad[0]!r} (allowed: {', '.join(BACKEND_NAMES)})")
+        kw["backends"] = bs if "loop" in bs else bs + ("loop",)  # loop is the reference
+    if args.experts:
+        kw["experts"] = _ints(args.experts, "--experts")
+    for name in ("tokens", "d_model", "hidden", "reps"):
+        v = getattr(args, name)
+        if v is not None:
+            if v < 1:
+                raise UserError(f"--{name.replace('_', '-')}: must be >= 1, got {v}")
+            kw[name] = v
+    spec = BenchSpec.quick_spec(**kw) if args.quick else BenchSpec(**kw)
+    if spec.tokens % min(spec.seq_len, spec.tokens):
+        spec.seq_len = spec.tokens
+    rows, path = run_bench(spec)
+    print()
+    print(format_table(rows, spec.device))
+    print(f"[repro] wrote {path} (+ .png)")
+    return 0

@@ -1,0 +1,220 @@
+"""Layer benchmark: one MoE block (router included) against the dense SwiGLU of equal activated
+FLOPs, forward + backward, warm-up then interleaved repetitions in one process.
+
+Dimension legend: N tokens (= B*T), D model width, E experts, K experts per token, F expert hidden,
+H activated hidden width (K*F), C capacity.
+
+Matching: each case fixes the activated hidden width H; the MoE block gets F = H / k_eff (k_eff =
+the router's experts per token, rounded to 16-byte-aligned rows so every backend can run it) and
+the dense arm is derived from the built MoE config with ``compute.match_dense_to`` (router FLOPs
+included), never typed in.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from dataclasses import dataclass, field, replace
+
+import torch
+
+from repro.compute import match_dense_to
+from repro.layers.dense import SwiGLU
+from repro.layers.moe import MoEConfig, MoEFFN
+from repro.routers import ROUTERS
+
+EXPLICIT_BACKENDS = ("loop", "grouped_mm", "bmm")
+
+
+@dataclass(frozen=True)
+class LayerCase:
+    router: str
+    n_experts: int  # E
+    top_k: int  # K for the top-k style routers; capacity factor for Expert Choice
+    d_model: int  # D
+    hidden: int  # H activated hidden width (the dense reference does the same FLOPs)
+
+
+def default_top_k(n_experts: int) -> int:
+    """The issue's grid: coarse top-2 below 64 experts, fine-grained top-8 from 64 on."""
+    return 2 if n_experts < 64 else 8
+
+
+def router_config(name: str, k: int):
+    """The router's own config with this case's K where the method has a free K."""
+    cls = ROUTERS.get(name).Config
+    if name in ("topk", "noisy_topk"):
+        return cls(top_k=k)
+    if name == "expert_choice":
+        return cls(capacity_factor=float(k))
+    return cls()  # switch (top-1) and gshard (top-2) fix their own K
+
+
+def moe_config(case: LayerCase, backend: str, dtype: torch.dtype = torch.float32) -> MoEConfig:
+    r = router_config(case.router, case.top_k)
+    k_eff = r.experts_per_token(case.n_experts)
+    align = 8  # 16-byte rows in fp32 and bf16 alike (grouped_mm needs it)
+    f = max(align, int(round(case.hidden / k_eff / align)) * align)
+    return MoEConfig(n_experts=case.n_experts, d_expert=f, router=r, backend=backend)
+
+
+def dense_width(cfg: MoEConfig, d_model: int) -> int:
+    return match_dense_to(cfg, d_model).d_ff
+
+
+def build_moe(case: LayerCase, backend: str, seed: int, device, dtype) -> MoEFFN:
+    torch.manual_seed(seed)
+    m = MoEFFN(moe_config(case, backend), case.d_model)
+    std = 0.02
+    m.experts.init_weights(std, std)
+    m.router.reset_parameters()
+    return m.to(device=device, dtype=dtype)
+
+
+def build_dense(d_model: int, d_ff: int, seed: int, device, dtype) -> SwiGLU:
+    torch.manual_seed(seed)
+    d = SwiGLU(d_model, d_ff)
+    d.init_weights(0.02, 0.02)
+    return d.to(device=device, dtype=dtype)
+
+
+def _sync(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def fwd_bwd(module, x: torch.Tensor, g: torch.Tensor, seed: int | None = None):
+    """One forward + backward; returns (output, input grad, {param name: grad}) detached.
+    ``seed``: reseed first, so stochastic routers (noisy top-k, GShard's random policy) route the
+    same way in the reference and the checked backend."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    for p in module.parameters():
+        p.grad = None
+    x = x.detach().requires_grad_(True)
+    out = module(x)
+    y = out.y if hasattr(out, "y") else out
+    y.backward(g)
+    return y.detach(), x.grad.detach(), {n: p.grad.detach() for n, p in module.named_parameters()
+                                         if p.grad is not None}
+
+
+def compare(ref, got, dtype) -> float:
+    """Largest relative error over the output, the input gradient and every parameter gradient,
+    each normalised by the reference tensor's largest magnitude. Missing grads count as error."""
+    (y0, gx0, gp0), (y1, gx1, gp1) = ref, got
+    err = 0.0
+    pairs = [(y0, y1), (gx0, gx1)]
+    for n, g in gp0.items():
+        if n not in gp1:
+            return math.inf
+        pairs.append((g, gp1[n]))
+    for a, b in pairs:
+        if a.shape != b.shape:
+            return math.inf
+        scale = a.float().abs().max().clamp_min(1e-12)
+        err = max(err, float((a.float() - b.float()).abs().max() / scale))
+    return err
+
+
+def tolerance(dtype: torch.dtype) -> float:
+    return 2e-2 if dtype == torch.bfloat16 else 1e-4
+
+
+@dataclass
+class Timed:
+    name: str
+    fn: object
+    times: list[float] = field(default_factory=list)
+
+
+def interleave(items: list[Timed], reps: int, warmup: int, device) -> None:
+    """Warm-up every item, then ``reps`` rounds running each item once; the order rotates each
+    round so no item always runs right after the same neighbour."""
+    for it in items:
+        for _ in range(warmup):
+            it.fn()
+    _sync(device)
+    for r in range(reps):
+        k = r % len(items)
+        for it in items[k:] + items[:k]:
+            _sync(device)
+            t0 = time.perf_counter()
+            it.fn()
+            _sync(device)
+            it.times.append(time.perf_counter() - t0)
+
+
+def median_ratio(a: list[float], b: list[float]) -> float:
+    return statistics.median(x / y for x, y in zip(a, b))
+
+
+def bench_group(router: str, n_experts: int, top_k: int, *, d_model: int, hidden: int,
+                tokens: int, seq_len: int, backends: list[str], reps: int, warmup: int, device,
+                dtype, seed: int = 0, wrong_backend: dict | None = None) -> list[dict]:
+    """Every backend of one (router, E) against its dense reference. Returns one row per backend.
+
+    Each backend is checked against the ``loop`` backend (the reference) on identical weights and
+    input before it is timed; a backend that disagrees is not timed (``ref_ok`` False).
+    ``wrong_backend`` (tests only) maps a backend name to a function perturbing its module.
+    """
+    case = LayerCase(router, n_experts, top_k, d_model, hidden)
+    B = max(1, tokens // seq_len)
+    T = tokens // B
+    gen = torch.Generator().manual_seed(seed + 1)
+    x = torch.randn(B, T, d_model, generator=gen).to(device=device, dtype=dtype)  # [B, T, D]
+    g = torch.randn(B, T, d_model, generator=gen).to(device=device, dtype=dtype)  # dL/dy
+    cfg = moe_config(case, "loop")
+    d_ff = dense_width(cfg, d_model)
+    dense = build_dense(d_model, d_ff, seed, device, dtype)
+    ref_mod = build_moe(case, "loop", seed, device, dtype)
+    ref = fwd_bwd(ref_mod, x, g, seed=seed)
+    rows, items = [], [Timed("dense", lambda: fwd_bwd(dense, x, g))]
+    for be in backends:
+        m = ref_mod if be == "loop" else build_moe(case, be, seed, device, dtype)
+        if wrong_backend and be in wrong_backend:
+            wrong_backend[be](m)
+        resolved = resolved_backend(m, x)
+        try:
+            err = 0.0 if m is ref_mod else compare(ref, fwd_bwd(m, x, g, seed=seed), dtype)
+            problem = "" if err <= tolerance(dtype) else f"differs from loop by {err:.2e}"
+        except (RuntimeError, NotImplementedError) as e:  # backend unavailable for this shape
+            err, problem = math.inf, f"failed: {type(e).__name__}: {str(e).splitlines()[0][:80]}"
+        row = dict(router=router, backend=be, resolved_backend=resolved, n_experts=n_experts,
+                   top_k=top_k, d_model=d_model, d_expert=cfg.d_expert, d_ff_dense=d_ff,
+                   hidden=hidden, tokens=B * T, ref_max_err=err, ref_ok=not problem,
+                   note=problem)
+        rows.append(row)
+        if not problem and not (be == "auto" and resolved in backends and resolved != "auto"):
+            items.append(Timed(be, (lambda m=m: fwd_bwd(m, x, g))))
+    interleave(items, reps, warmup, device)
+    t = {it.name: it.times for it in items}
+    for row in rows:
+        tb = t.get(row["backend"])
+        if tb is None and row["ref_ok"] and row["backend"] == "auto":
+            # auto runs the very code path of the backend it picked: share that one's timings
+            tb = t.get(row["resolved_backend"])
+            row["note"] = f"timed as {row['resolved_backend']} (same code path)"
+        row.update(reps=reps, dense_ms=1e3 * statistics.median(t["dense"]),
+                   moe_ms=1e3 * statistics.median(tb) if tb else math.nan,
+                   ratio=median_ratio(tb, t["dense"]) if tb else math.nan,
+                   ratio_min=min(a / b for a, b in zip(tb, t["dense"])) if tb else math.nan,
+                   ratio_max=max(a / b for a, b in zip(tb, t["dense"])) if tb else math.nan)
+    return rows
+
+
+def resolved_backend(m: MoEFFN, x: torch.Tensor) -> str:
+    """The backend ``auto`` (or an explicit choice) runs for this block on this input."""
+    with torch.no_grad():
+        B, T, D = x.shape
+        xf = x.reshape(B * T, D)
+        r = m.router(xf, (B, T))
+        E = m.cfg.n_experts
+        full = r.expert_major and r.capacity is not None and r.expert.numel() == E * r.capacity
+        counts = torch.bincount(r.expert, minlength=E)  # [E]
+        return m.dispatch_backend(xf, counts, r.capacity, full)
+
+
+def with_backend(cfg: MoEConfig, backend: str) -> MoEConfig:
+    return replace(cfg, backend=backend)

@@ -1,0 +1,127 @@
+"""`repro bench`: a tiny --quick run writes the CSV with the expected columns, the reference check
+catches a wrong backend before timing, and the dispatch paths the bench steers (auto's choice,
+the fused slot permute of ``bmm``) keep equal outputs and gradients. No test asserts a timing."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+
+from repro.bench import BenchSpec, format_table, run_bench
+from repro.bench.layer import LayerCase, bench_group, dense_width, moe_config
+from repro.bench.run import COLUMNS
+from repro.layers.moe import BMM_MAX_PAD, MoEFFN
+from tests._moe_factories import D, init_module, moe_cfg
+
+TINY = dict(d_model=32, hidden=64, tokens=128, seq_len=16, reps=1, warmup=0, device="cpu",
+            dtype=torch.float32)
+
+
+def test_quick_bench_writes_csv(tmp_path):
+    spec = BenchSpec.quick_spec(out_dir=str(tmp_path), experts=(8,), routers=("topk",
+                                "expert_choice"), tokens=128, seq_len=16, d_model=32, hidden=64,
+                                reps=1, train_steps=4, train_rounds=1)
+    rows, path = run_bench(spec, log=lambda *a: None)
+    assert path == tmp_path / f"bench-cpu-torch{torch.__version__.split('+')[0]}-quick.csv"
+    with open(path) as f:
+        got = list(csv.DictReader(f))
+    assert list(got[0].keys()) == COLUMNS
+    layer = [r for r in got if r["section"] == "layer"]
+    assert {(r["router"], r["backend"]) for r in layer} == {
+        (r, b) for r in ("topk", "expert_choice") for b in ("auto", "loop", "grouped_mm", "bmm")}
+    assert all(r["ref_ok"] == "True" and float(r["ratio"]) > 0 for r in layer)
+    assert all(r["alloc_policy"] and r["load_before"] for r in got)
+    assert {r["backend"] for r in got if r["section"] == "train"} == {
+        "bare", "bare+metrics", "lightning"}
+    assert (tmp_path / path.name.replace(".csv", ".png")).exists()
+    table = format_table(rows, "cpu")
+    assert "targets (cpu" in table and "lightning / bare" in table
+
+
+def test_reference_check_rejects_wrong_backend():
+    def break_it(m):  # a "backend" whose experts compute something else
+        with torch.no_grad():
+            m.experts.w_down.mul_(1.5)
+
+    rows = bench_group("topk", 8, 2, backends=["loop", "bmm", "grouped_mm"],
+                       wrong_backend={"bmm": break_it}, **TINY)
+    by = {r["backend"]: r for r in rows}
+    assert not by["bmm"]["ref_ok"] and "differs from loop" in by["bmm"]["note"]
+    assert by["bmm"]["ratio"] != by["bmm"]["ratio"]  # nan: never timed
+    assert by["grouped_mm"]["ref_ok"] and by["loop"]["ref_ok"]
+
+
+def test_bench_cases_are_flop_matched():
+    from repro.compute import ffn_count
+
+    for router in ("topk", "switch", "gshard", "noisy_topk", "expert_choice"):
+        for E in (8, 64):
+            cfg = moe_config(LayerCase(router, E, 2 if E < 64 else 8, 256, 2048), "auto")
+            d_ff = dense_width(cfg, 256)
+            assert cfg.d_expert % 8 == 0  # 16-byte rows: grouped_mm can run every case
+            assert abs(6 * 256 * d_ff / ffn_count(cfg, 256).flops - 1) < 0.01
+
+
+# ------------------------------------------------------------------- dispatch paths (no timing)
+def _pair(router="topk", **kw):
+    torch.manual_seed(0)
+    ref = init_module(MoEFFN(moe_cfg(router, backend="loop", **kw), D)).train()
+    m = MoEFFN(moe_cfg(router, backend="bmm", **kw), D).train()
+    m.load_state_dict(ref.state_dict())
+    return ref, m
+
+
+def _check_equal(ref, m, x, seed=3):
+    outs = []
+    for mod in (ref, m):
+        torch.manual_seed(seed)
+        xi = x.clone().requires_grad_(True)
+        y = mod(xi).y
+        (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
+        outs.append((y.detach(), xi.grad, {n: p.grad.clone() for n, p in mod.named_parameters()
+                                           if p.grad is not None}))
+    (y0, gx0, g0), (y1, gx1, g1) = outs
+    assert torch.allclose(y0, y1, atol=1e-5)
+    assert torch.allclose(gx0, gx1, atol=1e-5)
+    assert g0.keys() == g1.keys()
+    for n in g0:
+        assert torch.allclose(g0[n], g1[n], atol=1e-5), n
+
+
+def test_fused_slots_with_skewed_groups_and_empty_experts():
+    ref, m = _pair(n_experts=6)
+    with torch.no_grad():  # push most tokens to expert 1 and none to 4/5 -> heavy padding
+        for mod in (ref, m):
+            mod.router.w[:, 1] += 2.0
+            mod.router.w[:, 4:] -= 5.0
+    _check_equal(ref, m, torch.randn(4, 9, D) + 0.5)
+
+
+def test_fused_slots_with_capacity_drops_and_nothing_routed():
+    ref, m = _pair(router_kw={"capacity_factor": 0.5})
+    _check_equal(ref, m, torch.randn(3, 5, D))
+    ref, m = _pair("switch")
+    _check_equal(ref, m, torch.randn(1, 1, D))  # a single token
+
+
+def test_auto_picks_bmm_when_balanced_else_a_grouped_backend():
+    m = MoEFFN(moe_cfg("topk", backend="auto", n_experts=4), D)
+    xf = torch.randn(64, D)
+    balanced = torch.tensor([32, 32, 32, 32])
+    skewed = torch.tensor([120, 4, 2, 2])  # E * max / A = 3.75 > BMM_MAX_PAD
+    assert 4 * 120 / 128 > BMM_MAX_PAD
+    assert m.dispatch_backend(xf, balanced, None, False) == "bmm"
+    assert m.dispatch_backend(xf, skewed, None, False) in ("grouped_mm", "loop")
+    assert m.dispatch_backend(xf, skewed, 32, True) == "bmm"  # expert-major full slots
+    fixed = MoEFFN(moe_cfg("topk", backend="loop", n_experts=4), D)
+    assert fixed.dispatch_backend(xf, balanced, None, False) == "loop"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_backends_match_loop():
+    rows = bench_group("topk", 8, 2, backends=["loop", "grouped_mm", "bmm", "auto"],
+                       **{**TINY, "device": "cuda", "dtype": torch.bfloat16})
+    assert all(r["ref_ok"] or "failed" in r["note"] for r in rows), rows
