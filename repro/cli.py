@@ -1,4 +1,4 @@
-"""``repro`` command line: ls | show | run | check | ui | sweep | dashboard.
+"""``repro`` command line: ls | show | run | doctor | check | ui | sweep | dashboard.
 
 Every user mistake ends in one line on stderr naming the field and the fix, exit code 2, and no
 traceback unless ``--debug`` is given.
@@ -24,11 +24,12 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from repro.config import ConfigError
     from repro.data.errors import DataError
     from repro.experiments.report import MissingRunsError
+    from repro.lit.checkpoint import CheckpointError
     from repro.registry import RegistryError
     from repro.tracking.store import TrackingError
 
     return (UserError, ConfigError, RegistryError, DataError, TrackingError, MissingRunsError,
-            MatchError)
+            MatchError, CheckpointError)
 
 
 def _parse_seeds(text: str | None) -> list[int] | None:
@@ -122,6 +123,26 @@ def cmd_run(args) -> int:
     trained = sum(o.status == "trained" for o in outcomes)
     print(f"[repro] done: {trained} trained, {len(outcomes) - trained} reused. "
           f"Next: repro check {exp.name} --scale {exp.scale}")
+    return 0
+
+
+def cmd_doctor(args) -> int:
+    """Find RUNNING runs whose process died (tags repro.pid + repro.host) and mark them."""
+    from repro.tracking import store as ts
+
+    uri = ts.resolve_uri(args.tracking_uri)
+    status = "KILLED" if args.killed else "FAILED"
+    stale = ts.mark_stale(uri, args.name, status=status, dry_run=args.dry_run)
+    verb = "would mark" if args.dry_run else "marked"
+    for r in stale:
+        t = r.data.tags
+        print(f"[repro] {verb} {status}: run {r.info.run_id[:8]} {t.get(ts.T_EXPERIMENT)} "
+              f"{t.get(ts.T_ARM)} seed {t.get(ts.T_SEED)} (kind {t.get(ts.T_KIND)}; process "
+              f"{t.get(ts.T_PID)} on {t.get(ts.T_HOST)} is gone)")
+    running = ts.search_runs(uri, args.name, statuses=("RUNNING",))
+    live = [r for r in running if r.info.run_id not in {s.info.run_id for s in stale}]
+    print(f"[repro] doctor: {len(stale)} stale run(s) {verb} {status}, {len(live)} still "
+          "RUNNING (live, or on another host). Rerun `repro run` to resume interrupted runs.")
     return 0
 
 
@@ -266,6 +287,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--force", action="store_true", help="retrain even if a finished run exists")
     sp.add_argument("--no-progress", action="store_true", help="no progress bars")
     sp.set_defaults(fn=cmd_run)
+    sp = sub.add_parser("doctor", help="mark runs left RUNNING by a dead process FAILED")
+    sp.add_argument("name", nargs="?", default=None, help="only this experiment (default: all)")
+    sp.add_argument("--tracking-uri", default=None)
+    sp.add_argument("--killed", action="store_true", help="mark them KILLED instead of FAILED")
+    sp.add_argument("--dry-run", action="store_true", help="only list them")
+    sp.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    sp.set_defaults(fn=cmd_doctor)
     sp = sub.add_parser("check", help="evaluate claims over seeds, write results/NAME/")
     common(sp)
     sp.add_argument("--seeds", help="comma-separated seeds (default: the experiment's)")
@@ -331,6 +359,15 @@ def main(argv: list[str] | None = None) -> int:
         print("repro: interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # noqa: BLE001
+        from repro.experiments.runner import RunFailed
+        from repro.lit.checkpoint import RunInterrupted
+
+        if isinstance(e, RunInterrupted) and not args.debug:
+            print(f"repro: {e}", file=sys.stderr)
+            return 128 + e.signum
+        if isinstance(e, RunFailed) and not args.debug:
+            print(f"repro: error: {e}", file=sys.stderr)
+            return 1
         if args.debug or not isinstance(e, _user_errors()):
             if not args.debug:
                 print(f"repro: internal error: {type(e).__name__}: {e} (rerun with --debug for "

@@ -107,6 +107,19 @@ class EvalWindows(Dataset):
         return _window(self.tokens, self.starts[i], self.T)
 
 
+class _Skip(Dataset):
+    """``ds`` without its first ``offset`` items: the train stream of a resumed run."""
+
+    def __init__(self, ds: Dataset, offset: int):
+        self.ds, self.offset = ds, offset
+
+    def __len__(self) -> int:
+        return max(0, len(self.ds) - self.offset)
+
+    def __getitem__(self, i: int):
+        return self.ds[i + self.offset]
+
+
 class LMDataModule(L.LightningDataModule):
     def __init__(self, cfg: DataConfig, batch_size: int, seed: int = 0,
                  eval_batch_size: int | None = None, num_workers: int = 0):
@@ -122,6 +135,9 @@ class LMDataModule(L.LightningDataModule):
         self.train_set: TrainWindows | None = None
         self.val_set: EvalWindows | None = None
         self.test_set: EvalWindows | None = None
+        # resume: train windows already consumed (global_step x global batch); the loader then
+        # continues the same (seed, index) stream where the interrupted run stopped
+        self.train_offset = 0
 
     # ------------------------------------------------------------------------------ lifecycle
     def _ensure(self) -> TokenSplits:
@@ -184,15 +200,21 @@ class LMDataModule(L.LightningDataModule):
     def _loader(self, ds: Dataset, batch_size: int, drop_last: bool) -> DataLoader:
         if ds is None:
             raise DataError("LMDataModule: call setup() before asking for a dataloader")
+        # own generator: creating a loader iterator draws a base seed, which must not come from
+        # (and shift) the global torch RNG that routing noise uses (exact resume, determinism)
         return DataLoader(ds, batch_size=batch_size, shuffle=False, drop_last=drop_last,
                           num_workers=self.num_workers,
+                          generator=torch.Generator().manual_seed(self.seed),
                           persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
         # shuffle=False on purpose: the seeded order lives in TrainWindows' indexing
+        ds = self.train_set
+        if self.train_offset and ds is not None:
+            ds = _Skip(ds, self.train_offset)
         from repro.dist import shard_train_loader  # DDP: round-robin shards, never shuffled
 
-        return shard_train_loader(self._loader(self.train_set, self.batch_size, drop_last=True),
+        return shard_train_loader(self._loader(ds, self.batch_size, drop_last=True),
                                   getattr(self, "trainer", None))
 
     def val_dataloader(self) -> DataLoader:

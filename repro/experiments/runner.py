@@ -2,6 +2,17 @@
 
 A run is identified by its *run key*: hash(resolved run config, data fingerprint, seed). A
 FINISHED run with the same key is reused by every experiment that needs it (shared arms).
+
+Reliability (see README "Reliability"):
+* one process per run key at a time (``runs/locks/<key>.lock``, fcntl): concurrent ``repro run``
+  processes wait for each other and reuse, never train an (arm, seed) twice;
+* checkpoints at every evaluation under ``runs/checkpoints/<key>/`` (``last.ckpt``, ``best.ckpt``;
+  atomic, loaded weights-only); re-running after a crash reopens the interrupted MLflow run (same
+  run id) and resumes from ``last.ckpt`` with the same data stream, LR schedule and RNG states, so
+  it ends with the same metrics as an uninterrupted run;
+* SIGINT / SIGTERM stop at the next step boundary with a checkpoint and the run marked KILLED;
+  any failure (e.g. a non-finite loss) marks the run FAILED with a ``repro.failure_reason``;
+* before training, RUNNING runs of the experiment whose process died are marked FAILED.
 """
 
 from __future__ import annotations
@@ -13,6 +24,7 @@ import socket
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -20,6 +32,8 @@ from repro.config import config_hash, flatten, to_dict
 from repro.experiments.base import Experiment
 from repro.lit.config import RunConfig
 from repro.tracking import store as ts
+
+T_RESUMES = "repro.resumes"  # how many times an interrupted run was reopened
 
 
 @dataclass
@@ -45,8 +59,10 @@ def _precision(run: RunConfig, accelerator: str) -> str:
 
 def prepare_data(run: RunConfig, seed: int):
     from repro.data import LMDataModule
+    from repro.dist import per_rank_batch
 
-    dm = LMDataModule(run.data, batch_size=run.train.batch_size, seed=seed)
+    # train.batch_size is the global batch: each of the W ranks loads batch_size / W
+    dm = LMDataModule(run.data, batch_size=per_rank_batch(run), seed=seed)
     dm.prepare_data()
     dm.setup("fit")
     return dm
@@ -63,69 +79,165 @@ def train_one(exp: Experiment, arm: str, seed: int, overrides: list[str], uri: s
     finished run only applies to ``kind == "train"``.
     """
     import lightning as L
-    import torch
 
+    from repro import dist
     from repro.lit.callbacks import Throughput
+    from repro.lit.checkpoint import ResumeState, load_checkpoint_file
     from repro.lit.system import LMSystem
+    from repro.tracking.locks import file_lock, lock_path
 
     base = exp.run_config(arm, overrides)
+    dist.check_run(base, kind)
     dm = prepare_data(base, seed)
     run = replace(base, model=replace(base.model, vocab_size=dm.vocab_size))
     key = run_key(run, dm.fingerprint, seed)
-    exp_id = ts.ensure_experiment(ts.resolve_uri(uri) if uri else ts.resolve_uri(), exp.name)
-    if not force and kind == "train":
-        done = ts.find_finished(uri, None, key)
-        if done is not None:
-            hist = ts.metric_history(uri, done.info.run_id, ts.M_VAL_LOSS)
-            return RunOutcome(arm, seed, done.info.run_id, "reused",
-                              hist[-1][1] if hist else math.nan,
-                              done.data.metrics.get(ts.M_TOKENS_PER_S, math.nan), 0.0)
+    uri = ts.resolve_uri(uri)
+    if not dist.is_rank_zero(run.trainer):  # DDP rank > 0: train in lockstep, write nothing
+        t0 = time.time()
+        L.seed_everything(seed, workers=True, verbose=False)
+        system = LMSystem.from_run_config(run)
+        trainer = _trainer(run, False, [Throughput(), ResumeState(), *(callbacks or [])],
+                           progress)
+        # rank 0 resumes from this checkpoint (Lightning's launcher copies its environment)
+        resume = os.environ.get("REPRO_RESUME_FROM") or None
+        if resume:
+            dm.train_offset = load_checkpoint_file(resume)["global_step"] * run.train.batch_size
+        trainer.fit(system, datamodule=dm, ckpt_path=resume, weights_only=True)
+        if run.train.max_steps % run.train.eval_every != 0:
+            trainer.validate(system, datamodule=dm, verbose=False)
+        return RunOutcome(arm, seed, "", "worker", math.nan, math.nan, time.time() - t0)
+    exp_id = ts.ensure_experiment(uri, exp.name)
+    if kind != "train":  # sweep trials: no reuse, no resume, no checkpoints
+        return _train_rank0(exp, arm, seed, run, dm, key, uri, exp_id, progress, extra_tags,
+                            callbacks, kind, run_name, resume_from=None)
+
+    def waiting(holder):
+        print(f"[repro] {arm} seed {seed}: another process ({holder}) is training this run; "
+              "waiting for it to finish", file=sys.stderr, flush=True)
+
+    # one process per run key at a time: a second `repro run` waits here, then reuses the result
+    with file_lock(lock_path(key), on_wait=waiting):
+        if not force:
+            done = ts.find_finished(uri, None, key)
+            if done is not None:
+                hist = ts.metric_history(uri, done.info.run_id, ts.M_VAL_LOSS)
+                return RunOutcome(arm, seed, done.info.run_id, "reused",
+                                  hist[-1][1] if hist else math.nan,
+                                  done.data.metrics.get(ts.M_TOKENS_PER_S, math.nan), 0.0)
+        resume_from = None if force else ts.find_resumable(uri, key)
+        return _train_rank0(exp, arm, seed, run, dm, key, uri, exp_id, progress, extra_tags,
+                            callbacks, kind, run_name, resume_from=resume_from)
+
+
+class RunFailed(RuntimeError):
+    """One or more (arm, seed) runs failed (diverged, crashed); each is marked FAILED in MLflow
+    with a ``repro.failure_reason`` tag. ``str()`` is one line."""
+
+
+def _train_rank0(exp, arm, seed, run, dm, key, uri, exp_id, progress, extra_tags, callbacks,
+                 kind, run_name, resume_from) -> RunOutcome:
+    import lightning as L
+    import torch
+
+    from repro.lit.callbacks import Throughput
+    from repro.lit.checkpoint import (
+        FaultInjection,
+        GracefulStop,
+        ResumeState,
+        RunInterrupted,
+        load_checkpoint_file,
+    )
+    from repro.lit.system import LMSystem
 
     client = ts.client(uri)
+    ckdir = checkpoint_dir(key)
+    keep_ckpts = kind == "train"
     tags = {ts.T_EXPERIMENT: exp.name, ts.T_VERSION: exp.version, ts.T_ARM: arm,
             ts.T_SEED: str(seed), ts.T_GIT: ts.git_sha(), ts.T_HASH: config_hash(run),
             ts.T_KEY: key, ts.T_SCALE: exp.scale, ts.T_KIND: kind,
             ts.T_PID: str(os.getpid()), ts.T_HOST: socket.gethostname(),
             "repro.data_fingerprint": dm.fingerprint, "repro.torch": torch.__version__}
     tags.update(extra_tags or {})
-    mlrun = client.create_run(exp_id, tags=tags, run_name=run_name or f"{arm}-s{seed}")
-    run_id = mlrun.info.run_id
+    ckpt_path = None
+    if resume_from is not None:
+        # reopen the interrupted run: same run id, this process now owns it
+        run_id = resume_from.info.run_id
+        n = int(resume_from.data.tags.get(T_RESUMES, "0")) + 1
+        client.update_run(run_id, status="RUNNING")
+        for k, v in {ts.T_PID: str(os.getpid()), ts.T_HOST: socket.gethostname(),
+                     ts.T_GIT: ts.git_sha(), T_RESUMES: str(n)}.items():
+            client.set_tag(run_id, k, v)
+        if ts.T_FAIL in resume_from.data.tags:
+            client.delete_tag(run_id, ts.T_FAIL)
+        if (ckdir / "last.ckpt").exists():
+            ckpt_path = ckdir / "last.ckpt"
+    else:
+        mlrun = client.create_run(exp_id, tags=tags, run_name=run_name or f"{arm}-s{seed}")
+        run_id = mlrun.info.run_id
+        if keep_ckpts:  # a fresh run (or --force) never resumes an older run's checkpoints
+            for name in ("last.ckpt", "best.ckpt"):
+                (ckdir / name).unlink(missing_ok=True)
     t0 = time.time()
+    stop = GracefulStop(ckdir / "last.ckpt" if keep_ckpts else None)
     try:
-        params = {k: (json.dumps(v) if isinstance(v, list) else v)
-                  for k, v in flatten(to_dict(run)).items()}
-        params["seed"] = seed
-        from mlflow.entities import Param
+        with stop:
+            if resume_from is None:
+                params = {k: (json.dumps(v) if isinstance(v, list) else v)
+                          for k, v in flatten(to_dict(run)).items()}
+                params["seed"] = seed
+                from mlflow.entities import Param
 
-        client.log_batch(run_id, params=[Param(k, str(v)[:500]) for k, v in params.items()])
-        with tempfile.TemporaryDirectory() as td:
-            p = Path(td) / "config.json"
-            p.write_text(json.dumps({"run": to_dict(run), "seed": seed, "experiment": exp.name,
-                                     "arm": arm, "scale": exp.scale}, indent=2))
-            client.log_artifact(run_id, str(p))
+                client.log_batch(run_id, params=[Param(k, str(v)[:500])
+                                                 for k, v in params.items()])
+                with tempfile.TemporaryDirectory() as td:
+                    p = Path(td) / "config.json"
+                    p.write_text(json.dumps({"run": to_dict(run), "seed": seed,
+                                             "experiment": exp.name, "arm": arm,
+                                             "scale": exp.scale}, indent=2))
+                    client.log_artifact(run_id, str(p))
+            start_step = 0
+            if ckpt_path is not None:
+                start_step = int(load_checkpoint_file(ckpt_path)["global_step"])
+                print(f"[repro] {arm} seed {seed}: resuming run {run_id[:8]} from step "
+                      f"{start_step} ({ckpt_path})", file=sys.stderr, flush=True)
+            # the train stream continues at window global_step x global batch
+            dm.train_offset = start_step * run.train.batch_size
 
-        from lightning.pytorch.loggers import MLFlowLogger
+            from lightning.pytorch.loggers import MLFlowLogger
 
-        logger = MLFlowLogger(experiment_name=exp.name, tracking_uri=uri, run_id=run_id,
-                              log_model=False)
-        L.seed_everything(seed, workers=True, verbose=False)
-        system = LMSystem.from_run_config(run)
-        tp = Throughput()
-        accel = run.trainer.accelerator
-        if accel == "auto":
-            accel = "gpu" if torch.cuda.is_available() else "cpu"
-        t = run.train
-        trainer = L.Trainer(
-            max_steps=t.max_steps, val_check_interval=t.eval_every, check_val_every_n_epoch=None,
-            logger=logger, callbacks=[tp, *(callbacks or [])], enable_checkpointing=False,
-            gradient_clip_val=t.grad_clip or None, precision=_precision(run, accel),
-            deterministic=(True if accel == "cpu" else "warn") if t.deterministic else False,
-            accelerator=accel, devices=run.trainer.devices, num_nodes=run.trainer.num_nodes,
-            strategy=run.trainer.strategy, enable_progress_bar=progress,
-            enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=t.log_every)
-        trainer.fit(system, datamodule=dm)
-        if t.max_steps % t.eval_every != 0:
-            trainer.validate(system, datamodule=dm, verbose=False)
+            logger = MLFlowLogger(experiment_name=exp.name, tracking_uri=uri, run_id=run_id,
+                                  log_model=False)
+            logger._mlflow_client = ts.RetryingClient(logger._mlflow_client)
+            # the run's status is ours to set (FINISHED only once weights and plots are saved)
+            logger.finalize = lambda *a, **k: None
+            L.seed_everything(seed, workers=True, verbose=False)
+            system = LMSystem.from_run_config(run)
+            tp = Throughput()
+            t = run.train
+            cbs = [tp, ResumeState(), FaultInjection(), stop, *(callbacks or [])]
+            if keep_ckpts:
+                from lightning.pytorch.callbacks import ModelCheckpoint
+
+                # at every evaluation: last.ckpt (resume) and best.ckpt (lowest val/loss)
+                cbs.append(ModelCheckpoint(dirpath=ckdir, filename="best", monitor=ts.M_VAL_LOSS,
+                                           mode="min", save_top_k=1, save_last=True,
+                                           auto_insert_metric_name=False,
+                                           enable_version_counter=False))
+            trainer = _trainer(run, logger, cbs, progress, checkpointing=keep_ckpts)
+            stop.check(start_step)
+            os.environ["REPRO_RESUME_FROM"] = str(ckpt_path) if ckpt_path else ""
+            try:
+                with warnings.catch_warnings():
+                    # we resume the data stream ourselves (LMDataModule.train_offset); last.ckpt
+                    # in the directory is the point of resuming
+                    warnings.filterwarnings("ignore", ".*dataloader is not resumable.*")
+                    warnings.filterwarnings("ignore", ".*exists and is not empty.*")
+                    trainer.fit(system, datamodule=dm, weights_only=True,
+                                ckpt_path=str(ckpt_path) if ckpt_path else None)
+            finally:
+                os.environ.pop("REPRO_RESUME_FROM", None)
+            if t.max_steps % t.eval_every != 0:
+                trainer.validate(system, datamodule=dm, verbose=False)
         client.log_metric(run_id, ts.M_TOKENS_PER_S, tp.tokens_per_s, step=t.max_steps)
         ckpt = save_weights(system.model, key)
         client.set_tag(run_id, ts.T_WEIGHTS, str(ckpt))
@@ -136,14 +248,42 @@ def train_one(exp: Experiment, arm: str, seed: int, overrides: list[str], uri: s
         _log_curve_plot(client, run_id, uri, f"{exp.name} / {arm} / seed {seed}")
         client.set_terminated(run_id, "FINISHED")
         return RunOutcome(arm, seed, run_id, "trained", final, tp.tokens_per_s, time.time() - t0)
-    except KeyboardInterrupt:
-        client.set_tag(run_id, ts.T_FAIL, "interrupted by user")
+    except RunInterrupted as e:
+        client.set_tag(run_id, ts.T_FAIL, str(e)[:400])
+        client.set_terminated(run_id, "KILLED")
+        raise
+    except (KeyboardInterrupt, SystemExit) as e:
+        client.set_tag(run_id, ts.T_FAIL, f"interrupted ({type(e).__name__}); rerun the same "
+                       "command to resume from the last checkpoint")
         client.set_terminated(run_id, "KILLED")
         raise
     except BaseException as e:
-        client.set_tag(run_id, ts.T_FAIL, f"{type(e).__name__}: {str(e)[:400]}")
+        msg = (str(e).strip().splitlines() or [""])[0]
+        client.set_tag(run_id, ts.T_FAIL, f"{type(e).__name__}: {msg[:400]}")
         client.set_terminated(run_id, "FAILED")
         raise
+
+
+def _trainer(run: RunConfig, logger, callbacks: list, progress: bool,
+             checkpointing: bool = False):
+    import lightning as L
+    import torch
+
+    from repro.lit.checkpoint import SafeCheckpointIO
+
+    accel = run.trainer.accelerator
+    if accel == "auto":
+        accel = "gpu" if torch.cuda.is_available() else "cpu"
+    t = run.train
+    return L.Trainer(
+        max_steps=t.max_steps, val_check_interval=t.eval_every, check_val_every_n_epoch=None,
+        logger=logger, callbacks=callbacks, enable_checkpointing=checkpointing,
+        plugins=[SafeCheckpointIO()],
+        gradient_clip_val=t.grad_clip or None, precision=_precision(run, accel),
+        deterministic=(True if accel == "cpu" else "warn") if t.deterministic else False,
+        accelerator=accel, devices=run.trainer.devices, num_nodes=run.trainer.num_nodes,
+        strategy=run.trainer.strategy, enable_progress_bar=progress,
+        enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=t.log_every)
 
 
 def checkpoint_dir(key: str) -> Path:
@@ -181,7 +321,10 @@ def _log_curve_plot(client, run_id: str, uri: str, title: str) -> None:
 def run_experiment(exp: Experiment, arms: list[str] | None = None, seeds: list[int] | None = None,
                    overrides: list[str] | None = None, uri: str | None = None,
                    progress: bool = True, force: bool = False, echo=print) -> list[RunOutcome]:
-    """Validate matching, then train every (arm, seed) not already finished."""
+    """Validate matching, then train every (arm, seed) not already finished.
+
+    A failing (arm, seed) (e.g. a diverged loss) is marked FAILED and the others still train;
+    ``RunFailed`` is raised at the end. An interruption stops the whole command."""
     uri = ts.resolve_uri(uri)
     overrides = list(overrides or [])
     exp.validate(overrides)
@@ -189,14 +332,37 @@ def run_experiment(exp: Experiment, arms: list[str] | None = None, seeds: list[i
     for a in arm_names:
         exp.arm(a)  # unknown arm -> error with close matches, before any training
     seeds = list(seeds) if seeds else list(exp.seeds)
-    outcomes = []
+    for r in ts.mark_stale(uri, exp.name):
+        echo(f"[repro] marked run {r.info.run_id[:8]} ({r.data.tags.get(ts.T_ARM)} seed "
+             f"{r.data.tags.get(ts.T_SEED)}) FAILED: its process {r.data.tags.get(ts.T_PID)} "
+             "died; it resumes below if it is part of this command")
+    outcomes, failed = [], []
     for arm in arm_names:
         for seed in seeds:
             echo(f"[repro] {exp.name} arm={arm} seed={seed} scale={exp.scale}")
-            o = train_one(exp, arm, seed, overrides, uri, progress=progress, force=force)
+            try:
+                o = train_one(exp, arm, seed, overrides, uri, progress=progress, force=force)
+            except Exception as e:  # noqa: BLE001 - recorded in MLflow; keep going
+                from repro.config import ConfigError
+                from repro.data.errors import DataError
+                from repro.lit.checkpoint import CheckpointError, RunInterrupted
+                from repro.registry import RegistryError
+
+                if isinstance(e, (ConfigError, DataError, CheckpointError, RegistryError,
+                                  ts.TrackingError, RunInterrupted)):
+                    raise  # a user mistake (config, data, checkpoint, store) or a stop
+                msg = (str(e).strip().splitlines() or [""])[0][:300]
+                echo(f"  -> FAILED: {type(e).__name__}: {msg}")
+                failed.append(f"arm={arm} seed={seed}: {type(e).__name__}: {msg}")
+                sys.stdout.flush()
+                continue
             msg = (f"  -> {o.status}: val loss {o.final_val_loss:.4f}, "
                    f"{o.tokens_per_s:,.0f} tok/s, {o.seconds:.0f}s (run {o.run_id[:8]})")
             echo(msg)
             outcomes.append(o)
             sys.stdout.flush()
+    if failed:
+        raise RunFailed(f"{len(failed)} of {len(failed) + len(outcomes)} runs failed and are "
+                        f"marked FAILED in MLflow ({failed[0]}{'; ...' if len(failed) > 1 else ''})"
+                        "; fix the cause and rerun the same command")
     return outcomes

@@ -31,6 +31,13 @@ class Throughput(L.Callback):
             self.tokens += batch[0].numel() * trainer.world_size
         self._start = None
 
+    # resume: the rate covers every step of the run, before and after an interruption
+    def state_dict(self) -> dict:
+        return {"tokens": self.tokens, "elapsed": self.elapsed}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.tokens, self.elapsed = int(state["tokens"]), float(state["elapsed"])
+
     @property
     def tokens_per_s(self) -> float:
         return self.tokens / self.elapsed if self.elapsed > 0 else float("nan")

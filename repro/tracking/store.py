@@ -63,15 +63,64 @@ def artifact_root() -> str:
     return (runs_dir() / "mlartifacts").as_uri()
 
 
+_LOCKED = ("database is locked", "database table is locked", "SQLITE_BUSY")
+
+
+def is_locked_error(e: BaseException) -> bool:
+    """sqlite's "database is locked": another process holds the write lock; safe to retry (the
+    failed statement's transaction was rolled back)."""
+    return any(m in str(e) for m in _LOCKED)
+
+
+class RetryingClient:
+    """An ``MlflowClient`` whose calls retry with backoff while sqlite reports the database
+    locked (several ``repro run`` / ``repro sweep`` processes writing to one ``mlflow.db``)."""
+
+    def __init__(self, inner):
+        self._inner = inner
+
+    def __getattr__(self, name):
+        attr = getattr(self._inner, name)
+        if not callable(attr):
+            return attr
+        from repro.tracking.locks import retry
+
+        @functools.wraps(attr)
+        def call(*args, **kwargs):
+            return retry(lambda: attr(*args, **kwargs), is_transient=is_locked_error)
+
+        return call
+
+
+def _open_client(uri: str):
+    import logging
+
+    from mlflow.tracking import MlflowClient
+
+    # "Creating initial MLflow database tables..." and alembic's migration chatter on first use
+    for name in ("mlflow.store.db.utils", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+    c = RetryingClient(MlflowClient(tracking_uri=uri))
+    c.search_experiments(max_results=1)  # creates / migrates a sqlite store on first use
+    return c
+
+
 @functools.lru_cache(maxsize=8)
 def client(uri: str):
     import mlflow
-    from mlflow.tracking import MlflowClient
 
     mlflow.set_tracking_uri(uri)
-    c = MlflowClient(tracking_uri=uri)
     try:
-        c.search_experiments(max_results=1)
+        if uri.startswith("sqlite:///"):
+            # concurrent first use of a fresh sqlite file races in MLflow's schema migration
+            from repro.tracking.locks import file_lock
+
+            db = Path(uri[len("sqlite:///"):].split("?", 1)[0])
+            with file_lock(db.parent / f".{db.name}.init.lock"):
+                c = _open_client(uri)
+        else:
+            c = _open_client(uri)
     except Exception as e:  # noqa: BLE001 - any failure here means the store is unusable
         client.cache_clear()
         msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
@@ -128,6 +177,46 @@ def find_finished(uri: str, experiment: str | None, run_key: str):
                        f"tags.`{T_KEY}` = '{run_key}' and tags.`{T_KIND}` = 'train'",
                        statuses=("FINISHED",))
     return runs[0] if runs else None
+
+
+def find_resumable(uri: str, run_key: str):
+    """The latest unfinished training run with this run key that no live process owns: FAILED,
+    KILLED, or RUNNING with a dead pid on this host. Call with the run key's lock held."""
+    runs = search_runs(uri, None,
+                       f"tags.`{T_KEY}` = '{run_key}' and tags.`{T_KIND}` = 'train'",
+                       statuses=("RUNNING", "FAILED", "KILLED"))
+    runs = [r for r in runs if r.info.status != "RUNNING" or is_stale(r)]
+    return max(runs, key=lambda r: r.info.start_time or 0) if runs else None
+
+
+def is_stale(run) -> bool:
+    """A RUNNING run whose process (tags repro.pid + repro.host) is gone. Runs of other hosts or
+    without a pid tag are never judged stale (we cannot see their processes)."""
+    import socket
+
+    from repro.tracking.locks import pid_alive
+
+    if run.info.status != "RUNNING":
+        return False
+    host, pid = run.data.tags.get(T_HOST), run.data.tags.get(T_PID)
+    if host != socket.gethostname() or not (pid or "").isdigit() or int(pid) == os.getpid():
+        return False
+    started = (run.info.start_time or 0) / 1000 or None
+    return not pid_alive(int(pid), started_before=started)
+
+
+def mark_stale(uri: str, experiment: str | None = None, status: str = "FAILED",
+               dry_run: bool = False) -> list:
+    """Mark RUNNING runs whose process died (see ``is_stale``) as ``status`` with a
+    ``repro.failure_reason``; returns those runs. ``experiment=None``: every experiment."""
+    stale = [r for r in search_runs(uri, experiment, statuses=("RUNNING",)) if is_stale(r)]
+    if not dry_run:
+        c = client(uri)
+        for r in stale:
+            c.set_tag(r.info.run_id, T_FAIL, f"process {r.data.tags.get(T_PID)} on "
+                      f"{r.data.tags.get(T_HOST)} died while the run was RUNNING")
+            c.set_terminated(r.info.run_id, status)
+    return stale
 
 
 def metric_history(uri: str, run_id: str, key: str) -> list[tuple[int, float]]:

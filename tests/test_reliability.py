@@ -1,0 +1,244 @@
+"""Reliability: kill -9 resume, SIGTERM stop, determinism, NaN, concurrent writers, doctor.
+
+Processes that must die (SIGKILL, SIGTERM) or run side by side are ``os.fork()`` children running
+``repro.cli.main``: real processes with their own pid, signals and exit codes, without paying the
+interpreter + torch + MLflow import (seconds) for each. All at smoke scale, CPU, one thread.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import socket
+import sys
+import tempfile
+
+import pytest
+
+from repro.cli import main
+
+EXP, ARM = "shazeer-balance-ablation", "imp0.1-load0.1"  # noisy top-2: routing noise uses the RNG
+STEPS = ["--set", "train.max_steps=20", "--set", "train.eval_every=6", "--set",
+         "train.log_every=1"]
+RUN = ["run", EXP, "--scale", "smoke", "--arm", ARM, "--seeds", "0", "--no-progress", *STEPS]
+
+
+def _use_runs(path, monkeypatch):
+    from repro.tracking import store
+
+    monkeypatch.setenv("REPRO_RUNS_DIR", str(path / "runs"))
+    monkeypatch.setenv("REPRO_RESULTS_DIR", str(path / "results"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    store.client.cache_clear()
+    return store.resolve_uri()
+
+
+def fork_cli(argv: list[str], env: dict | None = None, wait: bool = True):
+    """Run ``repro <argv>`` in a forked child; returns (rc, stdout, stderr) or, with
+    ``wait=False``, (pid, out_path, err_path). rc < 0: killed by signal -rc."""
+    out = tempfile.NamedTemporaryFile(delete=False, suffix=".out")
+    err = tempfile.NamedTemporaryFile(delete=False, suffix=".err")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # child
+        rc = 1
+        try:
+            os.dup2(out.fileno(), 1)
+            os.dup2(err.fileno(), 2)
+            sys.stdout = open(1, "w", closefd=False)
+            sys.stderr = open(2, "w", closefd=False)
+            os.environ.update(env or {})
+            from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+            for engine in SqlAlchemyStore._engine_map.values():  # never share pooled sqlite
+                engine.dispose(close=False)                      # connections across fork
+            SqlAlchemyStore._engine_map.clear()
+            from repro.tracking import store
+
+            store.client.cache_clear()
+            rc = main(argv)
+        except SystemExit as e:
+            rc = e.code if isinstance(e.code, int) else 1
+        except BaseException:  # noqa: BLE001 - like the interpreter: traceback, exit 1
+            import traceback
+
+            traceback.print_exc()
+            rc = 1
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(rc)
+    if not wait:
+        return pid, out.name, err.name
+    return _reap(pid, out.name, err.name)
+
+
+def _reap(pid, out_path, err_path):
+    _, status = os.waitpid(pid, 0)
+    rc = os.waitstatus_to_exitcode(status)
+    texts = []
+    for p in (out_path, err_path):
+        with open(p) as f:
+            texts.append(f.read())
+        os.unlink(p)
+    return rc, texts[0], texts[1]
+
+
+def _train_runs(uri):
+    from repro.tracking import store
+
+    return [r for r in store.search_runs(uri, None) if r.data.tags.get(store.T_KIND) == "train"]
+
+
+def _curves(uri, run_id):
+    from repro.tracking import store
+
+    return {k: store.metric_history(uri, run_id, k) for k in ("train/loss", "val/loss", "lr")}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """An uninterrupted run: its curves are what every resumed run must reproduce."""
+    mp = pytest.MonkeyPatch()
+    try:
+        uri = _use_runs(tmp_path_factory.mktemp("ref"), mp)
+        assert main(RUN) == 0
+        (r,) = _train_runs(uri)
+        yield _curves(uri, r.info.run_id)
+    finally:
+        mp.undo()
+        from repro.tracking import store
+
+        store.client.cache_clear()
+
+
+def _assert_same(curves, ref, tol=1e-6):
+    for k in ("val/loss", "lr"):
+        assert [s for s, _ in curves[k]] == [s for s, _ in ref[k]], (k, curves[k], ref[k])
+        for (s, a), (_, b) in zip(curves[k], ref[k]):
+            assert math.isclose(a, b, rel_tol=0, abs_tol=tol), (k, s, a, b)
+    # every train step after the interruption too
+    assert [s for s, _ in curves["train/loss"]] == [s for s, _ in ref["train/loss"]]
+    for (s, a), (_, b) in zip(curves["train/loss"], ref["train/loss"]):
+        assert math.isclose(a, b, rel_tol=0, abs_tol=tol), ("train/loss", s, a, b)
+
+
+def test_determinism_same_seed_same_curve(reference, tmp_path, monkeypatch):
+    uri = _use_runs(tmp_path, monkeypatch)
+    assert main(RUN) == 0
+    (r,) = _train_runs(uri)
+    curves = _curves(uri, r.info.run_id)
+    assert curves == reference  # bit-identical on CPU, not just close
+    assert len(curves["train/loss"]) == 20 and len(curves["val/loss"]) == 4
+
+
+def test_kill9_then_rerun_resumes_into_same_run(reference, tmp_path, monkeypatch):
+    from repro.lit.checkpoint import load_checkpoint_file
+    from repro.tracking import store
+
+    uri = _use_runs(tmp_path, monkeypatch)
+    rc, _, err = fork_cli(RUN, env={"REPRO_FAULT": "kill@9"})
+    assert rc == -signal.SIGKILL, err
+    (killed,) = _train_runs(uri)
+    assert killed.info.status == "RUNNING"  # the lie a crash leaves behind...
+    key = killed.data.tags[store.T_KEY]
+    ckdir = tmp_path / "runs" / "checkpoints" / key
+    assert load_checkpoint_file(ckdir / "last.ckpt")["global_step"] == 6
+    assert (ckdir / "best.ckpt").exists() and not (ckdir / "final.pt").exists()
+    assert not list(ckdir.glob(".*.tmp"))  # atomic writes leave no debris
+
+    assert main(RUN) == 0  # ...which the rerun clears: same run reopened, resumed at step 6
+    (r,) = _train_runs(uri)
+    assert r.info.run_id == killed.info.run_id and r.info.status == "FINISHED"
+    assert r.data.tags["repro.resumes"] == "1" and store.T_FAIL not in r.data.tags
+    assert r.data.tags[store.T_PID] == str(os.getpid())
+    _assert_same(_curves(uri, r.info.run_id), reference)
+    assert math.isfinite(r.data.metrics["perf/tokens_per_s"])
+    assert main(RUN) == 0  # and a third run reuses it
+    assert len(_train_runs(uri)) == 1
+
+
+def test_sigterm_stops_cleanly_then_resumes(reference, tmp_path, monkeypatch):
+    from repro.lit.checkpoint import load_checkpoint_file
+    from repro.tracking import store
+
+    uri = _use_runs(tmp_path, monkeypatch)
+    rc, _, err = fork_cli(RUN, env={"REPRO_FAULT": "term@10"})
+    assert rc == 128 + signal.SIGTERM, err
+    lines = err.strip().splitlines()
+    assert "interrupted by SIGTERM at step 10" in lines[-1] and "Traceback" not in err
+    (r,) = _train_runs(uri)
+    assert r.info.status == "KILLED" and "SIGTERM" in r.data.tags[store.T_FAIL]
+    ckpt = tmp_path / "runs" / "checkpoints" / r.data.tags[store.T_KEY] / "last.ckpt"
+    assert load_checkpoint_file(ckpt)["global_step"] == 10  # written at the stop, not at eval
+    assert main(RUN) == 0
+    (r2,) = _train_runs(uri)
+    assert r2.info.run_id == r.info.run_id and r2.info.status == "FINISHED"
+    _assert_same(_curves(uri, r2.info.run_id), reference)
+
+
+def test_nan_loss_marks_run_failed_with_reason(tmp_path, monkeypatch, capsys):
+    from repro.tracking import store
+
+    uri = _use_runs(tmp_path, monkeypatch)
+    monkeypatch.setenv("REPRO_FAULT", "nan@3")
+    capsys.readouterr()
+    assert main(RUN) == 1
+    err = capsys.readouterr().err.strip()  # (Lightning's INFO lines precede it)
+    errors = [line for line in err.splitlines() if line.startswith("repro:")]
+    assert len(errors) == 1 and errors == err.splitlines()[-1:] and "Traceback" not in err
+    assert "non-finite loss nan at step 3" in errors[0]
+    (r,) = _train_runs(uri)
+    assert r.info.status == "FAILED"
+    assert "FloatingPointError: non-finite loss nan at step 3" in r.data.tags[store.T_FAIL]
+
+
+def test_three_processes_one_store_nothing_lost_nothing_twice(tmp_path, monkeypatch):
+    uri = _use_runs(tmp_path, monkeypatch)
+    argv = ["run", "switch-vs-dense", "--scale", "smoke", "--arm", "dense,switch-e4",
+            "--no-progress", "--set", "train.max_steps=6", "--set", "train.eval_every=3"]
+    orders = ["0,1", "1,0", "0,1"]  # different orders: real overlap on the store and the locks
+    kids = [fork_cli([*argv, "--seeds", s], wait=False) for s in orders]
+    results = [_reap(*k) for k in kids]
+    for rc, _, err in results:
+        assert rc == 0, err[-2000:]
+    trained = sum(int(out.split("done: ")[1].split(" trained")[0]) for _, out, _ in results)
+    assert trained == 4  # each (arm, seed) trained by exactly one process, reused by the others
+    runs = _train_runs(uri)
+    from repro.tracking import store
+
+    assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs)
+    assert len({r.data.tags[store.T_KEY] for r in runs}) == 4
+    for r in runs:  # every logged metric is there once per step (nothing lost, nothing doubled)
+        val = store.client(uri).get_metric_history(r.info.run_id, "val/loss")
+        assert sorted(m.step for m in val) == [3, 6]
+
+
+def test_doctor_marks_dead_running_runs(tmp_path, monkeypatch, capsys):
+    from repro.tracking import store
+
+    uri = _use_runs(tmp_path, monkeypatch)
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)  # a pid that is certainly dead now
+    c = store.client(uri)
+    exp_id = store.ensure_experiment(uri, "doctor-test")
+    host = socket.gethostname()
+    dead = c.create_run(exp_id, tags={store.T_PID: str(pid), store.T_HOST: host,
+                                      store.T_KIND: "train"}).info.run_id
+    live = c.create_run(exp_id, tags={store.T_PID: str(os.getppid()), store.T_HOST: host,
+                                      store.T_KIND: "train"}).info.run_id
+    other = c.create_run(exp_id, tags={store.T_PID: str(pid), store.T_HOST: "elsewhere",
+                                       store.T_KIND: "train"}).info.run_id
+    assert main(["doctor", "--dry-run"]) == 0
+    assert c.get_run(dead).info.status == "RUNNING"
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert "1 stale run(s) marked FAILED" in out
+    assert c.get_run(dead).info.status == "FAILED"
+    assert f"process {pid}" in c.get_run(dead).data.tags[store.T_FAIL]
+    assert c.get_run(live).info.status == "RUNNING"
+    assert c.get_run(other).info.status == "RUNNING"  # other machines' processes: not judged
