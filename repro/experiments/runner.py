@@ -78,12 +78,8 @@ def train_one(exp: Experiment, arm: str, seed: int, overrides: list[str], uri: s
     pruning callback) and ``kind`` (the ``repro.kind`` tag) let sweeps reuse this path. Reuse of a
     finished run only applies to ``kind == "train"``.
     """
-    import lightning as L
 
     from repro import dist
-    from repro.lit.callbacks import Throughput
-    from repro.lit.checkpoint import ResumeState, load_checkpoint_file
-    from repro.lit.system import LMSystem
     from repro.tracking.locks import file_lock, lock_path
 
     base = exp.run_config(arm, overrides)
@@ -93,19 +89,7 @@ def train_one(exp: Experiment, arm: str, seed: int, overrides: list[str], uri: s
     key = run_key(run, dm.fingerprint, seed)
     uri = ts.resolve_uri(uri)
     if not dist.is_rank_zero(run.trainer):  # DDP rank > 0: train in lockstep, write nothing
-        t0 = time.time()
-        L.seed_everything(seed, workers=True, verbose=False)
-        system = LMSystem.from_run_config(run)
-        trainer = _trainer(run, False, [Throughput(), ResumeState(), *(callbacks or [])],
-                           progress)
-        # rank 0 resumes from this checkpoint (Lightning's launcher copies its environment)
-        resume = os.environ.get("REPRO_RESUME_FROM") or None
-        if resume:
-            dm.train_offset = load_checkpoint_file(resume)["global_step"] * run.train.batch_size
-        trainer.fit(system, datamodule=dm, ckpt_path=resume, weights_only=True)
-        if run.train.max_steps % run.train.eval_every != 0:
-            trainer.validate(system, datamodule=dm, verbose=False)
-        return RunOutcome(arm, seed, "", "worker", math.nan, math.nan, time.time() - t0)
+        return _train_rank_worker(arm, seed, run, dm, key, uri, progress, force, callbacks, kind)
     exp_id = ts.ensure_experiment(uri, exp.name)
     if kind != "train":  # sweep trials: no reuse, no resume, no checkpoints
         return _train_rank0(exp, arm, seed, run, dm, key, uri, exp_id, progress, extra_tags,
@@ -124,9 +108,47 @@ def train_one(exp: Experiment, arm: str, seed: int, overrides: list[str], uri: s
                 return RunOutcome(arm, seed, done.info.run_id, "reused",
                                   hist[-1][1] if hist else math.nan,
                                   done.data.metrics.get(ts.M_TOKENS_PER_S, math.nan), 0.0)
-        resume_from = None if force else ts.find_resumable(uri, key)
+        # multi-process runs restart rather than resume: the other ranks cannot see rank 0's
+        # resume decision before the process group exists (see _train_rank_worker)
+        resume_from = None if force or dist.world_size(run.trainer) > 1 else \
+            ts.find_resumable(uri, key)
         return _train_rank0(exp, arm, seed, run, dm, key, uri, exp_id, progress, extra_tags,
                             callbacks, kind, run_name, resume_from=resume_from)
+
+
+def _train_rank_worker(arm, seed, run, dm, key, uri, progress, force, callbacks,
+                       kind) -> RunOutcome:
+    """A DDP rank > 0 (Lightning's re-launch of this command, torchrun, srun): make the same
+    reuse decision as rank 0, then meet it in ``fit`` with the same collective-calling callbacks
+    (checkpointing barriers) and no logger. It writes nothing; rank 0 owns the MLflow run."""
+    import lightning as L
+
+    from repro.lit.callbacks import Throughput
+    from repro.lit.checkpoint import ResumeState
+    from repro.lit.system import LMSystem
+
+    if not force and kind == "train":
+        done = ts.find_finished(uri, None, key)
+        if done is not None:  # rank 0 reuses it too: no fit to meet
+            return RunOutcome(arm, seed, done.info.run_id, "reused", math.nan, math.nan, 0.0)
+    t0 = time.time()
+    L.seed_everything(seed, workers=True, verbose=False)
+    system = LMSystem.from_run_config(run)
+    cbs = [Throughput(), ResumeState(), *(callbacks or [])]
+    if kind == "train":  # rank 0 checkpoints at every evaluation; saving has barriers
+        from lightning.pytorch.callbacks import ModelCheckpoint
+
+        cbs.append(ModelCheckpoint(dirpath=checkpoint_dir(key), filename="best",
+                                   monitor=ts.M_VAL_LOSS, mode="min", save_top_k=1,
+                                   save_last=True, auto_insert_metric_name=False,
+                                   enable_version_counter=False))
+    trainer = _trainer(run, False, cbs, progress, checkpointing=kind == "train")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*exists and is not empty.*")
+        trainer.fit(system, datamodule=dm)
+    if run.train.max_steps % run.train.eval_every != 0:
+        trainer.validate(system, datamodule=dm, verbose=False)
+    return RunOutcome(arm, seed, "", "worker", math.nan, math.nan, time.time() - t0)
 
 
 class RunFailed(RuntimeError):
@@ -225,17 +247,13 @@ def _train_rank0(exp, arm, seed, run, dm, key, uri, exp_id, progress, extra_tags
                                            enable_version_counter=False))
             trainer = _trainer(run, logger, cbs, progress, checkpointing=keep_ckpts)
             stop.check(start_step)
-            os.environ["REPRO_RESUME_FROM"] = str(ckpt_path) if ckpt_path else ""
-            try:
-                with warnings.catch_warnings():
-                    # we resume the data stream ourselves (LMDataModule.train_offset); last.ckpt
-                    # in the directory is the point of resuming
-                    warnings.filterwarnings("ignore", ".*dataloader is not resumable.*")
-                    warnings.filterwarnings("ignore", ".*exists and is not empty.*")
-                    trainer.fit(system, datamodule=dm, weights_only=True,
-                                ckpt_path=str(ckpt_path) if ckpt_path else None)
-            finally:
-                os.environ.pop("REPRO_RESUME_FROM", None)
+            with warnings.catch_warnings():
+                # we resume the data stream ourselves (LMDataModule.train_offset); last.ckpt
+                # in the directory is the point of resuming
+                warnings.filterwarnings("ignore", ".*dataloader is not resumable.*")
+                warnings.filterwarnings("ignore", ".*exists and is not empty.*")
+                trainer.fit(system, datamodule=dm, weights_only=True,
+                            ckpt_path=str(ckpt_path) if ckpt_path else None)
             if t.max_steps % t.eval_every != 0:
                 trainer.validate(system, datamodule=dm, verbose=False)
         client.log_metric(run_id, ts.M_TOKENS_PER_S, tp.tokens_per_s, step=t.max_steps)
