@@ -353,6 +353,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MALLOC_MMAP_MAX_", "0")
     parser = build_parser()
     args = parser.parse_args(argv)
+    # `repro --debug CMD` too: each subparser's own --debug default would otherwise overwrite it
+    args.debug = args.debug or "--debug" in (sys.argv[1:] if argv is None else argv)
     try:
         return args.fn(args) or 0
     except KeyboardInterrupt:

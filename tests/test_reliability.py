@@ -11,10 +11,10 @@ import math
 import os
 import signal
 import socket
-import sys
-import tempfile
 
 import pytest
+from _forkcli import fork_cli
+from _forkcli import reap as _reap
 
 from repro.cli import main
 
@@ -32,58 +32,6 @@ def _use_runs(path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     store.client.cache_clear()
     return store.resolve_uri()
-
-
-def fork_cli(argv: list[str], env: dict | None = None, wait: bool = True):
-    """Run ``repro <argv>`` in a forked child; returns (rc, stdout, stderr) or, with
-    ``wait=False``, (pid, out_path, err_path). rc < 0: killed by signal -rc."""
-    out = tempfile.NamedTemporaryFile(delete=False, suffix=".out")
-    err = tempfile.NamedTemporaryFile(delete=False, suffix=".err")
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:  # child
-        rc = 1
-        try:
-            os.dup2(out.fileno(), 1)
-            os.dup2(err.fileno(), 2)
-            sys.stdout = open(1, "w", closefd=False)
-            sys.stderr = open(2, "w", closefd=False)
-            os.environ.update(env or {})
-            from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-
-            for engine in SqlAlchemyStore._engine_map.values():  # never share pooled sqlite
-                engine.dispose(close=False)                      # connections across fork
-            SqlAlchemyStore._engine_map.clear()
-            from repro.tracking import store
-
-            store.client.cache_clear()
-            rc = main(argv)
-        except SystemExit as e:
-            rc = e.code if isinstance(e.code, int) else 1
-        except BaseException:  # noqa: BLE001 - like the interpreter: traceback, exit 1
-            import traceback
-
-            traceback.print_exc()
-            rc = 1
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(rc)
-    if not wait:
-        return pid, out.name, err.name
-    return _reap(pid, out.name, err.name)
-
-
-def _reap(pid, out_path, err_path):
-    _, status = os.waitpid(pid, 0)
-    rc = os.waitstatus_to_exitcode(status)
-    texts = []
-    for p in (out_path, err_path):
-        with open(p) as f:
-            texts.append(f.read())
-        os.unlink(p)
-    return rc, texts[0], texts[1]
 
 
 def _train_runs(uri):

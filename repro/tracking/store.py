@@ -92,6 +92,21 @@ class RetryingClient:
         return call
 
 
+def _probe_http(uri: str, timeout: float = 5.0) -> None:
+    """Fail in seconds, not after MLflow's minutes of HTTP retries, when nothing listens."""
+    import socket
+    from urllib.parse import urlparse
+
+    u = urlparse(uri)
+    port = u.port or (443 if u.scheme == "https" else 80)
+    try:
+        socket.create_connection((u.hostname or "localhost", port), timeout=timeout).close()
+    except OSError as e:
+        raise TrackingError(f"tracking URI {uri!r} is unreachable (nothing answers on "
+                            f"{u.hostname}:{port}: {e.strerror or e}); start the server or pass "
+                            "--tracking-uri / MLFLOW_TRACKING_URI") from None
+
+
 def _open_client(uri: str):
     import logging
 
@@ -120,7 +135,12 @@ def client(uri: str):
             with file_lock(db.parent / f".{db.name}.init.lock"):
                 c = _open_client(uri)
         else:
+            if uri.startswith(("http://", "https://")):
+                _probe_http(uri)
             c = _open_client(uri)
+    except TrackingError:
+        client.cache_clear()
+        raise
     except Exception as e:  # noqa: BLE001 - any failure here means the store is unusable
         client.cache_clear()
         msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
