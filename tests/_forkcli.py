@@ -71,3 +71,22 @@ def reap(pid, out_path, err_path):
             texts.append(f.read())
         os.unlink(p)
     return rc, texts[0], texts[1]
+
+
+_TEMPLATE: list[bytes] = []
+
+
+def seed_store(runs_dir) -> None:
+    """Put an initialized, empty MLflow sqlite store at ``runs_dir/mlflow.db``: creating one
+    (schema migrations) costs seconds, copying a template made once per session costs nothing."""
+    from pathlib import Path
+
+    runs_dir = Path(runs_dir)
+    if not _TEMPLATE:
+        d = Path(tempfile.mkdtemp(prefix="mlflow-template-"))
+        rc, _, err = fork_cli(["doctor"], env={"REPRO_RUNS_DIR": str(d),
+                                               "MLFLOW_TRACKING_URI": ""})
+        assert rc == 0, err
+        _TEMPLATE.append((d / "mlflow.db").read_bytes())
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    (runs_dir / "mlflow.db").write_bytes(_TEMPLATE[0])

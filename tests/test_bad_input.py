@@ -13,7 +13,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from _forkcli import fork_cli
+from _forkcli import fork_cli, seed_store
 
 SMOKE = ["--scale", "smoke"]
 SHZ = ["run", "shazeer-balance-ablation", *SMOKE, "--no-progress"]  # all arms noisy top-2 of 16
@@ -110,16 +110,6 @@ CASES = [
 
 
 @pytest.fixture(scope="module")
-def template_db(tmp_path_factory):
-    """An initialized (migrated) empty MLflow sqlite store: creating one costs seconds, copying
-    it costs nothing."""
-    d = tmp_path_factory.mktemp("template")
-    rc, _, err = fork_cli(["doctor"], env={"REPRO_RUNS_DIR": str(d), "MLFLOW_TRACKING_URI": ""})
-    assert rc == 0, err
-    return (d / "mlflow.db").read_bytes()
-
-
-@pytest.fixture(scope="module")
 def busy_port():
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.bind(("127.0.0.1", 0))
@@ -129,15 +119,13 @@ def busy_port():
 
 
 @pytest.mark.parametrize("name, argv, env, setup, fragments", CASES, ids=[c[0] for c in CASES])
-def test_bad_input_one_line_exit_2(name, argv, env, setup, fragments, tmp_path, busy_port,
-                                   template_db):
+def test_bad_input_one_line_exit_2(name, argv, env, setup, fragments, tmp_path, busy_port):
     if name == "scale-gpu-without-gpu":
         import torch
 
         if torch.cuda.is_available():
             pytest.skip("a GPU is present")
-    (tmp_path / "runs").mkdir()
-    (tmp_path / "runs" / "mlflow.db").write_bytes(template_db)
+    seed_store(tmp_path / "runs")
     (tmp_path / "a-file").write_text("a file where runs/ should be a directory\n")
     good = Path(__file__).resolve().parents[1] / "repro" / "data" / "corpus" / \
         "shakespeare.jsonl.xz"

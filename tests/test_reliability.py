@@ -13,7 +13,7 @@ import signal
 import socket
 
 import pytest
-from _forkcli import fork_cli
+from _forkcli import fork_cli, seed_store
 from _forkcli import reap as _reap
 
 from repro.cli import main
@@ -27,6 +27,7 @@ RUN = ["run", EXP, "--scale", "smoke", "--arm", ARM, "--seeds", "0", "--no-progr
 def _use_runs(path, monkeypatch):
     from repro.tracking import store
 
+    seed_store(path / "runs")
     monkeypatch.setenv("REPRO_RUNS_DIR", str(path / "runs"))
     monkeypatch.setenv("REPRO_RESULTS_DIR", str(path / "results"))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

@@ -73,7 +73,7 @@ class LMSystem(L.LightningModule):
             self.log_dict(logs, on_step=True, on_epoch=False, batch_size=batch[0].shape[0],
                           sync_dist=True)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite loss {float(loss)} at step {step}")
+            raise FloatingPointError(f"non-finite loss {float(loss.detach())} at step {step}")
         return loss
 
     def _routing_logs(self, metrics, prefix: str) -> dict[str, float]:
