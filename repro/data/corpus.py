@@ -29,10 +29,11 @@ CORPUS_ENV = "REPRO_CORPUS_PATH"
 def load_corpus_records(path: str | Path | None = None,
                         sha256: str = ARCHIVE_SHA256) -> list[dict]:
     """All records ``{"work", "split", "text"}`` of the archive, after checking its sha256."""
+    from_env = path is None and bool(os.environ.get(CORPUS_ENV))
     if path is None:
         path = os.environ.get(CORPUS_ENV) or ARCHIVE_PATH
     path = Path(path)
-    fix = _FIX if path == ARCHIVE_PATH else f"unset {CORPUS_ENV} or point it at a good copy"
+    fix = f"unset {CORPUS_ENV} or point it at a good copy" if from_env else _FIX
     try:
         blob = path.read_bytes()
     except OSError as e:
