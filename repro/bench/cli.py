@@ -14,6 +14,8 @@ def add_arguments(sp) -> None:
                     "8,16,64,256; k=2 below 64, k=8 from 64, activated FLOPs fixed)")
     sp.add_argument("--backends", default=None,
                     help="comma-separated dispatch backends (default auto,loop,grouped_mm,bmm)")
+    sp.add_argument("--sweep-routers", default=None,
+                    help="routers for the E values other than 8 and 64 (default: --routers)")
     sp.add_argument("--dtype", default="float32", help="float32 | bfloat16")
     sp.add_argument("--tokens", type=int, default=None, help="tokens per call (default 8192)")
     sp.add_argument("--d-model", type=int, default=None, help="model width D (default 256)")
@@ -23,6 +25,8 @@ def add_arguments(sp) -> None:
     sp.add_argument("--no-train", action="store_true", help="skip the training-loop check")
     sp.add_argument("--quick", action="store_true",
                     help="tiny shapes, seconds: a smoke run (writes a *-quick.csv)")
+    sp.add_argument("--update", action="store_true",
+                    help="merge into the existing CSV, replacing only the re-measured rows")
     sp.add_argument("--out", default="results/bench", help="output folder (default results/bench)")
     sp.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
@@ -54,19 +58,24 @@ def bench_main(args) -> int:
     if args.dtype not in ("float32", "bfloat16"):
         raise UserError(f"--dtype: {args.dtype!r} is not float32 or bfloat16")
     kw: dict = dict(device=args.device, dtype=args.dtype, out_dir=args.out,
-                    train=not args.no_train)
+                    train=not args.no_train, update=args.update)
     if args.routers:
         routers = tuple(r.strip() for r in args.routers.split(",") if r.strip())
         for r in routers:
             if r not in ROUTERS:
                 raise UserError(f"--routers: {ROUTERS.unknown_message(r)}")
         kw["routers"] = routers
+    if args.sweep_routers:
+        kw["sweep_routers"] = tuple(r.strip() for r in args.sweep_routers.split(",") if r.strip())
+        for r in kw["sweep_routers"]:
+            if r not in ROUTERS:
+                raise UserError(f"--sweep-routers: {ROUTERS.unknown_message(r)}")
     if args.backends:
         bs = tuple(b.strip() for b in args.backends.split(",") if b.strip())
         bad = [b for b in bs if b not in BACKEND_NAMES]
         if bad:
             raise UserError(f"--backends: unknown {bad[0]!r} (allowed: {', '.join(BACKEND_NAMES)})")
-        kw["backends"] = bs if "loop" in bs else bs + ("loop",)  # loop is the reference
+        kw["backends"] = bs  # loop always runs once as the reference; timed only if listed
     if args.experts:
         kw["experts"] = _ints(args.experts, "--experts")
     for name in ("tokens", "d_model", "hidden", "reps"):

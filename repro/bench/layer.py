@@ -47,7 +47,10 @@ def router_config(name: str, k: int):
     if name in ("topk", "noisy_topk"):
         return cls(top_k=k)
     if name == "expert_choice":
-        return cls(capacity_factor=float(k))
+        # one routing group over the whole call: C = N*k/E exactly. (The default per-position
+        # groups have only B tokens each, so C = max(1, floor(B*k/E)) rounds up at large E and
+        # runs more than k experts per token: E=256, B=8 would run 4x the matched FLOPs.)
+        return cls(capacity_factor=float(k), group="batch")
     return cls()  # switch (top-1) and gshard (top-2) fix their own K
 
 
@@ -166,11 +169,16 @@ def bench_group(router: str, n_experts: int, top_k: int, *, d_model: int, hidden
     x = torch.randn(B, T, d_model, generator=gen).to(device=device, dtype=dtype)  # [B, T, D]
     g = torch.randn(B, T, d_model, generator=gen).to(device=device, dtype=dtype)  # dL/dy
     cfg = moe_config(case, "loop")
+    # experts per token the block really runs: the case's K, or the router's own (Switch 1,
+    # GShard 2; Expert Choice: its capacity factor)
+    k_eff = cfg.router.experts_per_token(n_experts)
+    k_eff = int(k_eff) if float(k_eff).is_integer() else k_eff
     d_ff = dense_width(cfg, d_model)
     dense = build_dense(d_model, d_ff, seed, device, dtype)
     ref_mod = build_moe(case, "loop", seed, device, dtype)
     ref = fwd_bwd(ref_mod, x, g, seed=seed)
     rows, items = [], [Timed("dense", lambda: fwd_bwd(dense, x, g))]
+    # the loop backend is always the reference; it is timed only when listed
     for be in backends:
         m = ref_mod if be == "loop" else build_moe(case, be, seed, device, dtype)
         if wrong_backend and be in wrong_backend:
@@ -182,7 +190,7 @@ def bench_group(router: str, n_experts: int, top_k: int, *, d_model: int, hidden
         except (RuntimeError, NotImplementedError) as e:  # backend unavailable for this shape
             err, problem = math.inf, f"failed: {type(e).__name__}: {str(e).splitlines()[0][:80]}"
         row = dict(router=router, backend=be, resolved_backend=resolved, n_experts=n_experts,
-                   top_k=top_k, d_model=d_model, d_expert=cfg.d_expert, d_ff_dense=d_ff,
+                   top_k=k_eff, d_model=d_model, d_expert=cfg.d_expert, d_ff_dense=d_ff,
                    hidden=hidden, tokens=B * T, ref_max_err=err, ref_ok=not problem,
                    note=problem)
         rows.append(row)

@@ -25,10 +25,12 @@ from repro.layers.experts import BACKENDS, NEURON_IMPLS, Experts, neurons_kept, 
 from repro.routers import ROUTERS, RouterConfig
 from repro.routers.topk import TopKRouterConfig
 
-# auto on CPU: capacity-padded bmm while E * (largest group) <= BMM_MAX_PAD * routed rows.
-# Measured 2026-11-27 (2-core CPU, fp32, D=256, 8192 tokens, fwd+bwd vs dense, contended;
-# results/bench/): bmm beat grouped_mm and loop at E8 k2 and E64 k8 with ~1.1-1.3x padding.
-BMM_MAX_PAD = 1.5
+# auto: capacity-padded bmm while E * (largest group) <= BMM_MAX_PAD * routed rows. Measured on
+# the 2-core CPU (results/bench/bench-cpu-torch2.13.0.csv: fp32, D=256, 8192 tokens, fwd+bwd,
+# contended): bmm with the fused slot permute beat grouped_mm by 1.2x (E8 k2, padding 1.04),
+# 2.7x (E64 k8, padding 1.23) and 2.1x (E256 k8, padding 1.64); loop was slower still. 3.0 keeps
+# bmm until the padding alone would cost about what grouped_mm loses.
+BMM_MAX_PAD = 3.0
 
 
 @variant("moe")
