@@ -5,7 +5,6 @@ an AI review; RMSNorm placement, M and K and the NSAR threshold are our choices.
 
 from __future__ import annotations
 
-
 from repro.experiments import analyses
 from repro.experiments.base import Arm, Experiment, register_experiment
 from repro.experiments.claims import PairedMetricClaim

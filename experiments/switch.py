@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 from repro.compute import ffn_count, moe_d_expert_for_ffn_flops
-from repro.layers.dense import DenseFFNConfig
 from repro.experiments.base import Arm, Experiment, register_experiment
 from repro.experiments.claims import IncreasingClaim, MetricClaim, SpeedupClaim
 from repro.experiments.scales import preset
+from repro.layers.dense import DenseFFNConfig
 from repro.layers.moe import MoEConfig
 from repro.routers.switch import SwitchRouterConfig
 
@@ -45,7 +45,8 @@ def switch_vs_dense(scale: str) -> Experiment:
     claims.append(IncreasingClaim(
         name="speedup-grows-with-E", statement="the step speedup grows with the number of "
         f"experts ({' < '.join(str(e) for e in EXPERTS)})",
-        paper_figure="speedup rises with E (Fig. 4: 2 to 256 experts)", source="[P-SW] §3.1, Fig. 4",
+        paper_figure="speedup rises with E (Fig. 4: 2 to 256 experts)",
+        source="[P-SW] §3.1, Fig. 4",
         baseline="dense", arm_order=tuple(f"switch-e{E}" for E in EXPERTS)))
     claims.append(MetricClaim(
         name="drop-rate", statement="token drop rate at CF 1.25 with alpha 0.01 stays below 2% "

@@ -38,7 +38,8 @@ def _parse_seeds(text: str | None) -> list[int] | None:
     try:
         seeds = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
-        raise UserError(f"--seeds: expected comma-separated integers like 0,1,2, got {text!r}")
+        raise UserError(f"--seeds: expected comma-separated integers like 0,1,2, got {text!r}"
+                        ) from None
     if not seeds:
         raise UserError("--seeds: empty list; pass e.g. --seeds 0,1,2")
     return seeds
@@ -84,7 +85,8 @@ def cmd_show(args) -> int:
           f"{exp.recipe.batch_size} x {exp.data.seq_len}   data: {exp.data.source}")
     try:
         dev = exp.validate(overrides)
-        status = f"matched on {exp.matched} (max deviation {100 * max(dev.values(), default=0):.2f}%)"
+        worst = 100 * max(dev.values(), default=0)
+        status = f"matched on {exp.matched_description()} (max deviation {worst:.2f}%)"
     except Exception as e:  # noqa: BLE001 - show, don't fail
         from repro.config import ConfigError
 
@@ -97,7 +99,8 @@ def cmd_show(args) -> int:
     for arm in exp.arms:
         m = exp.run_config(arm, overrides).model
         c = model_count(m, exp.data.seq_len)
-        print(f"  {arm.name:18s} {fmt_count(c.total_params):>9s} {fmt_count(c.activated_params):>10s}"
+        print(f"  {arm.name:18s} {fmt_count(c.total_params):>9s} "
+              f"{fmt_count(c.activated_params):>10s}"
               f" {fmt_count(c.ffn_activated_params):>9s} {fmt_count(c.ffn_flops):>14s} "
               f"{fmt_count(c.flops):>10s}  {arm.description}")
     print("claims:")
@@ -266,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name:
             sp.add_argument("name", help="experiment name (see `repro ls`)")
         sp.add_argument("--scale", default="cpu", help="smoke | cpu | gpu (default cpu)")
-        sp.add_argument("--set", action="append", metavar="KEY=VALUE",
+        sp.add_argument("--set", action="extend", nargs="+", metavar="KEY=VALUE",
                         help="override a config field, e.g. --set train.max_steps=200")
         sp.add_argument("--tracking-uri", default=None,
                         help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or "

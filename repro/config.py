@@ -40,7 +40,8 @@ class ConfigError(ValueError):
 
 
 def check(cond: bool, field: str, message: str) -> None:
-    """Validation helper for ``__post_init__``: raise ``ConfigError(field, message)`` unless cond."""
+    """Validation helper for ``__post_init__``: raise ``ConfigError(field, message)`` unless
+    ``cond``."""
     if not cond:
         raise ConfigError(field, message)
 
@@ -160,7 +161,8 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
         for a in allowed:
             if value == a or (isinstance(value, str) and str(a) == value):
                 return a
-        raise ConfigError(path, f"invalid value {value!r} (allowed: {', '.join(map(str, allowed))})")
+        raise ConfigError(path, f"invalid value {value!r} "
+                          f"(allowed: {', '.join(map(str, allowed))})")
     if origin in (tuple, list):
         args = get_args(tp)
         if isinstance(value, str):

@@ -15,7 +15,8 @@ from repro.experiments.claims import (
 
 
 def rec(arm, seed, losses, every=10):
-    return RunRecord(arm, seed, f"{arm}{seed}", [(every * (i + 1), v) for i, v in enumerate(losses)])
+    curve = [(every * (i + 1), v) for i, v in enumerate(losses)]
+    return RunRecord(arm, seed, f"{arm}{seed}", curve)
 
 
 def test_steps_to_target_and_speedup():

@@ -75,7 +75,9 @@ def test_malformed_override(text):
 
 def test_frozen_kw_only():
     cfg = DenseFFNConfig(d_ff=10)
-    with pytest.raises(Exception):
+    import dataclasses
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.d_ff = 3  # type: ignore[misc]
     with pytest.raises(TypeError):
         DenseFFNConfig(10)  # type: ignore[misc]

@@ -16,7 +16,8 @@ def rope_cache(seq_len: int, head_dim: int, theta: float, device=None) -> tuple[
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate channel pairs (x_{2i}, x_{2i+1}) of x: [B, H, T, hd] by the angles in cos/sin [T, hd/2]."""
+    """Rotate channel pairs (x_{2i}, x_{2i+1}) of x: [B, H, T, hd] by the angles in
+    cos/sin [T, hd/2]."""
     xf = x.float()
     x1, x2 = xf[..., 0::2], xf[..., 1::2]  # [B, H, T, hd/2] each
     out = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)  # [B, H, T, hd/2, 2]

@@ -114,7 +114,7 @@ class LMSystem(L.LightningModule):
     def configure_optimizers(self):
         t = self.run_cfg.train
         decay, no_decay = [], []
-        for name, p in self.model.named_parameters():
+        for _name, p in self.model.named_parameters():
             # weight decay on matrices (incl. stacked experts); not on norms/gains (GPT-2 practice)
             (decay if p.dim() >= 2 else no_decay).append(p)
         opt = torch.optim.AdamW(

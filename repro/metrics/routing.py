@@ -65,7 +65,8 @@ class RoutingMetric(Metric):
             self.ept += stats["ept_hist"].to(self.ept.device, torch.float64)
 
     def compute(self) -> dict[str, torch.Tensor]:
-        out = {k: self.sums[i] / self.counts[i] for i, k in enumerate(SCALARS) if self.counts[i] > 0}
+        out = {k: self.sums[i] / self.counts[i] for i, k in enumerate(SCALARS)
+               if self.counts[i] > 0}
         if self.ept.sum() > 0:
             frac = self.ept / self.ept.sum()
             out.update({f"ept_{b}": frac[i] for i, b in enumerate(EPT_BINS)})

@@ -52,7 +52,8 @@ def resolve_uri(override: str | None = None) -> str:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise TrackingError(f"tracking store directory {path.parent} is not writable ({e}); "
-                                "set REPRO_RUNS_DIR or --tracking-uri to a writable place") from None
+                                "set REPRO_RUNS_DIR or --tracking-uri to a writable place"
+                                ) from None
         if not os.access(path.parent, os.W_OK):
             raise TrackingError(f"tracking store directory {path.parent} is not writable; "
                                 "set REPRO_RUNS_DIR or --tracking-uri to a writable place")
