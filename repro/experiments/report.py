@@ -158,7 +158,8 @@ def write_outputs(exp: Experiment, results: Results, claims: list[ClaimResult],
     # ---- summary.csv
     buf = io.StringIO()
     w = csv.writer(buf)
-    study_cols = sorted({k for rec in results.runs.values() for k in rec.metrics if "/" not in k})
+    study_cols = sorted({k for rec in results.runs.values() for k in rec.metrics
+                         if "/" not in k and k not in ("epoch", "lr")})
     cols = [*SUMMARY_METRICS, *study_cols]
     w.writerow(["experiment", "scale", "arm", "seed", "run_id", "final_val_loss", *cols])
     for (a, s), rec in sorted(results.runs.items()):
