@@ -35,6 +35,9 @@ def fork_cli(argv: list[str], env: dict | None = None, wait: bool = True, setup=
             sys.stdout = open(1, "w", closefd=False)
             sys.stderr = open(2, "w", closefd=False)
             os.environ.update(env or {})
+            import torch
+
+            torch.set_num_threads(1)  # never enter the parent's (fork-unsafe) OpenMP pool
             from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
             for engine in SqlAlchemyStore._engine_map.values():  # never share pooled sqlite

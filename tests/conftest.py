@@ -4,6 +4,13 @@ import pytest
 
 os.environ.setdefault("MALLOC_MMAP_MAX_", "0")
 
+import torch  # noqa: E402
+
+# One intra-op thread in the test process: the tests are tiny (threads buy nothing), several
+# tests fork children (tests/_forkcli.py), and a libgomp thread pool created before fork()
+# deadlocks the child's first parallel region. REPRO_TEST_THREADS overrides.
+torch.set_num_threads(int(os.environ.get("REPRO_TEST_THREADS", "1")))
+
 
 @pytest.fixture
 def tmp_runs(tmp_path, monkeypatch):
