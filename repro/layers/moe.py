@@ -13,15 +13,22 @@ Forward: h = sum_shared FFN_s(x) + sum_{(t,e,g) in routing} g * FFN_e(x_t)   ([P
 
 from __future__ import annotations
 
-import math
-
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from repro.config import ConfigError, check, config, variant
 from repro.layers.base import FFN_BLOCKS, AuxLoss, FFNConfig, FFNOutput
 from repro.layers.dense import SwiGLU
-from repro.layers.experts import BACKENDS, NEURON_IMPLS, Experts, neurons_kept, slot_index
+from repro.layers.experts import (
+    BACKENDS,
+    NEURON_IMPLS,
+    Experts,
+    grouped_matmul,
+    keep_top_neurons,
+    neurons_kept,
+    slot_index,
+)
 from repro.routers import ROUTERS, RouterConfig
 from repro.routers.topk import TopKRouterConfig
 
@@ -182,24 +189,16 @@ class MoEFFN(nn.Module):
         return torch.zeros_like(xf).index_add_(0, tok_slot, out)  # [N, D]
 
     def activations(self, x: torch.Tensor) -> torch.Tensor:
-        """Routed SiLU gate activations [A, F] (after MoNE masking) for sparsity studies."""
+        """Routed SiLU gate activations [A, F] (after MoNE masking) for sparsity studies.
+
+        Eval-only: the rows are grouped by expert and run with the ``loop`` backend, since only
+        the set of activation values matters here, not their order or speed.
+        """
         B, T, D = x.shape
-        xf = x.reshape(B * T, D)
+        xf = x.reshape(B * T, D)  # [N, D]
         r = self.router(xf, (B, T))
-        order = torch.argsort(r.expert, stable=True)
-        counts = torch.bincount(r.expert, minlength=self.cfg.n_experts)
-        xs = xf.index_select(0, r.token[order])
-        be = self.experts.resolve_backend(xs, self.cfg.backend)
-        be = "loop" if be == "bmm" else be  # same rows, any grouped backend
-        offs = counts.cumsum(0).to(torch.int32) if be == "grouped_mm" else None
-        from repro.layers.experts import grouped_matmul, keep_top_neurons
-
-        a = torch.nn.functional.silu(grouped_matmul(xs, self.experts.w_gate, counts, offs, be))
-        if self.cfg.neuron_k is not None:
-            a = keep_top_neurons(a, self.cfg.neuron_k)
-        return a
-
-
-def default_moe_d_expert(d_ff: int, granularity: int) -> int:
-    """Fine-grained segmentation [P-DSM] §3.1: expert hidden d_ff / m (rounded)."""
-    return max(1, int(math.floor(d_ff / granularity + 0.5)))
+        order = torch.argsort(r.expert, stable=True)  # [A]
+        counts = torch.bincount(r.expert, minlength=self.cfg.n_experts)  # [E]
+        xs = xf.index_select(0, r.token[order])  # [A, D] grouped by expert
+        a = F.silu(grouped_matmul(xs, self.experts.w_gate, counts, None, "loop"))  # [A, F]
+        return a if self.cfg.neuron_k is None else keep_top_neurons(a, self.cfg.neuron_k)
