@@ -31,13 +31,12 @@ class MissingRunsError(RuntimeError):
 
 
 def collect(exp: Experiment, uri: str, overrides: list[str] | None = None,
-            seeds: list[int] | None = None) -> Results:
+            seeds: list[int] | None = None, dm=None) -> Results:
     """Finished runs of every (arm, seed) of the experiment, found by run key."""
     overrides = list(overrides or [])
     seeds = list(seeds) if seeds else list(exp.seeds)
     runs: dict[tuple[str, int], RunRecord] = {}
     results_notes: list[str] = []
-    dm = None
     for arm in exp.arms:
         for seed in seeds:
             base = exp.run_config(arm, overrides)
@@ -75,7 +74,9 @@ def _find_by_tags(uri: str, exp: Experiment, arm: str, seed: int, fingerprint: s
 def check_experiment(exp: Experiment, uri: str | None = None, overrides: list[str] | None = None,
                      seeds: list[int] | None = None, out_dir: Path | None = None):
     uri = ts.resolve_uri(uri)
-    results = collect(exp, uri, overrides, seeds)
+    # one data module for run keys and eval-time studies (its fingerprint does not depend on seed)
+    dm = prepare_data(exp.run_config(exp.arms[0], overrides), 0)
+    results = collect(exp, uri, overrides, seeds, dm)
     if not results.runs:
         raise MissingRunsError(f"no finished runs of {exp.name!r} at scale {exp.scale!r} in "
                                f"{uri}; run `repro run {exp.name} --scale {exp.scale}` first")
@@ -85,7 +86,6 @@ def check_experiment(exp: Experiment, uri: str | None = None, overrides: list[st
     if exp.analyses:
         from repro.experiments.analyses import Context
 
-        dm = prepare_data(exp.run_config(exp.arms[0], overrides), 0)
         batches = list(dm.val_dataloader())
         ctx = Context(batches=batches, out=out)
         for fn in exp.analyses:
