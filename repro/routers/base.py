@@ -147,11 +147,12 @@ def capacity(n_tokens: int, n_experts: int, slots_per_token: float, factor: floa
     return max(1, int(math.floor(slots_per_token * n_tokens / n_experts * factor)))
 
 
-@torch.no_grad()
 def cv_squared(v: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
     """Squared coefficient of variation over the expert axis, population variance [papers.md §1].
 
     v [E] -> scalar: var(v) / (mean(v)^2 + eps) ([P-SHZ] Sec. 4 uses CV^2 as the penalty).
+    Differentiable: it *is* Shazeer's importance / load loss, so it must carry gradient to W_g and
+    W_noise (pass a detached tensor for a diagnostic).
     """
     v = v.float()
     return v.var(unbiased=False) / (v.mean().pow(2) + eps)
