@@ -50,3 +50,20 @@ def test_smoke_run_and_check(name, store):
     assert (out / "val_curves.png").exists()
     runs = ts.search_runs(ts.resolve_uri(), None)
     assert not [r for r in runs if r.info.status == "RUNNING"]
+
+
+def test_check_records_overrides(store):
+    """Results produced under --set overrides say so in claims.md and claims.json."""
+    import json
+
+    from repro.cli import main
+
+    over = ["train.max_steps=12", "train.eval_every=6"]
+    name = "switch-vs-dense"
+    assert main(["run", name, "--scale", "smoke", "--seeds", "0", "--arm", "dense",
+                 "--no-progress", "--set", *over]) == 0
+    assert main(["check", name, "--scale", "smoke", "--seeds", "0", "--set", *over]) == 0
+    out = store / "results" / name / "smoke"
+    assert "overrides `train.max_steps=12 train.eval_every=6`" in (out / "claims.md").read_text()
+    assert json.loads((out / "claims.json").read_text())["env"].endswith(
+        "overrides `train.max_steps=12 train.eval_every=6`")

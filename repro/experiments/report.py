@@ -91,29 +91,30 @@ def check_experiment(exp: Experiment, uri: str | None = None, overrides: list[st
         for fn in exp.analyses:
             extra_files += fn(exp, results, ctx)
     claim_results = [c.evaluate(results) for c in exp.claims]
-    files = write_outputs(exp, results, claim_results, out) + extra_files
+    files = write_outputs(exp, results, claim_results, out, overrides) + extra_files
     _log_summary_run(exp, uri, files, claim_results)
     return claim_results, out
 
 
-def _env_line(exp: Experiment) -> str:
+def _env_line(exp: Experiment, overrides: list[str] | None = None) -> str:
     import torch
 
     dev = "cuda:" + torch.cuda.get_device_name(0) if torch.cuda.is_available() else \
         f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
     return (f"scale `{exp.scale}`, experiment version `{exp.version}`, device {dev}, "
-            f"torch {torch.__version__}, git {ts.git_sha()}")
+            f"torch {torch.__version__}, git {ts.git_sha()}"
+            + (f", overrides `{' '.join(overrides)}`" if overrides else ""))
 
 
 def write_outputs(exp: Experiment, results: Results, claims: list[ClaimResult],
-                  out: Path) -> list[Path]:
+                  out: Path, overrides: list[str] | None = None) -> list[Path]:
     from repro.experiments.plots import arm_curves_figure
 
     files = []
     arms = [a.name for a in exp.arms]
     # ---- claims.md
     lines = [f"# {exp.name}: {exp.title}", "", f"Paper: {exp.paper}", "",
-             f"Run at {_env_line(exp)}.", "",
+             f"Run at {_env_line(exp, overrides)}.", "",
              f"Seeds per arm: {', '.join(str(len(results.seeds(a))) for a in arms)} "
              f"({', '.join(arms)}). Matched: `{exp.matched_description()}`.", "",
              "| claim | paper | source | measured (ours) | verdict | rule |",
@@ -146,7 +147,7 @@ def write_outputs(exp: Experiment, results: Results, claims: list[ClaimResult],
 
     payload = {
         "experiment": exp.name, "version": exp.version, "title": exp.title, "scale": exp.scale,
-        "paper": exp.paper, "env": _env_line(exp), "torch": torch.__version__,
+        "paper": exp.paper, "env": _env_line(exp, overrides), "torch": torch.__version__,
         "seeds": {a: results.seeds(a) for a in arms},
         "claims": [{"name": r.claim.name, "statement": r.claim.statement,
                     "paper": r.claim.paper_figure, "source": r.claim.source,
