@@ -45,6 +45,12 @@ def _parse_seeds(text: str | None) -> list[int] | None:
     return seeds
 
 
+def _positive(flag: str, value: int | None) -> int | None:
+    if value is not None and value < 1:
+        raise UserError(f"{flag}: expected a whole number >= 1, got {value} (e.g. {flag} 2)")
+    return value
+
+
 def _experiment(args):
     from repro.experiments.base import get_experiment
 
@@ -122,7 +128,9 @@ def cmd_run(args) -> int:
     arms = [a for a in args.arm.split(",")] if args.arm else None
     outcomes = run_experiment(exp, arms=arms, seeds=_parse_seeds(args.seeds),
                               overrides=args.set or [], uri=args.tracking_uri,
-                              progress=not args.no_progress, force=args.force)
+                              progress=not args.no_progress, force=args.force,
+                              jobs=_positive("--jobs", args.jobs),
+                              threads=_positive("--threads", args.threads))
     trained = sum(o.status == "trained" for o in outcomes)
     print(f"[repro] done: {trained} trained, {len(outcomes) - trained} reused. "
           f"Next: repro check {exp.name} --scale {exp.scale}")
@@ -289,6 +297,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seeds", help="comma-separated seeds (default: the experiment's)")
     sp.add_argument("--force", action="store_true", help="retrain even if a finished run exists")
     sp.add_argument("--no-progress", action="store_true", help="no progress bars")
+    sp.add_argument("--jobs", type=int, default=1,
+                    help="train this many (arm, seed) runs at once, one process each "
+                         "(default 1); logs in runs/logs/NAME/SCALE/")
+    sp.add_argument("--threads", type=int, default=None,
+                    help="intra-op threads per --jobs process (default: cores // jobs)")
     sp.set_defaults(fn=cmd_run)
     sp = sub.add_parser("doctor", help="mark runs left RUNNING by a dead process FAILED")
     sp.add_argument("name", nargs="?", default=None, help="only this experiment (default: all)")

@@ -67,3 +67,25 @@ def test_check_records_overrides(store):
     assert "overrides `train.max_steps=12 train.eval_every=6`" in (out / "claims.md").read_text()
     assert json.loads((out / "claims.json").read_text())["env"].endswith(
         "overrides `train.max_steps=12 train.eval_every=6`")
+
+
+def test_run_jobs_trains_grid_in_parallel_processes(store):
+    """`repro run --jobs 2` trains each (arm, seed) in its own process; a second call reuses."""
+    from repro.cli import main
+    from repro.tracking import store as ts
+
+    name = "finedeep-mk-ablation"
+    args = ["run", name, "--scale", "smoke", "--arm", "fd-m8k1", "--seeds", "0,1",
+            "--no-progress", "--jobs", "2", "--threads", "1", "--set", "train.max_steps=8",
+            "train.eval_every=4"]
+    assert main(args) == 0
+    runs = [r for r in ts.search_runs(ts.resolve_uri(), name)
+            if r.data.tags.get(ts.T_ARM) == "fd-m8k1"]
+    done = {(r.data.tags[ts.T_ARM], r.data.tags[ts.T_SEED]) for r in runs
+            if r.info.status == "FINISHED"}
+    assert done == {("fd-m8k1", "0"), ("fd-m8k1", "1")}
+    assert len({r.data.tags[ts.T_PID] for r in runs}) == 2  # one process per run
+    logs = sorted(p.name for p in (store / "runs" / "logs" / name / "smoke").iterdir())
+    assert logs == ["fd-m8k1-s0.log", "fd-m8k1-s1.log"]
+    assert main(args) == 0  # all finished: reused, nothing trained again
+    assert len(ts.search_runs(ts.resolve_uri(), name)) == len(runs)

@@ -338,11 +338,13 @@ def _log_curve_plot(client, run_id: str, uri: str, title: str) -> None:
 
 def run_experiment(exp: Experiment, arms: list[str] | None = None, seeds: list[int] | None = None,
                    overrides: list[str] | None = None, uri: str | None = None,
-                   progress: bool = True, force: bool = False, echo=print) -> list[RunOutcome]:
+                   progress: bool = True, force: bool = False, echo=print, jobs: int = 1,
+                   threads: int | None = None) -> list[RunOutcome]:
     """Validate matching, then train every (arm, seed) not already finished.
 
     A failing (arm, seed) (e.g. a diverged loss) is marked FAILED and the others still train;
-    ``RunFailed`` is raised at the end. An interruption stops the whole command."""
+    ``RunFailed`` is raised at the end. An interruption stops the whole command. ``jobs > 1``
+    trains the grid in that many child processes (``repro.experiments.parallel``)."""
     uri = ts.resolve_uri(uri)
     overrides = list(overrides or [])
     exp.validate(overrides)
@@ -355,7 +357,12 @@ def run_experiment(exp: Experiment, arms: list[str] | None = None, seeds: list[i
              f"{r.data.tags.get(ts.T_SEED)}) FAILED: its process {r.data.tags.get(ts.T_PID)} "
              "died; it resumes below if it is part of this command")
     outcomes, failed = [], []
-    for arm in arm_names:
+    if jobs > 1:
+        from repro.experiments.parallel import run_parallel
+
+        grid = [(arm, seed) for arm in arm_names for seed in seeds]
+        outcomes, failed = run_parallel(exp, grid, overrides, uri, jobs, threads, force, echo)
+    for arm in arm_names if jobs <= 1 else ():
         for seed in seeds:
             echo(f"[repro] {exp.name} arm={arm} seed={seed} scale={exp.scale}")
             try:
