@@ -239,6 +239,31 @@ def test_backends_identical_outputs_and_grads(router):
             assert torch.allclose(g[n], g0[n], atol=1e-5), (backend, n)
 
 
+@pytest.mark.parametrize("backend", ["loop", "grouped_mm", "bmm"])
+@pytest.mark.parametrize("ffn", BLOCKS + [f"moe:{r}" for r in ROUTER_NAMES] + ["moe:mone"])
+def test_lm_trains_under_bf16_autocast(ffn, backend):
+    """bf16-mixed (the CUDA default, and CPU autocast) runs every block and backend: expert
+    outputs come back in bf16 while the residual stream stays fp32."""
+    if ffn == "moe:mone":
+        fc = moe_cfg("topk", neuron_ratio=0.5, backend=backend)
+    elif ffn.startswith("moe:"):
+        fc = moe_cfg(ffn.split(":")[1], backend=backend)
+    elif backend != "loop":
+        pytest.skip("dispatch backends only apply to moe")
+    else:
+        fc = ffn_cfg(ffn)
+    torch.manual_seed(0)
+    lm = LM(ModelConfig(vocab_size=64, d_model=D, n_layers=1, n_heads=2, ffn=fc)).train()
+    idx = torch.randint(0, 64, (4, 8))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, out = lm.loss(idx, idx)
+        loss = loss + sum(a.coef * a.value for a in out.aux.values())
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in lm.parameters()
+               if p.requires_grad)
+
+
 def test_bmm_backend_pads_without_capacity():
     torch.manual_seed(0)
     m = init_module(MoEFFN(moe_cfg("topk", backend="bmm"), D))

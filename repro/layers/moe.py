@@ -162,7 +162,9 @@ class MoEFFN(nn.Module):
                                neuron_loss=mone and cfg.neuron_alpha > 0)  # [A, D]
         out = out * w_sorted.to(out.dtype)[:, None]  # gate-weighted [A, D]
         y = torch.zeros_like(xf)  # dropped / unrouted tokens contribute 0 (residual carries them)
-        return y.index_add_(0, tok_sorted, out), nl  # [N, D]
+        # under autocast the experts return bf16/fp16 while xf (the residual stream) stays fp32:
+        # accumulate in xf's dtype
+        return y.index_add_(0, tok_sorted, out.to(y.dtype)), nl  # [N, D]
 
     def _combine_slots(self, xf: torch.Tensor, tok_sorted: torch.Tensor, w_sorted: torch.Tensor,
                        counts: torch.Tensor, full: bool) -> torch.Tensor:
@@ -186,7 +188,7 @@ class MoEFFN(nn.Module):
         xp = xf.index_select(0, tok_slot).view(E, C, D)  # [E, C, D]
         out = self.experts.forward_slots(xp).view(E * C, D)  # [E*C, D]
         out = out * w_slot.to(out.dtype)[:, None]  # gate-weighted, pads -> 0
-        return torch.zeros_like(xf).index_add_(0, tok_slot, out)  # [N, D]
+        return torch.zeros_like(xf).index_add_(0, tok_slot, out.to(xf.dtype))  # [N, D]
 
     def activations(self, x: torch.Tensor) -> torch.Tensor:
         """Routed SiLU gate activations [A, F] (after MoNE masking) for sparsity studies.
