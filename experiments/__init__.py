@@ -6,5 +6,6 @@ from experiments import (  # noqa: F401  (registration side effect)
     finedeep,
     mone,
     shazeer,
+    stmoe,
     switch,
 )

@@ -85,3 +85,18 @@ def test_paired_equivalence_and_metric_claims():
     assert r.verdict == REPRODUCED and abs(r.mean - 0.3) < 1e-12
     assert MetricClaim(name="m", arm="a", metric="nsar@0.1", threshold=0.21, greater=True,
                        **kw).evaluate(res).verdict == INCONCLUSIVE  # 0.21 inside 0.21 ± 0.01
+
+
+def test_spike_metrics_flags_unrecovered_spikes_only():
+    from repro.experiments.report import spike_metrics
+
+    smooth = [(s, 5.0 - s / 100) for s in range(0, 400, 10)]
+    assert spike_metrics(smooth, 40) == {"train/max_spike": 1.0, "train/diverged": 0.0}
+    recovered = [(s, 10.0 if s == 200 else 4.0) for s in range(0, 400, 10)]
+    m = spike_metrics(recovered, 40)
+    assert m["train/max_spike"] == 2.5 and m["train/diverged"] == 0.0
+    blown = [(s, 4.0 if s < 200 else 9.0) for s in range(0, 400, 10)]
+    assert spike_metrics(blown, 40)["train/diverged"] == 1.0
+    assert spike_metrics([(0, 9.0), (50, 4.0), (60, float("nan"))], 40)["train/diverged"] == 1.0
+    early = [(0, 3.0), (10, 9.0), (50, 4.0), (60, 4.0)]  # a spike inside warmup is ignored
+    assert spike_metrics(early, 40)["train/diverged"] == 0.0

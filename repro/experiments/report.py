@@ -54,12 +54,42 @@ def collect(exp: Experiment, uri: str, overrides: list[str] | None = None,
                                      f"{found.info.run_id[:8]}, config hash "
                                      f"{found.data.tags.get(ts.T_HASH)}), not by run key")
             curve = ts.metric_history(uri, found.info.run_id, ts.M_VAL_LOSS)
+            metrics = dict(found.data.metrics)
+            warmup = run.train.warmup_steps
+            metrics.update(spike_metrics(ts.metric_history(uri, found.info.run_id,
+                                                           ts.M_TRAIN_LOSS), warmup))
             runs[(arm.name, seed)] = RunRecord(arm.name, seed, found.info.run_id, curve,
-                                               dict(found.data.metrics), to_dict(run),
+                                               metrics, to_dict(run),
                                                found.data.tags.get(ts.T_WEIGHTS))
     res = Results(runs)
     res.notes = results_notes
     return res
+
+
+SPIKE_RATIO = 2.0  # a "loss spike": train loss above 2x its best so far [ours, papers.md §10.13]
+RECOVER_RATIO = 1.5  # ... that has not come back within 1.5x of that best by the end [ours]
+
+
+def spike_metrics(train: list[tuple[int, float]], warmup: int) -> dict[str, float]:
+    """Derived training-stability metrics from a logged train-loss curve [(step, loss)].
+
+    ``train/max_spike``: max over logged steps after warmup of loss / (lowest loss before it);
+    ``train/diverged``: 1.0 when that ratio exceeds SPIKE_RATIO and the final loss is still above
+    RECOVER_RATIO x the lowest loss (papers.md §10.13: "a loss spike > 2x that does not recover"),
+    or the curve ends non-finite; else 0.0.
+    """
+    pts = [(s, v) for s, v in train if s >= warmup]
+    if len(pts) < 2:
+        return {}
+    best, worst = math.inf, 1.0
+    for _, v in pts:
+        if not math.isfinite(v):
+            return {"train/max_spike": math.inf, "train/diverged": 1.0}
+        if math.isfinite(best):
+            worst = max(worst, v / best)
+        best = min(best, v)
+    diverged = worst > SPIKE_RATIO and pts[-1][1] > RECOVER_RATIO * best
+    return {"train/max_spike": worst, "train/diverged": float(diverged)}
 
 
 def _find_by_tags(uri: str, exp: Experiment, arm: str, seed: int, fingerprint: str):

@@ -1,7 +1,7 @@
 """Scale presets shared by experiments: model size, data, recipe and seeds per scale.
 
 * smoke: seconds per run on synthetic data (tests);
-* cpu:   the shipped Shakespeare corpus, ~1-2 minutes per run on 2 CPU cores (papers.md §1 CPU
+* cpu:   the shipped Shakespeare corpus, 3-4 minutes per run on one CPU thread (papers.md §1 CPU
          config: d=128, L=2, T=128, batch 32);
 * gpu:   the tiny reference config of papers.md §1 (d=256, L=4, T=256, batch 64) on one GPU.
 """
