@@ -29,6 +29,24 @@ def _models(results: Results, arms):
             yield arm, seed, rec, S.load_model(rec.config, rec.weights)
 
 
+def _save(fig, ax, path: Path, xlabel: str, ylabel: str, title: str | None = None,
+          legend_size: int = 8, grid: bool = True) -> Path:
+    """Label, legend, grid, save (dpi 110) and close one figure; returns ``path``."""
+    from repro.experiments.plots import plt
+
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=9)
+    if grid:
+        ax.grid(alpha=0.3)
+    ax.legend(fontsize=legend_size)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def _curve_plot(per_arm: dict[str, list[dict[float, float]]], xlabel: str, ylabel: str,
                 title: str, path: Path, logx: bool = False, invert: bool = False) -> Path:
     from repro.experiments.plots import plt
@@ -43,15 +61,7 @@ def _curve_plot(per_arm: dict[str, list[dict[float, float]]], xlabel: str, ylabe
         ax.set_xscale("log")
     if invert:
         ax.invert_xaxis()
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, path, xlabel, ylabel, title)
 
 
 def pruning(arms: tuple[str, ...], ratios=(1.0, .8, .6, .5, .4, .3, .2, .1, .05),
@@ -147,15 +157,8 @@ def sparsity(arms: tuple[str, ...]):
             tot = torch.tensor(hs).sum(0)
             ax.plot(centers, (tot / tot.sum()).tolist(), label=arm)
         ax.set_yscale("log")
-        ax.set_xlabel("FFN gate activation SiLU(zW_g) (clamped to [-1, 1])")
-        ax.set_ylabel("fraction")
-        ax.legend(fontsize=8)
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        path = ctx.out / "activation_hist.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        return files + [path]
+        return files + [_save(fig, ax, ctx.out / "activation_hist.png",
+                              "FFN gate activation SiLU(zW_g) (clamped to [-1, 1])", "fraction")]
 
     return run
 
@@ -184,17 +187,10 @@ def routing_load(arms: tuple[str, ...]):
             srt = torch.stack([l.sort(descending=True).values for l in ls]).mean(0)
             ax.plot(range(1, len(srt) + 1), srt.tolist(), marker=".", label=arm)
         ax.axhline(1.0, color="gray", ls="--", lw=1)
-        ax.set_xlabel("expert rank (by load)")
-        ax.set_ylabel("load / mean load (val)")
         ax.set_yscale("log")
-        ax.set_title(f"{exp.name}: expert load distribution", fontsize=9)
-        ax.legend(fontsize=7)
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        path = ctx.out / "load_hist.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        return [path]
+        return [_save(fig, ax, ctx.out / "load_hist.png", "expert rank (by load)",
+                      "load / mean load (val)", f"{exp.name}: expert load distribution",
+                      legend_size=7)]
 
     return run
 
@@ -226,13 +222,7 @@ def experts_per_token(arms: tuple[str, ...]):
             mean = torch.tensor(frs).mean(0).tolist()
             ax.bar([j + i * w for j in range(len(bins))], mean, width=w, label=arm)
         ax.set_xticks([j + 0.4 - w / 2 for j in range(len(bins))], ["0", "1", "2", "3", "4", ">4"])
-        ax.set_xlabel("experts per token")
-        ax.set_ylabel("fraction of tokens (val)")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        path = ctx.out / "experts_per_token.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        return [path]
+        return [_save(fig, ax, ctx.out / "experts_per_token.png", "experts per token",
+                      "fraction of tokens (val)", grid=False)]
 
     return run
