@@ -65,8 +65,10 @@ def test_check_records_overrides(store):
     assert main(["check", name, "--scale", "smoke", "--seeds", "0", "--set", *over]) == 0
     out = store / "results" / name / "smoke"
     assert "overrides `train.max_steps=12 train.eval_every=6`" in (out / "claims.md").read_text()
-    assert json.loads((out / "claims.json").read_text())["env"].endswith(
-        "overrides `train.max_steps=12 train.eval_every=6`")
+    env = json.loads((out / "claims.json").read_text())["env"]
+    assert env.endswith("overrides `train.max_steps=12 train.eval_every=6`")
+    # the device is where the runs trained (their repro.device tag), not the checking process
+    assert "device cpu (" in env and "threads)" in env and "untagged" not in env
 
 
 def test_run_jobs_trains_grid_in_parallel_processes(store):

@@ -28,6 +28,7 @@ class RunRecord:
     metrics: dict[str, float] = field(default_factory=dict)  # final values of logged metrics
     config: dict | None = None  # the resolved run config (dict form)
     weights: str | None = None  # path of the final weights, if saved
+    trained_on: str | None = None  # the run's repro.device tag (None for runs that predate it)
 
     @property
     def final_val_loss(self) -> float:

@@ -60,7 +60,8 @@ def collect(exp: Experiment, uri: str, overrides: list[str] | None = None,
                                                            ts.M_TRAIN_LOSS), warmup))
             runs[(arm.name, seed)] = RunRecord(arm.name, seed, found.info.run_id, curve,
                                                metrics, to_dict(run),
-                                               found.data.tags.get(ts.T_WEIGHTS))
+                                               found.data.tags.get(ts.T_WEIGHTS),
+                                               found.data.tags.get(ts.T_DEVICE))
     res = Results(runs)
     res.notes = results_notes
     return res
@@ -126,11 +127,20 @@ def check_experiment(exp: Experiment, uri: str | None = None, overrides: list[st
     return claim_results, out
 
 
-def _env_line(exp: Experiment, overrides: list[str] | None = None) -> str:
+def _env_line(exp: Experiment, overrides: list[str] | None = None,
+              results: Results | None = None) -> str:
+    """Scale, version, device, torch, git (+ overrides). The device is where the runs trained
+    (their ``repro.device`` tags); runs that predate the tag fall back to this process's."""
     import torch
 
     dev = "cuda:" + torch.cuda.get_device_name(0) if torch.cuda.is_available() else \
         f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    if results is not None:
+        tagged = sorted({r.trained_on for r in results.runs.values() if r.trained_on})
+        untagged = sum(r.trained_on is None for r in results.runs.values())
+        if tagged:
+            dev = "; ".join(tagged) + (f"; {untagged} older runs untagged (checked on {dev})"
+                                       if untagged else "")
     return (f"scale `{exp.scale}`, experiment version `{exp.version}`, device {dev}, "
             f"torch {torch.__version__}, git {ts.git_sha()}"
             + (f", overrides `{' '.join(overrides)}`" if overrides else ""))
@@ -144,7 +154,7 @@ def write_outputs(exp: Experiment, results: Results, claims: list[ClaimResult],
     arms = [a.name for a in exp.arms]
     # ---- claims.md
     lines = [f"# {exp.name}: {exp.title}", "", f"Paper: {exp.paper}", "",
-             f"Run at {_env_line(exp, overrides)}.", "",
+             f"Run at {_env_line(exp, overrides, results)}.", "",
              f"Seeds per arm: {', '.join(str(len(results.seeds(a))) for a in arms)} "
              f"({', '.join(arms)}). Matched: `{exp.matched_description()}`.", "",
              "| claim | paper | source | measured (ours) | verdict | rule |",
@@ -177,7 +187,7 @@ def write_outputs(exp: Experiment, results: Results, claims: list[ClaimResult],
 
     payload = {
         "experiment": exp.name, "version": exp.version, "title": exp.title, "scale": exp.scale,
-        "paper": exp.paper, "env": _env_line(exp, overrides), "torch": torch.__version__,
+        "paper": exp.paper, "env": _env_line(exp, overrides, results), "torch": torch.__version__,
         "seeds": {a: results.seeds(a) for a in arms},
         "claims": [{"name": r.claim.name, "statement": r.claim.statement,
                     "paper": r.claim.paper_figure, "source": r.claim.source,

@@ -178,7 +178,8 @@ def _train_rank0(exp, arm, seed, run, dm, key, uri, exp_id, progress, extra_tags
             ts.T_SEED: str(seed), ts.T_GIT: ts.git_sha(), ts.T_HASH: config_hash(run),
             ts.T_KEY: key, ts.T_SCALE: exp.scale, ts.T_KIND: kind,
             ts.T_PID: str(os.getpid()), ts.T_HOST: socket.gethostname(),
-            "repro.data_fingerprint": dm.fingerprint, "repro.torch": torch.__version__}
+            "repro.data_fingerprint": dm.fingerprint, "repro.torch": torch.__version__,
+            ts.T_DEVICE: device_label(run)}
     tags.update(extra_tags or {})
     ckpt_path = None
     if resume_from is not None:
@@ -302,6 +303,20 @@ def _trainer(run: RunConfig, logger, callbacks: list, progress: bool,
         accelerator=accel, devices=run.trainer.devices, num_nodes=run.trainer.num_nodes,
         strategy=run.trainer.strategy, enable_progress_bar=progress,
         enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=t.log_every)
+
+
+def device_label(run: RunConfig) -> str:
+    """Where this process trains: "cuda:<name> (<precision>)" or "cpu (<arch>, <n> threads)"."""
+    import platform
+
+    import torch
+
+    accel = run.trainer.accelerator
+    if accel == "auto":
+        accel = "gpu" if torch.cuda.is_available() else "cpu"
+    if accel in ("gpu", "cuda") and torch.cuda.is_available():
+        return f"cuda:{torch.cuda.get_device_name(0)} ({_precision(run, 'gpu')})"
+    return f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
 
 
 def checkpoint_dir(key: str) -> Path:

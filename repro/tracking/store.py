@@ -27,6 +27,7 @@ T_KIND = "repro.kind"  # train | summary | sweep | trial
 T_FAIL = "repro.failure_reason"
 T_PID = "repro.pid"
 T_HOST = "repro.host"
+T_DEVICE = "repro.device"  # where the run trained, e.g. "cpu (x86_64, 1 threads)"
 T_WEIGHTS = "repro.weights"  # path of the final weights (runs/checkpoints/<run key>/final.pt)
 
 # ---- metric names
