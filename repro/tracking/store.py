@@ -198,7 +198,8 @@ def find_finished(uri: str, experiment: str | None, run_key: str):
     runs = search_runs(uri, experiment,
                        f"tags.`{T_KEY}` = '{run_key}' and tags.`{T_KIND}` = 'train'",
                        statuses=("FINISHED",))
-    return runs[0] if runs else None
+    # the newest wins: `repro run --force` retrains a run key and supersedes the older run
+    return max(runs, key=lambda r: r.info.start_time or 0) if runs else None
 
 
 def find_resumable(uri: str, run_key: str):
