@@ -121,9 +121,28 @@ def cmd_show(args) -> int:
     return 0
 
 
-def cmd_run(args) -> int:
-    from repro.experiments.runner import run_experiment
+def _all_experiments(args) -> list:
+    from repro.experiments.base import EXPERIMENTS, load_experiments
 
+    load_experiments()
+    return [_experiment(argparse.Namespace(**{**vars(args), "name": n}))
+            for n in EXPERIMENTS.names()]
+
+
+def cmd_run(args) -> int:
+    from repro.experiments.runner import run_experiment, run_suite
+
+    if args.name == "all":
+        if args.arm:
+            raise UserError("--arm: cannot be combined with `repro run all` (arms belong to one "
+                            "experiment); name the experiment instead")
+        outcomes = run_suite(_all_experiments(args), seeds=_parse_seeds(args.seeds),
+                             overrides=args.set or [], uri=args.tracking_uri,
+                             progress=not args.no_progress, force=args.force,
+                             jobs=_positive("--jobs", args.jobs),
+                             threads=_positive("--threads", args.threads))
+        print(f"[repro] done: {len(outcomes)} runs. Next: repro check all --scale {args.scale}")
+        return 0
     exp = _experiment(args)
     arms = [a for a in args.arm.split(",")] if args.arm else None
     outcomes = run_experiment(exp, arms=arms, seeds=_parse_seeds(args.seeds),
@@ -158,8 +177,29 @@ def cmd_doctor(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from repro.experiments.report import check_experiment
+    from repro.experiments.report import MissingRunsError, check_experiment
 
+    if args.name == "all":
+        checked, missing = 0, []
+        for exp in _all_experiments(args):
+            try:
+                results, out = check_experiment(exp, uri=args.tracking_uri,
+                                                 overrides=args.set or [],
+                                                 seeds=_parse_seeds(args.seeds))
+            except MissingRunsError:
+                missing.append(exp.name)
+                continue
+            checked += 1
+            for r in results:
+                print(f"{r.verdict:>15s}  {exp.name} / {r.claim.name}: {r.measured}")
+            print(f"[repro] wrote {out}")
+        print(f"[repro] checked {checked} experiments" + (
+            f"; no finished runs yet for {', '.join(missing)} (run `repro run all --scale "
+            f"{args.scale}`)" if missing else "") + ". Next: repro report")
+        if not checked:
+            raise UserError(f"no experiment has finished runs at scale {args.scale!r}; run "
+                            f"`repro run all --scale {args.scale}` first")
+        return 0
     exp = _experiment(args)
     results, out = check_experiment(exp, uri=args.tracking_uri, overrides=args.set or [],
                                     seeds=_parse_seeds(args.seeds))
@@ -275,7 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def common(sp, name=True):
         if name:
-            sp.add_argument("name", help="experiment name (see `repro ls`)")
+            sp.add_argument("name", help="experiment name (see `repro ls`); `run` and "
+                            "`check` also take `all`")
         sp.add_argument("--scale", default="cpu", help="smoke | cpu | gpu (default cpu)")
         sp.add_argument("--set", action="extend", nargs="+", metavar="KEY=VALUE",
                         help="override a config field, e.g. --set train.max_steps=200")

@@ -73,6 +73,8 @@ CASES = [
     ("capacity-factor-zero", ["run", "ec-capacity-factor-sweep", *SMOKE, "--set",
                               "model.ffn.router.capacity_factor=0"], {}, None,
      ["model.ffn.router.capacity_factor", "> 0"]),
+    ("all-with-arm", ["run", "all", *SMOKE, "--arm", "dense"], {}, None,
+     ["--arm", "repro run all", "name the experiment"]),
     ("jobs-zero", [*SHZ, "--jobs", "0"], {}, None, ["--jobs", ">= 1", "--jobs 2"]),
     ("rho-above-1", [*SHZ, "--set", "model.ffn.neuron_ratio=1.5"], {}, None,
      ["model.ffn.neuron_ratio", "(0, 1]"]),

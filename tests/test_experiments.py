@@ -91,3 +91,29 @@ def test_run_jobs_trains_grid_in_parallel_processes(store):
     assert logs == ["fd-m8k1-s0.log", "fd-m8k1-s1.log"]
     assert main(args) == 0  # all finished: reused, nothing trained again
     assert len(ts.search_runs(ts.resolve_uri(), name)) == len(runs)
+
+
+def test_run_all_trains_each_distinct_run_once_then_check_all(store, capsys):
+    """`repro run all` plans one run per distinct run key across experiments (shared arms once,
+    finished runs skipped); `repro check all` then checks every experiment."""
+    from repro.cli import main
+    from repro.experiments.runner import plan_runs
+    from repro.tracking import store as ts
+
+    exps = [get_experiment(n, "smoke") for n in NAMES]
+    uri = ts.resolve_uri()
+    over = ["train.max_steps=4", "train.eval_every=2"]
+    todo, n = plan_runs(exps, [0], over, uri)
+    entries = sum(len(e.arms) for e in exps)
+    assert n["total"] == entries and n["distinct"] == len(todo) + n["finished"]
+    assert n["distinct"] < entries  # some arms are shared between experiments
+    keys = [(e.name, a) for e, a, _ in todo]
+    assert len(keys) == len(set(keys))
+    assert main(["run", "all", "--scale", "smoke", "--seeds", "0", "--no-progress", "--set",
+                 *over]) == 0
+    todo2, n2 = plan_runs(exps, [0], over, uri)
+    assert todo2 == [] and n2["finished"] == n["distinct"]
+    capsys.readouterr()
+    assert main(["check", "all", "--scale", "smoke", "--seeds", "0", "--set", *over]) == 0
+    out = capsys.readouterr().out
+    assert f"checked {len(NAMES)} experiments" in out

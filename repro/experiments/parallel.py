@@ -45,9 +45,9 @@ def log_path(exp: Experiment, arm: str, seed: int) -> Path:
     return runs_dir() / "logs" / exp.name / exp.scale / f"{arm}-s{seed}.log"
 
 
-def run_parallel(exp: Experiment, grid: list[tuple[str, int]], overrides: list[str], uri: str,
+def run_parallel(grid: list[tuple[Experiment, str, int]], overrides: list[str], uri: str,
                  jobs: int, threads: int | None = None, force: bool = False, echo=print):
-    """Run every (arm, seed) of ``grid`` in at most ``jobs`` child processes.
+    """Run every (experiment, arm, seed) of ``grid`` in at most ``jobs`` child processes.
 
     Returns ``(outcomes, failed)``: a RunOutcome per successful child (parsed from its last
     outcome line) and one message per failed child (non-zero exit, with its log path)."""
@@ -57,13 +57,15 @@ def run_parallel(exp: Experiment, grid: list[tuple[str, int]], overrides: list[s
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
                PYTHONUNBUFFERED="1")
     pending = list(grid)
-    running: dict[subprocess.Popen, tuple[str, int, Path, float]] = {}
+    running: dict[subprocess.Popen, tuple[Experiment, str, int, Path, float]] = {}
     outcomes, failed = [], []
-    echo(f"[repro] {exp.name}: {len(grid)} runs in {jobs} processes x {threads} thread(s); "
-         f"logs in {log_path(exp, 'ARM', 0).parent}")
+    names = sorted({e.name for e, _, _ in grid})
+    echo(f"[repro] {', '.join(names) if len(names) < 4 else f'{len(names)} experiments'}: "
+         f"{len(grid)} runs in {jobs} processes x {threads} thread(s); logs in "
+         f"{log_path(grid[0][0], 'ARM', 0).parent.parent.parent if grid else 'runs/logs'}")
 
     def reap(p: subprocess.Popen) -> None:
-        arm, seed, log, t0 = running.pop(p)
+        exp, arm, seed, log, t0 = running.pop(p)
         text = log.read_text(errors="replace") if log.exists() else ""
         found = list(_OUTCOME.finditer(text))
         m = found[-1] if found else None
@@ -71,12 +73,13 @@ def run_parallel(exp: Experiment, grid: list[tuple[str, int]], overrides: list[s
             o = RunOutcome(arm, seed, m.group(5), m.group(1), float(m.group(2)),
                            float(m.group(3).replace(",", "")), time.time() - t0)
             outcomes.append(o)
-            echo(f"[repro] {arm} seed {seed} -> {o.status}: val loss {o.final_val_loss:.4f}, "
-                 f"{o.seconds:.0f}s (run {o.run_id})")
+            echo(f"[repro] {exp.name} {arm} seed {seed} -> {o.status}: val loss "
+                 f"{o.final_val_loss:.4f}, {o.seconds:.0f}s (run {o.run_id})")
         else:
             last = ([ln for ln in text.splitlines() if ln.strip()] or ["(no output)"])[-1]
-            failed.append(f"arm={arm} seed={seed}: exit {p.returncode}: {last[:200]} (log {log})")
-            echo(f"[repro] {arm} seed {seed} -> FAILED (exit {p.returncode}); log {log}")
+            failed.append(f"{exp.name} arm={arm} seed={seed}: exit {p.returncode}: {last[:200]} "
+                          f"(log {log})")
+            echo(f"[repro] {exp.name} {arm} seed {seed} -> FAILED (exit {p.returncode}); log {log}")
 
     def on_term(signum, frame):
         raise SystemExit(128 + signum)
@@ -85,13 +88,13 @@ def run_parallel(exp: Experiment, grid: list[tuple[str, int]], overrides: list[s
     try:
         while pending or running:
             while pending and len(running) < jobs:
-                arm, seed = pending.pop(0)
+                exp, arm, seed = pending.pop(0)
                 log = log_path(exp, arm, seed)
                 log.parent.mkdir(parents=True, exist_ok=True)
                 with open(log, "w") as fh:
                     p = subprocess.Popen(child_command(exp, arm, seed, overrides, uri, force),
                                          env=env, stdout=fh, stderr=subprocess.STDOUT)
-                running[p] = (arm, seed, log, time.time())
+                running[p] = (exp, arm, seed, log, time.time())
                 echo(f"[repro] {exp.name} arm={arm} seed={seed} scale={exp.scale} started "
                      f"(pid {p.pid})")
             time.sleep(0.5)

@@ -351,6 +351,18 @@ def _log_curve_plot(client, run_id: str, uri: str, title: str) -> None:
         client.log_artifact(run_id, str(path))
 
 
+def _stops_the_command(e: BaseException) -> bool:
+    """A user mistake (config, data, checkpoint, store) or a stop ends the whole command; any
+    other failure is one run's (marked FAILED) and the others go on."""
+    from repro.config import ConfigError
+    from repro.data.errors import DataError
+    from repro.lit.checkpoint import CheckpointError, RunInterrupted
+    from repro.registry import RegistryError
+
+    return isinstance(e, (ConfigError, DataError, CheckpointError, RegistryError,
+                          ts.TrackingError, RunInterrupted))
+
+
 def run_experiment(exp: Experiment, arms: list[str] | None = None, seeds: list[int] | None = None,
                    overrides: list[str] | None = None, uri: str | None = None,
                    progress: bool = True, force: bool = False, echo=print, jobs: int = 1,
@@ -375,22 +387,16 @@ def run_experiment(exp: Experiment, arms: list[str] | None = None, seeds: list[i
     if jobs > 1:
         from repro.experiments.parallel import run_parallel
 
-        grid = [(arm, seed) for arm in arm_names for seed in seeds]
-        outcomes, failed = run_parallel(exp, grid, overrides, uri, jobs, threads, force, echo)
+        grid = [(exp, arm, seed) for arm in arm_names for seed in seeds]
+        outcomes, failed = run_parallel(grid, overrides, uri, jobs, threads, force, echo)
     for arm in arm_names if jobs <= 1 else ():
         for seed in seeds:
             echo(f"[repro] {exp.name} arm={arm} seed={seed} scale={exp.scale}")
             try:
                 o = train_one(exp, arm, seed, overrides, uri, progress=progress, force=force)
             except Exception as e:  # noqa: BLE001 - recorded in MLflow; keep going
-                from repro.config import ConfigError
-                from repro.data.errors import DataError
-                from repro.lit.checkpoint import CheckpointError, RunInterrupted
-                from repro.registry import RegistryError
-
-                if isinstance(e, (ConfigError, DataError, CheckpointError, RegistryError,
-                                  ts.TrackingError, RunInterrupted)):
-                    raise  # a user mistake (config, data, checkpoint, store) or a stop
+                if _stops_the_command(e):
+                    raise
                 msg = (str(e).strip().splitlines() or [""])[0][:300]
                 echo(f"  -> FAILED: {type(e).__name__}: {msg}")
                 failed.append(f"arm={arm} seed={seed}: {type(e).__name__}: {msg}")
@@ -405,4 +411,76 @@ def run_experiment(exp: Experiment, arms: list[str] | None = None, seeds: list[i
         raise RunFailed(f"{len(failed)} of {len(failed) + len(outcomes)} runs failed and are "
                         f"marked FAILED in MLflow ({failed[0]}{'; ...' if len(failed) > 1 else ''})"
                         "; fix the cause and rerun the same command")
+    return outcomes
+
+
+def plan_runs(exps: list[Experiment], seeds: list[int] | None, overrides: list[str], uri: str,
+              force: bool = False) -> tuple[list[tuple[Experiment, str, int]], dict[str, int]]:
+    """The (experiment, arm, seed) runs a suite still needs, one per run key.
+
+    Arms shared between experiments (same config, data and seed) appear once, under the first
+    experiment that lists them; keys with a FINISHED run are left out unless ``force``.
+    Returns the runs to train and counts {"total", "distinct", "finished", "todo"}."""
+    from repro.config import to_dict
+
+    fingerprints: dict[str, tuple[str, int]] = {}
+    seen: set[str] = set()
+    todo, total, finished = [], 0, 0
+    for exp in exps:
+        exp.validate(overrides)
+        for arm in exp.arms:
+            base = exp.run_config(arm, overrides)
+            dkey = json.dumps(to_dict(base.data), sort_keys=True)
+            for seed in (seeds or list(exp.seeds)):
+                total += 1
+                if dkey not in fingerprints:  # the fingerprint does not depend on the seed
+                    dm = prepare_data(base, seed)
+                    fingerprints[dkey] = (dm.fingerprint, dm.vocab_size)
+                fp, vocab = fingerprints[dkey]
+                run = replace(base, model=replace(base.model, vocab_size=vocab))
+                key = run_key(run, fp, seed)
+                if key in seen:
+                    continue
+                seen.add(key)
+                if not force and ts.find_finished(uri, None, key) is not None:
+                    finished += 1
+                    continue
+                todo.append((exp, arm.name, seed))
+    return todo, {"total": total, "distinct": len(seen), "finished": finished,
+                  "todo": len(todo)}
+
+
+def run_suite(exps: list[Experiment], seeds: list[int] | None = None,
+              overrides: list[str] | None = None, uri: str | None = None, progress: bool = True,
+              force: bool = False, echo=print, jobs: int = 1,
+              threads: int | None = None) -> list[RunOutcome]:
+    """`repro run all`: every experiment's runs, each distinct run key trained once."""
+    uri = ts.resolve_uri(uri)
+    overrides = list(overrides or [])
+    for r in ts.mark_stale(uri, None):
+        echo(f"[repro] marked run {r.info.run_id[:8]} FAILED: its process died")
+    todo, n = plan_runs(exps, seeds, overrides, uri, force)
+    echo(f"[repro] suite of {len(exps)} experiments: {n['total']} (arm, seed) entries, "
+         f"{n['distinct']} distinct runs, {n['finished']} already finished, {n['todo']} to train")
+    if jobs > 1:
+        from repro.experiments.parallel import run_parallel
+
+        outcomes, failed = run_parallel(todo, overrides, uri, jobs, threads, force, echo)
+    else:
+        outcomes, failed = [], []
+        for exp, arm, seed in todo:
+            echo(f"[repro] {exp.name} arm={arm} seed={seed} scale={exp.scale}")
+            try:
+                outcomes.append(train_one(exp, arm, seed, overrides, uri, progress=progress,
+                                          force=force))
+            except Exception as e:  # noqa: BLE001 - recorded in MLflow; keep going
+                if _stops_the_command(e):
+                    raise
+                msg = (str(e).strip().splitlines() or [""])[0][:300]
+                echo(f"  -> FAILED: {type(e).__name__}: {msg}")
+                failed.append(f"{exp.name} arm={arm} seed={seed}: {type(e).__name__}: {msg}")
+    if failed:
+        raise RunFailed(f"{len(failed)} of {len(failed) + len(outcomes)} runs failed ("
+                        f"{failed[0]}{'; ...' if len(failed) > 1 else ''}); fix the cause and "
+                        "rerun the same command")
     return outcomes
