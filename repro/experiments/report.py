@@ -22,8 +22,9 @@ from repro.paths import atomic_write_text, results_dir
 from repro.tracking import store as ts
 
 SUMMARY_METRICS = ("val/ppl", "perf/tokens_per_s", "val_routing/load_cv",
-                   "val_routing/max_mean_load", "val_routing/drop_frac", "train_routing/drop_frac",
-                   "val_routing/entropy")
+                   "val_routing/max_mean_load", "val_routing/importance_cv",
+                   "val_routing/drop_frac", "train_routing/drop_frac", "val_routing/entropy",
+                   "val_routing/z", "train/max_spike", "train/diverged")
 
 
 class MissingRunsError(RuntimeError):
