@@ -68,7 +68,10 @@ def deepseekmoe_ablation(scale: str) -> Experiment:
         recipe=p.recipe, data=p.data, seeds=p.seeds, claims=claims,
         analyses=(analyses.routing_load(order),),
         notes="GShard x1.5 (f) is a reference with 1.5x the expert params and is not matched; "
-              "it is the comparison partner of deepseekmoe-redundancy.")
+              "it is the comparison partner of deepseekmoe-redundancy. Why the finest "
+              "segmentation may not help at cpu scale: (d) has 63 routed experts of width "
+              "d_ff/4 = 86, each seeing about 7/63 of the tokens for 400 steps; the benefit of "
+              "fine-grained combinations [P-DSM] needs experts that have specialised.")
 
 
 @register_experiment("deepseekmoe-redundancy")
@@ -96,4 +99,8 @@ def deepseekmoe_redundancy(scale: str) -> Experiment:
                   analyses.shared_knockout("deepseekmoe", ks=(3, 4, 5, 6, 7))),
         notes="Eval-time interventions on the checkpoints of deepseekmoe-ablation (runs are "
               "shared by run key). The paper pairs the two arms because they start at the same "
-              "loss; ours may not, so compare the deltas, not the levels.")
+              "loss; ours may not, so compare the deltas, not the levels. Masking the top 1/4 "
+              "of routed experts removes both of GShard x1.5's choices (top-2 of 16, 4 masked) "
+              "and re-routes to its 5th/6th, while DeepSeekMoE keeps its shared expert, so it "
+              "can degrade less whatever the routed experts' redundancy; the paper's claim "
+              "rests on routed experts that specialised over 100B+ tokens.")

@@ -75,7 +75,10 @@ def ec_convergence(scale: str) -> Experiment:
         analyses=(analyses.experts_per_token(("ec-cf2",)),),
         notes="EC-CF2 and top-2 have equal average expert FLOPs/token (2 experts); Switch has "
               "half. GShard's per-step time penalty (20%) needs expert parallelism and is not "
-              "measured here.")
+              "measured here. Why EC may not win here: causal position grouping gives each "
+              "expert C = 2 x 32 / 8 = 8 picks among the 32 tokens of one position, far less "
+              "choice than the paper's batch-wide groups (leaky in a decoder), and 8 experts "
+              "for 400 steps are far from its 100M-parameter, 64-expert setting.")
 
 
 @register_experiment("ec-capacity-factor-sweep")
@@ -101,7 +104,9 @@ def ec_cf_sweep(scale: str) -> Experiment:
         also_matched=(("ffn_flops", (("ec-cf1", "switch-top1"),)),), recipe=p.recipe,
         data=p.data, seeds=p.seeds, claims=claims,
         analyses=(analyses.experts_per_token(("ec-cf0.5", "ec-cf1", "ec-cf2")),),
-        notes="Compute is matched only between EC-CF1 and top-1; c=0.5 has half, c=2 double.")
+        notes="Compute is matched only between EC-CF1 and top-1; c=0.5 has half, c=2 double. "
+              "At this scale half the expert compute (c=0.5) is a real handicap against top-1; "
+              "the paper's 'even c=0.5 wins' comes from a much larger model.")
 
 
 @register_experiment("ec-experts-per-token")
@@ -127,7 +132,10 @@ def ec_ept(scale: str) -> Experiment:
             ("ec-cf2", "ec-cf2-e64")),),
         notes="Diagnostic: histogram of experts per token on validation data (position "
               "grouping, groups of B tokens). The fraction of tokens that get 0 experts is "
-              "reported in summary.csv (ept_0); the paper does not quantify it.")
+              "reported in summary.csv (ept_0); the paper does not quantify it. With 64 experts, "
+              "CF 2 and causal position groups of B = 32 tokens each expert takes C = 1 token "
+              "per group, so experts-per-token is a coarse, heavy-tailed count with many zeros; "
+              "the paper's batch-wide groups hold thousands of tokens.")
 
 
 @register_experiment("ec-capped")

@@ -54,7 +54,10 @@ def finedeep_sparse(scale: str) -> Experiment:
         recipe=p.recipe, data=p.data, seeds=p.seeds, claims=claims,
         analyses=(analyses.sparsity(tuple(a.name for a in arms)),),
         notes="NSAR(tau) = P(|SiLU(z W_gate)| > tau) over validation tokens (our reading of the "
-              "acronym; threshold ours, curve over tau in nsar.png).")
+              "acronym; threshold ours, curve over tau in nsar.png). Why Finedeep may trail "
+              "dense here: it splits the same FLOPs into M sequential sub-layers of K narrow "
+              "gated experts, each with its own RMSNorm; in 400 steps the extra depth and "
+              "gating are still being learned, while the paper trains for billions of tokens.")
 
 
 @register_experiment("finedeep-mk-ablation")
