@@ -80,17 +80,16 @@ def test_run_jobs_trains_grid_in_parallel_processes(store):
     args = ["run", name, "--scale", "smoke", "--arm", "fd-m8k1", "--seeds", "0,1",
             "--no-progress", "--jobs", "2", "--threads", "1", "--set", "train.max_steps=8",
             "train.eval_every=4"]
+    before = {r.info.run_id for r in ts.search_runs(ts.resolve_uri(), name)}
     assert main(args) == 0
-    runs = [r for r in ts.search_runs(ts.resolve_uri(), name)
-            if r.data.tags.get(ts.T_ARM) == "fd-m8k1"]
-    done = {(r.data.tags[ts.T_ARM], r.data.tags[ts.T_SEED]) for r in runs
-            if r.info.status == "FINISHED"}
-    assert done == {("fd-m8k1", "0"), ("fd-m8k1", "1")}
+    runs = [r for r in ts.search_runs(ts.resolve_uri(), name) if r.info.run_id not in before]
+    assert {(r.data.tags[ts.T_ARM], r.data.tags[ts.T_SEED], r.info.status) for r in runs} == {
+        ("fd-m8k1", "0", "FINISHED"), ("fd-m8k1", "1", "FINISHED")}
     assert len({r.data.tags[ts.T_PID] for r in runs}) == 2  # one process per run
     logs = sorted(p.name for p in (store / "runs" / "logs" / name / "smoke").iterdir())
     assert logs == ["fd-m8k1-s0.log", "fd-m8k1-s1.log"]
     assert main(args) == 0  # all finished: reused, nothing trained again
-    assert len(ts.search_runs(ts.resolve_uri(), name)) == len(runs)
+    assert len(ts.search_runs(ts.resolve_uri(), name)) == len(before) + 2
 
 
 def test_run_all_trains_each_distinct_run_once_then_check_all(store, capsys):
