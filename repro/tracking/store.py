@@ -258,7 +258,9 @@ def git_sha() -> str:
         sha = out.stdout.strip()
         if not sha:
             return "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        # "-dirty" means changed code: results/ (rewritten by `repro check` itself) is ignored
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ".", ":(exclude)results"],
                                capture_output=True, text=True, timeout=5,
                                cwd=Path(__file__).resolve().parents[2]).stdout.strip()
         return sha + ("-dirty" if dirty else "")
