@@ -363,6 +363,31 @@ def _stops_the_command(e: BaseException) -> bool:
                           ts.TrackingError, RunInterrupted))
 
 
+def _train_in_process(grid: list[tuple[Experiment, str, int]], overrides: list[str], uri: str,
+                      progress: bool, force: bool, echo) -> tuple[list[RunOutcome], list[str]]:
+    """Train each (experiment, arm, seed) in this process, one after another. A run that fails
+    is marked FAILED and reported; the others go on. The outcome line is parsed by
+    ``repro.experiments.parallel`` when this runs in a ``--jobs`` child."""
+    outcomes, failed = [], []
+    for exp, arm, seed in grid:
+        echo(f"[repro] {exp.name} arm={arm} seed={seed} scale={exp.scale}")
+        try:
+            o = train_one(exp, arm, seed, overrides, uri, progress=progress, force=force)
+        except Exception as e:  # noqa: BLE001 - recorded in MLflow; keep going
+            if _stops_the_command(e):
+                raise
+            msg = (str(e).strip().splitlines() or [""])[0][:300]
+            echo(f"  -> FAILED: {type(e).__name__}: {msg}")
+            failed.append(f"{exp.name} arm={arm} seed={seed}: {type(e).__name__}: {msg}")
+            sys.stdout.flush()
+            continue
+        echo(f"  -> {o.status}: val loss {o.final_val_loss:.4f}, {o.tokens_per_s:,.0f} tok/s, "
+             f"{o.seconds:.0f}s (run {o.run_id[:8]})")
+        outcomes.append(o)
+        sys.stdout.flush()
+    return outcomes, failed
+
+
 def run_experiment(exp: Experiment, arms: list[str] | None = None, seeds: list[int] | None = None,
                    overrides: list[str] | None = None, uri: str | None = None,
                    progress: bool = True, force: bool = False, echo=print, jobs: int = 1,
@@ -383,30 +408,13 @@ def run_experiment(exp: Experiment, arms: list[str] | None = None, seeds: list[i
         echo(f"[repro] marked run {r.info.run_id[:8]} ({r.data.tags.get(ts.T_ARM)} seed "
              f"{r.data.tags.get(ts.T_SEED)}) FAILED: its process {r.data.tags.get(ts.T_PID)} "
              "died; it resumes below if it is part of this command")
-    outcomes, failed = [], []
+    grid = [(exp, arm, seed) for arm in arm_names for seed in seeds]
     if jobs > 1:
         from repro.experiments.parallel import run_parallel
 
-        grid = [(exp, arm, seed) for arm in arm_names for seed in seeds]
         outcomes, failed = run_parallel(grid, overrides, uri, jobs, threads, force, echo)
-    for arm in arm_names if jobs <= 1 else ():
-        for seed in seeds:
-            echo(f"[repro] {exp.name} arm={arm} seed={seed} scale={exp.scale}")
-            try:
-                o = train_one(exp, arm, seed, overrides, uri, progress=progress, force=force)
-            except Exception as e:  # noqa: BLE001 - recorded in MLflow; keep going
-                if _stops_the_command(e):
-                    raise
-                msg = (str(e).strip().splitlines() or [""])[0][:300]
-                echo(f"  -> FAILED: {type(e).__name__}: {msg}")
-                failed.append(f"arm={arm} seed={seed}: {type(e).__name__}: {msg}")
-                sys.stdout.flush()
-                continue
-            msg = (f"  -> {o.status}: val loss {o.final_val_loss:.4f}, "
-                   f"{o.tokens_per_s:,.0f} tok/s, {o.seconds:.0f}s (run {o.run_id[:8]})")
-            echo(msg)
-            outcomes.append(o)
-            sys.stdout.flush()
+    else:
+        outcomes, failed = _train_in_process(grid, overrides, uri, progress, force, echo)
     if failed:
         raise RunFailed(f"{len(failed)} of {len(failed) + len(outcomes)} runs failed and are "
                         f"marked FAILED in MLflow ({failed[0]}{'; ...' if len(failed) > 1 else ''})"
@@ -467,18 +475,7 @@ def run_suite(exps: list[Experiment], seeds: list[int] | None = None,
 
         outcomes, failed = run_parallel(todo, overrides, uri, jobs, threads, force, echo)
     else:
-        outcomes, failed = [], []
-        for exp, arm, seed in todo:
-            echo(f"[repro] {exp.name} arm={arm} seed={seed} scale={exp.scale}")
-            try:
-                outcomes.append(train_one(exp, arm, seed, overrides, uri, progress=progress,
-                                          force=force))
-            except Exception as e:  # noqa: BLE001 - recorded in MLflow; keep going
-                if _stops_the_command(e):
-                    raise
-                msg = (str(e).strip().splitlines() or [""])[0][:300]
-                echo(f"  -> FAILED: {type(e).__name__}: {msg}")
-                failed.append(f"{exp.name} arm={arm} seed={seed}: {type(e).__name__}: {msg}")
+        outcomes, failed = _train_in_process(todo, overrides, uri, progress, force, echo)
     if failed:
         raise RunFailed(f"{len(failed)} of {len(failed) + len(outcomes)} runs failed ("
                         f"{failed[0]}{'; ...' if len(failed) > 1 else ''}); fix the cause and "
