@@ -239,8 +239,8 @@ def test_backends_identical_outputs_and_grads(router):
             assert torch.allclose(g[n], g0[n], atol=1e-5), (backend, n)
 
 
-@pytest.mark.parametrize("backend", ["loop", "grouped_mm", "bmm"])
-@pytest.mark.parametrize("ffn", BLOCKS + [f"moe:{r}" for r in ROUTER_NAMES] + ["moe:mone"])
+@pytest.mark.parametrize("ffn, backend", [(b, "loop") for b in BLOCKS] + [
+    (f"moe:{r}", be) for r in [*ROUTER_NAMES, "mone"] for be in ("loop", "grouped_mm", "bmm")])
 def test_lm_trains_under_bf16_autocast(ffn, backend):
     """bf16-mixed (the CUDA default, and CPU autocast) runs every block and backend: expert
     outputs come back in bf16 while the residual stream stays fp32."""
@@ -248,8 +248,6 @@ def test_lm_trains_under_bf16_autocast(ffn, backend):
         fc = moe_cfg("topk", neuron_ratio=0.5, backend=backend)
     elif ffn.startswith("moe:"):
         fc = moe_cfg(ffn.split(":")[1], backend=backend)
-    elif backend != "loop":
-        pytest.skip("dispatch backends only apply to moe")
     else:
         fc = ffn_cfg(ffn)
     torch.manual_seed(0)
