@@ -190,9 +190,7 @@ def cmd_check(args) -> int:
                 missing.append(exp.name)
                 continue
             checked += 1
-            for r in results:
-                print(f"{r.verdict:>15s}  {exp.name} / {r.claim.name}: {r.measured}")
-            print(f"[repro] wrote {out}")
+            _print_verdicts(results, out, f"{exp.name} / ")
         print(f"[repro] checked {checked} experiments" + (
             f"; no finished runs yet for {', '.join(missing)} (run `repro run all --scale "
             f"{args.scale}`)" if missing else "") + ". Next: repro report")
@@ -203,10 +201,14 @@ def cmd_check(args) -> int:
     exp = _experiment(args)
     results, out = check_experiment(exp, uri=args.tracking_uri, overrides=args.set or [],
                                     seeds=_parse_seeds(args.seeds))
-    for r in results:
-        print(f"{r.verdict:>15s}  {r.claim.name}: {r.measured}")
-    print(f"[repro] wrote {out}")
+    _print_verdicts(results, out)
     return 0
+
+
+def _print_verdicts(results, out, prefix: str = "") -> None:
+    for r in results:
+        print(f"{r.verdict:>15s}  {prefix}{r.claim.name}: {r.measured}")
+    print(f"[repro] wrote {out}")
 
 
 def cmd_report(args) -> int:

@@ -286,13 +286,10 @@ def _train_rank0(exp, arm, seed, run, dm, key, uri, exp_id, progress, extra_tags
 def _trainer(run: RunConfig, logger, callbacks: list, progress: bool,
              checkpointing: bool = False):
     import lightning as L
-    import torch
 
     from repro.lit.checkpoint import SafeCheckpointIO
 
-    accel = run.trainer.accelerator
-    if accel == "auto":
-        accel = "gpu" if torch.cuda.is_available() else "cpu"
+    accel = _accelerator(run)
     t = run.train
     return L.Trainer(
         max_steps=t.max_steps, val_check_interval=t.eval_every, check_val_every_n_epoch=None,
@@ -305,15 +302,23 @@ def _trainer(run: RunConfig, logger, callbacks: list, progress: bool,
         enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=t.log_every)
 
 
+def _accelerator(run: RunConfig) -> str:
+    """trainer.accelerator with ``auto`` resolved: gpu when CUDA is available, else cpu."""
+    import torch
+
+    accel = run.trainer.accelerator
+    if accel == "auto":
+        accel = "gpu" if torch.cuda.is_available() else "cpu"
+    return accel
+
+
 def device_label(run: RunConfig) -> str:
     """Where this process trains: "cuda:<name> (<precision>)" or "cpu (<arch>, <n> threads)"."""
     import platform
 
     import torch
 
-    accel = run.trainer.accelerator
-    if accel == "auto":
-        accel = "gpu" if torch.cuda.is_available() else "cpu"
+    accel = _accelerator(run)
     if accel in ("gpu", "cuda") and torch.cuda.is_available():
         return f"cuda:{torch.cuda.get_device_name(0)} ({_precision(run, 'gpu')})"
     return f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
@@ -409,6 +414,14 @@ def run_experiment(exp: Experiment, arms: list[str] | None = None, seeds: list[i
              f"{r.data.tags.get(ts.T_SEED)}) FAILED: its process {r.data.tags.get(ts.T_PID)} "
              "died; it resumes below if it is part of this command")
     grid = [(exp, arm, seed) for arm in arm_names for seed in seeds]
+    return _train_grid(grid, overrides, uri, progress, force, echo, jobs, threads)
+
+
+def _train_grid(grid: list[tuple[Experiment, str, int]], overrides: list[str], uri: str,
+                progress: bool, force: bool, echo, jobs: int,
+                threads: int | None) -> list[RunOutcome]:
+    """Train ``grid`` in this process (``jobs == 1``) or in ``jobs`` child processes; raise
+    RunFailed at the end if any run failed (the others still ran)."""
     if jobs > 1:
         from repro.experiments.parallel import run_parallel
 
@@ -470,14 +483,4 @@ def run_suite(exps: list[Experiment], seeds: list[int] | None = None,
     todo, n = plan_runs(exps, seeds, overrides, uri, force)
     echo(f"[repro] suite of {len(exps)} experiments: {n['total']} (arm, seed) entries, "
          f"{n['distinct']} distinct runs, {n['finished']} already finished, {n['todo']} to train")
-    if jobs > 1:
-        from repro.experiments.parallel import run_parallel
-
-        outcomes, failed = run_parallel(todo, overrides, uri, jobs, threads, force, echo)
-    else:
-        outcomes, failed = _train_in_process(todo, overrides, uri, progress, force, echo)
-    if failed:
-        raise RunFailed(f"{len(failed)} of {len(failed) + len(outcomes)} runs failed ("
-                        f"{failed[0]}{'; ...' if len(failed) > 1 else ''}); fix the cause and "
-                        "rerun the same command")
-    return outcomes
+    return _train_grid(todo, overrides, uri, progress, force, echo, jobs, threads)
