@@ -4,8 +4,8 @@ Each (arm, seed) runs as its own ``repro run NAME --arm A --seeds S`` child proc
 ``threads`` intra-op threads (default: cores // N). Nothing new is needed for safety: the store
 already takes one process per run key (``runs/locks``), reuses finished runs and resumes
 interrupted ones, so the children behave exactly like N users typing ``repro run`` at once.
-Small models train faster as N one-thread processes than as one N-thread process (on the 2-core
-box a cpu-scale run takes ~3.5 min alone either way; two at once finish two runs in that time).
+On the 2-core box, two 1-thread cpu-scale runs at a time took 238 s each on average (61 runs,
+122 min wall); a single multi-thread run was not timed against that.
 
 Each child's output goes to ``runs/logs/NAME/SCALE/ARM-sSEED.log``. SIGINT / SIGTERM are passed on:
 the children checkpoint, mark their runs KILLED and the same command resumes them.
