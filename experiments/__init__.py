@@ -1,6 +1,7 @@
 """Experiment definitions, one module per paper; importing this package registers them all."""
 
 from experiments import (  # noqa: F401  (registration side effect)
+    control,
     deepseekmoe,
     expert_choice,
     finedeep,

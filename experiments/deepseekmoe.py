@@ -20,7 +20,7 @@ SOURCE = "Dai et al. DeepSeekMoE (arXiv 2401.06066)"
 def _unit(scale: str) -> int:
     # the FFN unit, divisible by 4 x 4 so the x4 segmentation keeps 16-byte aligned rows; at
     # smoke scale (d=32) a wide unit keeps the 63-expert router within the 2% matching tolerance
-    return {"smoke": 512, "cpu": 352, "gpu": 704}[scale]
+    return {"smoke": 512, "cpu": 384, "cpu-v1": 352, "gpu": 704}[scale]
 
 
 def _arms(scale: str) -> dict[str, Arm]:

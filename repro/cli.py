@@ -87,8 +87,12 @@ def cmd_show(args) -> int:
     overrides = args.set or []
     print(f"{exp.name} v{exp.version} [{exp.scale}]: {exp.title}")
     print(f"paper: {exp.paper}")
-    print(f"seeds: {list(exp.seeds)}   steps: {exp.recipe.max_steps}   batch: "
-          f"{exp.recipe.batch_size} x {exp.data.seq_len}   data: {exp.data.source}")
+    run0 = exp.run_config(exp.arms[0], overrides)  # the resolved config, --set included
+    r, d = run0.train, run0.data
+    tokens = r.max_steps * r.batch_size * d.seq_len
+    print(f"seeds: {list(exp.seeds)}   steps: {r.max_steps}   batch: {r.batch_size} x "
+          f"{d.seq_len}   tokens/run: {fmt_count(tokens)}{_epochs(d, tokens)}   data: "
+          f"{d.source} (vocab {d.vocab_size})")
     try:
         dev = exp.validate(overrides)
         worst = 100 * max(dev.values(), default=0)
@@ -101,14 +105,23 @@ def cmd_show(args) -> int:
         dev, status = {}, f"NOT MATCHED: {e}"
     print(f"arms ({status}):")
     print(f"  {'arm':18s} {'total':>9s} {'activated':>10s} {'FFN act.':>9s} {'FFN FLOPs/tok':>14s} "
-          f"{'FLOPs/tok':>10s}  description")
+          f"{'FLOPs/tok':>10s} {'FFN/attn/head':>14s}  description")
+    padded = []
     for arm in exp.arms:
-        m = exp.run_config(arm, overrides).model
-        c = model_count(m, exp.data.seq_len)
+        run = exp.run_config(arm, overrides)
+        c = model_count(run.model, run.data.seq_len)
+        split = "/".join(f"{100 * v:.0f}" for v in c.flop_split().values()) + "%"
         print(f"  {arm.name:18s} {fmt_count(c.total_params):>9s} "
               f"{fmt_count(c.activated_params):>10s}"
               f" {fmt_count(c.ffn_activated_params):>9s} {fmt_count(c.ffn_flops):>14s} "
-              f"{fmt_count(c.flops):>10s}  {arm.description}")
+              f"{fmt_count(c.flops):>10s} {split:>14s}  {arm.description}")
+        if c.ffn_flops_padded is not None and abs(c.ffn_flops_padded / c.ffn_flops - 1) > 1e-3:
+            padded.append(f"{arm.name} {c.ffn_flops_padded / c.ffn_flops:.2f}x")
+    print("  FLOPs are forward, per token (training = 3x, same split); FFN FLOPs count each "
+          "routed token once (k experts, no drops).")
+    if padded:
+        print("  capacity-padded dispatch executes more FFN FLOPs than it routes (every E*C "
+              f"slot computed): {', '.join(padded)}; the match above is per routed token.")
     print("claims:")
     for c in exp.claims:
         print(f"  - {c.name}: {c.statement} [paper: {c.paper_figure}; {c.source}]")
@@ -119,6 +132,30 @@ def cmd_show(args) -> int:
             print(f"--- {arm.name}")
             print(json.dumps(to_dict(exp.run_config(arm, overrides)), indent=1))
     return 0
+
+
+def _epochs(data, tokens: int) -> str:
+    """" = N epochs of the train split" when its token stream is already cached (building it
+    trains a tokenizer: not something `show` should start)."""
+    try:
+        from repro.data.sources import cheap_fingerprint
+        from repro.data.tokenizer import tokenizer_path
+
+        fp = cheap_fingerprint(data)
+        if fp is None or not (data.is_synthetic or tokenizer_path(fp, data.vocab_size).exists()):
+            return " (epochs: run once to cache the tokens)"
+        from repro.data.tokens import build_token_splits
+
+        n = len(build_token_splits(data).tokens["train"])
+    except Exception:  # noqa: BLE001 - show, don't fail
+        return ""
+    return f" = {tokens / max(n, 1):.2f} epochs of {fmt_count_lazy(n)} train tokens"
+
+
+def fmt_count_lazy(x: float) -> str:
+    from repro.compute import fmt_count
+
+    return fmt_count(x)
 
 
 def _all_experiments(args) -> list:
@@ -319,7 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name:
             sp.add_argument("name", help="experiment name (see `repro ls`); `run` and "
                             "`check` also take `all`")
-        sp.add_argument("--scale", default="cpu", help="smoke | cpu | gpu (default cpu)")
+        sp.add_argument("--scale", default="cpu", help="smoke | cpu | cpu-v1 | gpu (default cpu; cpu-v1 = the first, "
+                        "uncalibrated cpu preset)")
         sp.add_argument("--set", action="extend", nargs="+", metavar="KEY=VALUE",
                         help="override a config field, e.g. --set train.max_steps=200")
         sp.add_argument("--tracking-uri", default=None,

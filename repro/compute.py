@@ -30,6 +30,10 @@ class FFNCount:
     activated: float  # parameters applied per token (expected); MoNE: convention B
     flops: float  # forward FLOPs per token
     activated_conv_a: float | None = None  # MoNE convention A (full W_gate + kept rows), else None
+    # forward FLOPs per token that a capacity-padded dispatch executes in training: every one of
+    # the E*C expert slots is computed, filled or not (None: the method has no capacity). The
+    # matched quantity ``flops`` counts FLOPs per *routed* token (k_eff experts, no drops).
+    flops_padded: float | None = None
 
 
 # FFN kind -> fn(cfg, d_model) -> FFNCount
@@ -62,7 +66,10 @@ def _moe(cfg, d_model: int) -> FFNCount:
     activated = router + routed_b + shared
     # FLOPs follow the efficient MoNE implementation (full gate projection, kept rows only).
     flops = 2.0 * (router + routed_a + shared)
-    return FFNCount(total, activated, flops, router + routed_a + shared if rho < 1 else None)
+    slots = cfg.router.slots_per_token(E)  # E*C/N with capacity, else None
+    padded = None if slots is None else 2.0 * (router + slots / k_eff * routed_a + shared)
+    return FFNCount(total, activated, flops, router + routed_a + shared if rho < 1 else None,
+                    padded)
 
 
 @ACCOUNTANTS.register("finedeep")
@@ -94,6 +101,15 @@ class ModelCount:
     ffn_flops: float  # per token, summed over layers
     flops: float  # per token forward, whole model, context seq_len
     ffn_activated_params_conv_a: float | None = None
+    attention_flops: float = 0.0  # per token forward, summed over layers: projections + scores
+    ffn_flops_padded: float | None = None  # capacity-padded FFN FLOPs per token (see FFNCount)
+    head_flops: float = 0.0  # per token forward: the LM head's 2*D*V
+
+    def flop_split(self) -> dict[str, float]:
+        """Shares of the forward FLOPs per token (training, fwd + 2x bwd, has the same split):
+        ``ffn`` / ``attention`` / ``head``; they sum to 1."""
+        return {"ffn": self.ffn_flops / self.flops, "attention": self.attention_flops / self.flops,
+                "head": self.head_flops / self.flops}
 
     def get(self, quantity: str) -> float:
         if quantity not in MATCHABLE:
@@ -117,10 +133,14 @@ def model_count(cfg, seq_len: int = 128) -> ModelCount:
     head = 0 if cfg.tie_embeddings else V * D
     total = emb + head + L * per_layer + D
     activated = emb + head + L * (attn + norms + f.activated) + D
-    flops = L * (2.0 * attn + f.flops + 2.0 * 2 * seq_len * D) + 2.0 * D * V
+    attention = L * (2.0 * attn + 2.0 * 2 * seq_len * D)  # projections + QK^T and AV scores
+    head_flops = 2.0 * D * V  # the LM head (tied or not, it multiplies every token)
+    flops = attention + L * f.flops + head_flops
     conv_a = L * f.activated_conv_a if f.activated_conv_a is not None else None
+    padded = L * f.flops_padded if f.flops_padded is not None else None
     return ModelCount(total, activated, total - emb - head, L * f.total, L * f.activated,
-                      L * f.flops, flops, conv_a)
+                      L * f.flops, flops, conv_a, attention_flops=attention,
+                      head_flops=head_flops, ffn_flops_padded=padded)
 
 
 def count_module_params(module) -> int:
@@ -192,6 +212,10 @@ def check_matched(counts: Mapping[str, ModelCount], quantity: str, tol: float = 
         ref = counts[ref_name].get(quantity)
         for name in g:
             v = counts[name].get(quantity)
+            if not (math.isfinite(v) and math.isfinite(ref)):  # a NaN deviation must not pass
+                bad = name if not math.isfinite(v) else ref_name
+                raise MatchError("arms", f"arm {bad!r} has a non-finite {quantity} "
+                                 f"({counts[bad].get(quantity)}); check its sizes and factors")
             d = abs(v - ref) / max(abs(ref), 1e-12)
             dev[name] = max(dev.get(name, 0.0), d)
             if d > tol + 1e-12:

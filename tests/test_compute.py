@@ -91,3 +91,20 @@ def test_ec_matches_gshard_compute():
     mc = {r: model_count(ModelConfig(vocab_size=50, d_model=D, n_layers=2, n_heads=2,
                                      ffn=moe_cfg(r))) for r in ("gshard", "expert_choice")}
     check_matched(mc, "ffn_flops", tol=0.0)
+
+
+def test_flop_split_by_hand():
+    """d=128, L=2, T=128, V=512, dense SwiGLU d_ff=344, counted by hand:
+    FFN 2 x 6*128*344 = 528,384; attention 2 x (8*128^2 + 4*128*128) = 393,216 (projections
+    qkv+out, then QK^T and AV over a full context); head 2*128*512 = 131,072."""
+    from repro.layers.dense import DenseFFNConfig
+    from repro.models.lm import ModelConfig
+
+    cfg = ModelConfig(vocab_size=512, d_model=128, n_layers=2, n_heads=4,
+                      ffn=DenseFFNConfig(d_ff=344))
+    c = model_count(cfg, seq_len=128)
+    assert c.ffn_flops == 528_384 and c.attention_flops == 393_216 and c.head_flops == 131_072
+    assert c.flops == 528_384 + 393_216 + 131_072
+    split = c.flop_split()
+    assert abs(sum(split.values()) - 1) < 1e-12
+    assert abs(split["ffn"] - 528_384 / 1_052_672) < 1e-12

@@ -23,7 +23,7 @@ def store(tmp_path_factory):
     mp.undo()
 
 
-@pytest.mark.parametrize("scale", ["smoke", "cpu", "gpu"])
+@pytest.mark.parametrize("scale", ["smoke", "cpu", "cpu-v1", "gpu"])
 @pytest.mark.parametrize("name", NAMES)
 def test_definition_is_matched_and_claims_name_real_arms(name, scale):
     exp = get_experiment(name, scale)

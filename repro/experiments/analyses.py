@@ -32,7 +32,7 @@ def _models(results: Results, arms):
 def _save(fig, ax, path: Path, xlabel: str, ylabel: str, title: str | None = None,
           legend_size: int = 8, grid: bool = True) -> Path:
     """Label, legend, grid, save (dpi 110) and close one figure; returns ``path``."""
-    from repro.experiments.plots import plt
+    from repro.experiments.plots import save_figure
 
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -42,8 +42,7 @@ def _save(fig, ax, path: Path, xlabel: str, ylabel: str, title: str | None = Non
         ax.grid(alpha=0.3)
     ax.legend(fontsize=legend_size)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return path
 
 

@@ -19,7 +19,7 @@ from repro.models.lm import ModelConfig
 from repro.registry import Registry
 
 EXPERIMENTS: Registry[Callable[[str], Experiment]] = Registry("experiment")
-SCALES = ("smoke", "cpu", "gpu")
+SCALES = ("smoke", "cpu", "cpu-v1", "gpu")
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,12 @@ class Experiment:
         model = arm.model if vocab_size is None else replace(arm.model, vocab_size=vocab_size)
         run = RunConfig(model=model, data=self.data, train=self.recipe, trainer=self.trainer)
         run = apply_overrides(run, list(arm.overrides))
-        return apply_overrides(run, list(overrides or []))
+        run = apply_overrides(run, list(overrides or []))
+        if vocab_size is None and run.model.vocab_size != run.data.vocab_size:
+            # the LM's vocabulary is the data's (training sets it from the tokenizer too), so
+            # `--set data.vocab_size=...` moves the accounting with it
+            run = replace(run, model=replace(run.model, vocab_size=run.data.vocab_size))
+        return run
 
     def counts(self, overrides: list[str] | None = None) -> dict[str, ModelCount]:
         return {a.name: model_count(self.run_config(a, overrides).model, self.data.seq_len)

@@ -1,11 +1,9 @@
 """Claims: a paper's statement made checkable, evaluated over seeds into a verdict.
 
-Verdict rule (one rule for every claim, stated in claims.md): for a per-seed quantity q whose
-claim is "q > threshold" (or "<"), with mean m and sample std s over n seeds:
-* reproduced      if the whole interval m ± s lies on the claimed side of the threshold;
-* not reproduced  if m ± s lies entirely on the other side;
-* inconclusive    otherwise (the threshold is inside one std of the mean), or fewer than 2 seeds.
-Paired quantities (differences between arms sharing a seed) are formed per seed first.
+The verdict rule (a t-based 95% interval of the per-seed quantity, effect size, seeds needed)
+lives in ``repro.experiments.stats``; every claim here only forms its per-seed values and calls
+``stats.decide`` / ``stats.decide_within``. Loss-gap claims also report the gap along the
+training budget (``budget_gaps``): at 25/50/100% of the steps, and where it crosses zero.
 """
 
 from __future__ import annotations
@@ -14,9 +12,18 @@ import math
 import statistics
 from dataclasses import dataclass, field
 
-REPRODUCED = "reproduced"
-NOT_REPRODUCED = "not reproduced"
-INCONCLUSIVE = "inconclusive"
+from repro.experiments.stats import (
+    INCONCLUSIVE,
+    NOT_REPRODUCED,
+    REPRODUCED,
+    Decision,
+    Interval,
+    decide,
+    decide_within,
+    t_interval,
+)
+
+__all__ = ["INCONCLUSIVE", "NOT_REPRODUCED", "REPRODUCED", "Decision", "Interval"]
 
 
 @dataclass
@@ -55,32 +62,46 @@ class Results:
 class ClaimResult:
     claim: Claim
     verdict: str
-    measured: str  # human-readable measured figure (mean ± std over seeds)
-    rule: str
+    measured: str  # human-readable measured figure (mean, 95% CI, sd, n)
+    rule: str  # the claim's side of the threshold, e.g. "95% CI > 0"
     per_seed: dict[str, list[float]] = field(default_factory=dict)
     mean: float = math.nan
     std: float = math.nan
     n: int = 0
+    decision: Decision | None = None  # the interval, effect size and seeds-needed figure
+    budget: BudgetGaps | None = None  # loss-gap claims: the gap along the training budget
+
+    @property
+    def extra(self) -> str:
+        """Effect size and (inconclusive) seeds needed, for claims.md."""
+        return self.decision.fmt_extra() if self.decision else ""
+
+    @property
+    def seeds_needed(self) -> int | None:
+        return self.decision.seeds_needed if self.decision else None
+
+
+def _result(claim: Claim, dec: Decision, label: str, rule: str, per_seed: dict,
+            note: str = "", budget: BudgetGaps | None = None) -> ClaimResult:
+    iv = dec.interval
+    return ClaimResult(claim, dec.verdict, f"{label} = {iv.fmt()}{note}", rule, per_seed,
+                       iv.mean, iv.sd, iv.n, dec, budget)
+
+
+def _finite(xs: list[float]) -> list[float]:
+    return [x for x in xs if not math.isnan(x)]
 
 
 def mean_std(xs: list[float]) -> tuple[float, float]:
-    xs = [x for x in xs if not math.isnan(x)]
+    xs = _finite(xs)
     if not xs:
         return math.nan, math.nan
     return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else math.nan)
 
 
-def interval_verdict(m: float, s: float, n: int, threshold: float, greater: bool) -> str:
-    if n < 2 or math.isnan(m) or math.isnan(s):
-        return INCONCLUSIVE
-    lo, hi = m - s, m + s
-    if greater:
-        return REPRODUCED if lo > threshold else NOT_REPRODUCED if hi < threshold else INCONCLUSIVE
-    return REPRODUCED if hi < threshold else NOT_REPRODUCED if lo > threshold else INCONCLUSIVE
-
-
 def steps_to_target(curve: list[tuple[int, float]], target: float) -> float:
-    """First eval step with val loss <= target; inf if never reached ([papers.md §1])."""
+    """First eval step with val loss <= target; inf if never reached (docs/references.md,
+    steps-to-target)."""
     for step, v in curve:
         if v <= target + 1e-12:
             return float(step)
@@ -103,6 +124,74 @@ def speedup(base: RunRecord, other: RunRecord) -> tuple[float, bool]:
     return sb / max(so, 1.0), False
 
 
+# ------------------------------------------------------------------ the gap along the budget
+BUDGET_FRACTIONS = (0.25, 0.5, 1.0)
+
+
+@dataclass
+class BudgetGaps:
+    """Paired val-loss gap ``loss(minus) - loss(plus)`` at every eval step all seeds share.
+
+    Positive = ``plus`` is ahead. ``steps[i]`` has the interval ``intervals[i]`` over seeds;
+    ``at`` maps each of BUDGET_FRACTIONS to (step, interval) at the first eval step at or after
+    that fraction of the last step. ``crossover`` is the step from which the mean gap keeps the
+    sign it ends with (None when it never changed sign): the "crossover" of MoE scaling plots.
+    """
+
+    plus: str
+    minus: str
+    steps: list[int]
+    intervals: list[Interval]
+    per_seed: dict[int, list[float]]  # seed -> gap at each step
+    at: dict[float, tuple[int, Interval]]
+    crossover: int | None
+
+    @property
+    def trend(self) -> str:
+        """Second half of training: "opening" (|gap| grew by more than the final interval's
+        half-width), "closing" (shrank by more), or "flat"."""
+        (_, mid), (_, end) = self.at[0.5], self.at[1.0]
+        change = abs(end.mean) - abs(mid.mean)
+        tol = end.half_width if end.n >= 2 else 0.0
+        if math.copysign(1, end.mean) != math.copysign(1, mid.mean):
+            return "changed sign"
+        return "opening" if change > tol else "closing" if change < -tol else "flat"
+
+    def fmt(self) -> str:
+        parts = [f"{int(100 * f)}% (step {s}): {iv.mean:+.4f}" for f, (s, iv) in self.at.items()]
+        cross = f"; sign since step {self.crossover}" if self.crossover is not None else ""
+        return f"gap {self.minus}-{self.plus}: " + ", ".join(parts) + f"; {self.trend}{cross}"
+
+
+def budget_gaps(results: Results, plus: str, minus: str) -> BudgetGaps | None:
+    """The paired val-loss gap of ``minus`` over ``plus`` at every shared eval step."""
+    seeds = results.seeds(plus, minus)
+    if not seeds:
+        return None
+    curves = {}
+    for s in seeds:
+        a = dict(results.get(plus, s).val_curve)
+        b = dict(results.get(minus, s).val_curve)
+        curves[s] = {st: b[st] - a[st] for st in a.keys() & b.keys()}
+    steps = sorted(set.intersection(*(set(c) for c in curves.values())))
+    if not steps:
+        return None
+    per_seed = {s: [curves[s][st] for st in steps] for s in seeds}
+    ivs = [t_interval(_finite([per_seed[s][i] for s in seeds])) for i in range(len(steps))]
+    at = {}
+    for f in BUDGET_FRACTIONS:
+        i = next(i for i, st in enumerate(steps) if st >= f * steps[-1])
+        at[f] = (steps[i], ivs[i])
+    crossover = None
+    end_sign = math.copysign(1, ivs[-1].mean)
+    for i in range(len(steps) - 1, 0, -1):
+        if math.copysign(1, ivs[i - 1].mean) != end_sign:
+            crossover = steps[i]
+            break
+    return BudgetGaps(plus, minus, steps, ivs, per_seed, at, crossover)
+
+
+# ------------------------------------------------------------------------------------ claims
 @dataclass(frozen=True)
 class Claim:
     """Base claim. Subclasses implement ``evaluate(results) -> ClaimResult``."""
@@ -139,18 +228,17 @@ class SpeedupClaim(Claim):
             v, c = speedup(results.get(self.baseline, s), results.get(self.arm, s))
             vals.append(v)
             capped += c
-        m, sd = mean_std(vals)
-        verdict = interval_verdict(m, sd, len(vals), self.threshold, True)
+        dec = decide(_finite(vals), self.threshold, True)
         note = f" ({capped} seed(s) never reached the target; upper bound used)" if capped else ""
-        return ClaimResult(self, verdict, f"{m:.2f} ± {sd:.2f} (n={len(vals)}){note}",
-                           f"speedup mean ± std > {self.threshold:g}",
-                           {self.arm: vals}, m, sd, len(vals))
+        return _result(self, dec, "speedup", f"95% CI > {self.threshold:g}", {self.arm: vals},
+                       note, budget_gaps(results, self.arm, self.baseline))
 
 
 @dataclass(frozen=True)
 class IncreasingClaim(Claim):
     """A per-seed quantity increases along ``arm_order``: each consecutive paired difference
-    must satisfy the interval rule with threshold 0."""
+    must be decided > 0 by the interval rule; the claim's verdict is reproduced when every step
+    is, not reproduced when any step is, inconclusive otherwise."""
 
     baseline: str = ""
     arm_order: tuple[str, ...] = ()
@@ -168,22 +256,28 @@ class IncreasingClaim(Claim):
     def evaluate(self, results: Results) -> ClaimResult:
         seeds = results.seeds(*self.arms)
         per = {a: [self._per_seed(results, a, s) for s in seeds] for a in self.arm_order}
-        verdicts, parts = [], []
+        decisions, parts = [], []
         for a, b in zip(self.arm_order, self.arm_order[1:]):
-            diffs = [y - x for x, y in zip(per[a], per[b])]
-            m, sd = mean_std(diffs)
-            verdicts.append(interval_verdict(m, sd, len(diffs), 0.0, True))
-            parts.append(f"{b}-{a}: {m:+.2f} ± {sd:.2f}")
+            dec = decide(_finite([y - x for x, y in zip(per[a], per[b])]), 0.0, True)
+            decisions.append(dec)
+            parts.append(f"{b}-{a}: {dec.interval.fmt(2)}")
+        verdicts = [d.verdict for d in decisions]
         if all(v == REPRODUCED for v in verdicts):
             verdict = REPRODUCED
         elif any(v == NOT_REPRODUCED for v in verdicts):
             verdict = NOT_REPRODUCED
         else:
             verdict = INCONCLUSIVE
+        # the weakest step stands for the claim: the undecided step that needs the most seeds
+        undecided = [d for d in decisions if d.verdict == INCONCLUSIVE]
+        worst = max(undecided, key=lambda d: d.seeds_needed or math.inf) if undecided else \
+            min(decisions, key=lambda d: abs(d.effect) if not math.isnan(d.effect) else 0)
+        worst = Decision(verdict, worst.interval, 0.0, worst.effect,
+                         worst.seeds_needed if verdict == INCONCLUSIVE else None)
         means = ", ".join(f"{a}={mean_std(v)[0]:.2f}" for a, v in per.items())
         return ClaimResult(self, verdict, f"means {means}; paired steps {'; '.join(parts)}",
-                           "every consecutive paired difference mean ± std > 0", per,
-                           n=len(seeds))
+                           "every consecutive paired difference: 95% CI > 0", per,
+                           n=len(seeds), decision=worst)
 
 
 @dataclass(frozen=True)
@@ -202,12 +296,10 @@ class MetricClaim(Claim):
     def evaluate(self, results: Results) -> ClaimResult:
         seeds = results.seeds(self.arm)
         vals = [_metric(results.get(self.arm, s), self.metric) for s in seeds]
-        m, sd = mean_std(vals)
-        verdict = interval_verdict(m, sd, len(vals), self.threshold, self.greater)
+        dec = decide(_finite(vals), self.threshold, self.greater)
         op = ">" if self.greater else "<"
-        return ClaimResult(self, verdict, f"{self.metric} = {m:.4f} ± {sd:.4f} (n={len(vals)})",
-                           f"mean ± std {op} {self.threshold:g}", {self.arm: vals}, m, sd,
-                           len(vals))
+        return _result(self, dec, self.metric, f"95% CI {op} {self.threshold:g}",
+                       {self.arm: vals})
 
 
 def _metric(rec: RunRecord, metric: str) -> float:
@@ -238,23 +330,23 @@ class PairedMetricClaim(Claim):
 
     def evaluate(self, results: Results) -> ClaimResult:
         diffs = paired_diffs(results, self.arm, self.other, self.metric)
-        m, sd = mean_std(diffs)
         thr = self.margin if self.greater else -self.margin
-        verdict = interval_verdict(m, sd, len(diffs), thr, self.greater)
+        dec = decide(_finite(diffs), thr, self.greater)
         op = ">" if self.greater else "<"
-        return ClaimResult(self, verdict, f"{self.metric}({self.arm}) - {self.metric}("
-                           f"{self.other}) = {m:+.4f} ± {sd:.4f} (n={len(diffs)})",
-                           f"paired difference mean ± std {op} {thr:+g}", {"diff": diffs}, m, sd,
-                           len(diffs))
+        # the loss gap along the budget, oriented so that positive = the claim's winner ahead
+        budget = None
+        if self.metric == "final_val_loss":
+            plus, minus = (self.other, self.arm) if self.greater else (self.arm, self.other)
+            budget = budget_gaps(results, plus, minus)
+        return _result(self, dec, f"{self.metric}({self.arm}) - {self.metric}({self.other})",
+                       f"paired difference: 95% CI {op} {thr:+g}", {"diff": diffs},
+                       budget=budget)
 
 
 @dataclass(frozen=True)
 class EquivalenceClaim(Claim):
-    """|metric(arm) - metric(other)| stays within ``margin`` (paired by seed).
-
-    reproduced if the interval mean ± std of the paired difference lies inside (-margin, margin);
-    not reproduced if it lies wholly outside; inconclusive otherwise.
-    """
+    """|metric(arm) - metric(other)| stays within ``margin`` (paired by seed): the 95% interval
+    of the paired difference must lie inside (-margin, margin)."""
 
     arm: str = ""
     other: str = ""
@@ -267,16 +359,9 @@ class EquivalenceClaim(Claim):
 
     def evaluate(self, results: Results) -> ClaimResult:
         diffs = paired_diffs(results, self.arm, self.other, self.metric)
-        m, sd = mean_std(diffs)
-        if len(diffs) < 2 or math.isnan(sd):
-            verdict = INCONCLUSIVE
-        elif -self.margin < m - sd and m + sd < self.margin:
-            verdict = REPRODUCED
-        elif m - sd > self.margin or m + sd < -self.margin:
-            verdict = NOT_REPRODUCED
-        else:
-            verdict = INCONCLUSIVE
-        return ClaimResult(self, verdict, f"{self.metric}({self.arm}) - {self.metric}("
-                           f"{self.other}) = {m:+.4f} ± {sd:.4f} (n={len(diffs)})",
-                           f"mean ± std of the paired difference inside ±{self.margin:g}",
-                           {"diff": diffs}, m, sd, len(diffs))
+        dec = decide_within(_finite(diffs), self.margin)
+        budget = (budget_gaps(results, self.arm, self.other)
+                  if self.metric == "final_val_loss" else None)
+        return _result(self, dec, f"{self.metric}({self.arm}) - {self.metric}({self.other})",
+                       f"paired difference: 95% CI inside ±{self.margin:g}", {"diff": diffs},
+                       budget=budget)

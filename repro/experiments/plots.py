@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
 import matplotlib
 
+from repro.paths import atomic_write_bytes
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+
+def save_figure(fig, path: Path, dpi: int = 110) -> None:
+    """Render to memory, then write atomically (a killed `repro check` never leaves a truncated
+    PNG in place of a good one), and close the figure."""
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=dpi, format="png")
+    plt.close(fig)
+    atomic_write_bytes(Path(path), buf.getvalue())
 
 
 def loss_curve_figure(curves: dict[str, list[tuple[int, float]]], title: str, path: Path) -> None:
@@ -23,8 +35,7 @@ def loss_curve_figure(curves: dict[str, list[tuple[int, float]]], title: str, pa
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def arm_curves_figure(curves: dict[str, list[list[tuple[int, float]]]], title: str, path: Path,
@@ -59,8 +70,7 @@ def arm_curves_figure(curves: dict[str, list[list[tuple[int, float]]]], title: s
         top = max(finals) + 3 * (max(finals) - lo_v + 1e-3)
         ax.set_ylim(lo_v - 0.02, min(max(all_vals), top))
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def bar_figure(values: dict[str, float], title: str, ylabel: str, path: Path) -> None:
@@ -69,5 +79,38 @@ def bar_figure(values: dict[str, float], title: str, ylabel: str, path: Path) ->
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
+
+
+def gap_figure(gaps, title: str, path: Path) -> None:
+    """A claim's paired val-loss gap vs step (``claims.BudgetGaps``): the mean over seeds, its
+    t-based 95% interval as a band, each seed as a thin line, zero and the crossover marked."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    steps = gaps.steps
+    for vals in gaps.per_seed.values():
+        ax.plot(steps, vals, lw=0.7, alpha=0.5, color="gray")
+    mean = [iv.mean for iv in gaps.intervals]
+    lo = [iv.lo if iv.n >= 2 else iv.mean for iv in gaps.intervals]
+    hi = [iv.hi if iv.n >= 2 else iv.mean for iv in gaps.intervals]
+    line, = ax.plot(steps, mean, lw=2, label=f"mean over {len(gaps.per_seed)} seeds")
+    ax.fill_between(steps, lo, hi, alpha=0.25, color=line.get_color(), label="95% CI")
+    ax.axhline(0.0, color="black", lw=0.8)
+    if gaps.crossover is not None:
+        ax.axvline(gaps.crossover, ls="--", color="tab:red", lw=1,
+                   label=f"sign since step {gaps.crossover}")
+    for st, _ in gaps.at.values():
+        ax.axvline(st, ls=":", color="gray", lw=0.6)
+    ax.set_xlabel("step")
+    ax.set_ylabel(f"val loss({gaps.minus}) - val loss({gaps.plus})")
+    ax.set_title(title + f"\n(> 0: {gaps.plus} ahead; {gaps.trend} over the second half)",
+                 fontsize=9)
+    # the first evaluations can be 10x the final gap; zoom on the second half's range
+    tail = [v for vals in [lo, hi] for st, v in zip(steps, vals) if st >= steps[-1] / 4
+            and math.isfinite(v)]
+    if tail:
+        pad = 0.1 * (max(tail) - min(tail) + 1e-3)
+        ax.set_ylim(min(min(tail), 0.0) - pad, max(max(tail), 0.0) + pad)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    save_figure(fig, path)

@@ -18,8 +18,11 @@ from repro.config import to_dict
 from repro.experiments.base import Experiment
 from repro.experiments.claims import ClaimResult, Results, RunRecord, mean_std
 from repro.experiments.runner import prepare_data, run_key
+from repro.experiments.stats import RULE
 from repro.paths import atomic_write_text, results_dir
 from repro.tracking import store as ts
+
+VERDICT_RULE_ID = "t95-paired"  # claims.json marker of the verdict rule in repro.experiments.stats
 
 SUMMARY_METRICS = ("val/ppl", "perf/tokens_per_s", "val_routing/load_cv",
                    "val_routing/max_mean_load", "val_routing/importance_cv",
@@ -149,7 +152,7 @@ def _env_line(exp: Experiment, overrides: list[str] | None = None,
 
 def write_outputs(exp: Experiment, results: Results, claims: list[ClaimResult],
                   out: Path, overrides: list[str] | None = None) -> list[Path]:
-    from repro.experiments.plots import arm_curves_figure
+    from repro.experiments.plots import arm_curves_figure, gap_figure
 
     files = []
     arms = [a.name for a in exp.arms]
@@ -158,14 +161,33 @@ def write_outputs(exp: Experiment, results: Results, claims: list[ClaimResult],
              f"Run at {_env_line(exp, overrides, results)}.", "",
              f"Seeds per arm: {', '.join(str(len(results.seeds(a))) for a in arms)} "
              f"({', '.join(arms)}). Matched: `{exp.matched_description()}`.", "",
-             "| claim | paper | source | measured (ours) | verdict | rule |",
-             "|---|---|---|---|---|---|"]
+             "| claim | paper | source | measured (ours) | verdict | effect; seeds needed | "
+             "rule |", "|---|---|---|---|---|---|---|"]
     for r in claims:
         lines.append(f"| {r.claim.statement} | {r.claim.paper_figure} | {r.claim.source} | "
-                     f"{r.measured} | **{r.verdict}** | {r.rule} |")
-    lines += ["", "Verdict rule: *reproduced* when mean ± std over seeds lies wholly on the "
-              "claimed side of the threshold, *not reproduced* when wholly on the other side, "
-              "*inconclusive* otherwise.", "", "## Final validation loss per arm", "",
+                     f"{r.measured} | **{r.verdict}** | {r.extra} | {r.rule} |")
+    lines += ["", RULE, ""]
+    gap_claims = [r for r in claims if r.budget is not None]
+    if gap_claims:
+        lines += ["## Loss gaps along the training budget", "",
+                  "Paired val-loss gap (loser minus winner of the claim, so > 0 means the claim "
+                  "holds at that step) at 25/50/100% of the steps, its trend over the second "
+                  "half (opening / closing / flat against the final interval's half-width) and "
+                  "the step since which it has kept its final sign.", "",
+                  "| claim | 25% | 50% | 100% | trend | sign since | figure |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in gap_claims:
+            b = r.budget
+            cells = [f"{iv.mean:+.4f} [{iv.lo:+.4f}, {iv.hi:+.4f}] (step {st})" if iv.n >= 2
+                     else f"{iv.mean:+.4f} (step {st})" for st, iv in b.at.values()]
+            fig = out / f"gap-{r.claim.name}.png"
+            gap_figure(b, f"{exp.name} ({exp.scale}): {r.claim.name}", fig)
+            files.append(fig)
+            lines.append(f"| {r.claim.name} | {' | '.join(cells)} | {b.trend} | "
+                         f"{b.crossover if b.crossover is not None else 'start'} | "
+                         f"[{fig.name}]({fig.name}) |")
+        lines.append("")
+    lines += ["## Final validation loss per arm", "",
               "| arm | final val loss (mean ± std) | seeds | tokens/s |", "|---|---|---|---|"]
     for a in arms:
         seeds = results.seeds(a)
@@ -189,10 +211,11 @@ def write_outputs(exp: Experiment, results: Results, claims: list[ClaimResult],
     payload = {
         "experiment": exp.name, "version": exp.version, "title": exp.title, "scale": exp.scale,
         "paper": exp.paper, "env": _env_line(exp, overrides, results), "torch": torch.__version__,
-        "seeds": {a: results.seeds(a) for a in arms},
+        "seeds": {a: results.seeds(a) for a in arms}, "verdict_rule": VERDICT_RULE_ID,
         "claims": [{"name": r.claim.name, "statement": r.claim.statement,
                     "paper": r.claim.paper_figure, "source": r.claim.source,
-                    "measured": r.measured, "verdict": r.verdict, "rule": r.rule}
+                    "measured": r.measured, "verdict": r.verdict, "rule": r.rule,
+                    **_claim_stats(r)}
                    for r in claims]}
     path = out / "claims.json"
     atomic_write_text(path, json.dumps(payload, indent=1) + "\n")
@@ -221,6 +244,25 @@ def write_outputs(exp: Experiment, results: Results, claims: list[ClaimResult],
                       "over seeds", path, target)
     files.append(path)
     return files
+
+
+def _num(x: float) -> float | None:
+    return None if x is None or math.isnan(x) or math.isinf(x) else float(x)
+
+
+def _claim_stats(r: ClaimResult) -> dict:
+    """The interval, effect, seeds needed and budget gaps of one claim, JSON-ready."""
+    d = {"n": r.n, "mean": _num(r.mean), "sd": _num(r.std)}
+    if r.decision is not None:
+        iv = r.decision.interval
+        d.update(ci95=[_num(iv.lo), _num(iv.hi)], effect=_num(r.decision.effect),
+                 seeds_needed=r.decision.seeds_needed)
+    if r.budget is not None:
+        d["budget"] = {"plus": r.budget.plus, "minus": r.budget.minus,
+                       "trend": r.budget.trend, "sign_since": r.budget.crossover,
+                       "at": {str(f): {"step": st, "mean": _num(iv.mean), "ci95": [
+                           _num(iv.lo), _num(iv.hi)]} for f, (st, iv) in r.budget.at.items()}}
+    return d
 
 
 def _log_summary_run(exp: Experiment, uri: str, files: list[Path], claims) -> None:
@@ -254,14 +296,15 @@ def write_report(root: Path | None = None) -> Path:
     for f in sorted(root.glob("*/*/claims.json")):
         d = json.loads(f.read_text())
         n_seeds = max((len(v) for v in d["seeds"].values()), default=0)
+        old_rule = d.get("verdict_rule") != VERDICT_RULE_ID
         for c in d["claims"]:
+            if old_rule:  # checked before the t-interval rule: say so on the row
+                c = {**c, "verdict": c["verdict"] + " (±1 sd rule)"}
             rows.append((d["experiment"], d["scale"], c, n_seeds, d["env"],
                          f.parent.relative_to(root)))
     lines = ["# Results", "", "Generated by `repro report` from the `claims.json` files written "
-             "by `repro check`. Verdict rule: *reproduced* when mean ± std over seeds lies wholly "
-             "on the claimed side of the threshold, *not reproduced* when wholly on the other "
-             "side, *inconclusive* otherwise. Each experiment's folder has claims.md, "
-             "summary.csv and plots.", "",
+             "by `repro check`. Each experiment's folder has claims.md, summary.csv and plots.",
+             "", RULE, "",
              "| experiment | scale | claim | paper | source | ours | verdict | seeds | run on |",
              "|---|---|---|---|---|---|---|---|---|"]
     for exp, scale, c, n, env, rel in rows:
@@ -276,6 +319,10 @@ def write_report(root: Path | None = None) -> Path:
         counts[r[2]["verdict"]] = counts.get(r[2]["verdict"], 0) + 1
     lines += ["", "Totals: " + (", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
                                 or "none")]
+    if any("(±1 sd rule)" in r[2]["verdict"] for r in rows):
+        lines += ["", "Verdicts marked *(±1 sd rule)* come from claims.json files written "
+                  "before the t-interval rule above: mean ± 1 sample std over seeds (about a 78% "
+                  "interval at n = 3). Re-run `repro check` on their runs to apply the rule."]
     path = root / "README.md"
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, "\n".join(lines) + "\n")

@@ -39,6 +39,12 @@ class RouterConfig:
         """Expected number of experts applied per token (for compute accounting)."""
         raise NotImplementedError
 
+    def slots_per_token(self, n_experts: int) -> float | None:
+        """Expert slots per token that a capacity-padded dispatch computes in training (E*C/N,
+        whether or not a token fills them); None for a method without capacity. Compute
+        accounting uses it for the "executed" FLOPs next to the "per routed token" ones."""
+        return None
+
     def validate_for(self, n_experts: int) -> None:
         """Cross-field checks against the block (raise ConfigError with a field name)."""
 

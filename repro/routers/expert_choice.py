@@ -83,6 +83,9 @@ class ExpertChoiceRouterConfig(RouterConfig):
     def experts_per_token(self, n_experts: int) -> float:
         return float(self.capacity_factor)  # E*C/n = c on average [P-EC] §3.2
 
+    def slots_per_token(self, n_experts: int) -> float | None:
+        return float(self.capacity_factor)  # every slot is filled: executed = routed
+
     def validate_for(self, n_experts: int) -> None:
         check(self.cap is None or self.cap <= n_experts, "cap",
               f"cap={self.cap} > n_experts={n_experts}; use cap <= n_experts")

@@ -64,6 +64,9 @@ class GShardRouterConfig(RouterConfig):
     def experts_per_token(self, n_experts: int) -> float:
         return 2.0  # upper bound (before random-policy and capacity drops), as the papers match
 
+    def slots_per_token(self, n_experts: int) -> float | None:
+        return self.capacity_factor  # E * floor(S * cf / E) / S ~ cf slots per token
+
     def validate_for(self, n_experts: int) -> None:
         check(n_experts >= 2, "kind", f"gshard is top-2 and needs n_experts >= 2, got {n_experts}")
 

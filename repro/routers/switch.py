@@ -23,21 +23,26 @@ from repro.routers.base import (
 @config
 class SwitchRouterConfig(RouterConfig):
     kind: str = "switch"
-    capacity_factor: float = 1.25  # [P-ST] trains at 1.25
-    eval_capacity_factor: float = 2.0  # [P-ST] evaluates at 2.0
+    # [P-ST] trains at 1.25 and evaluates at 2.0. None = no capacity in that mode: the dropless
+    # variant (every token reaches its expert; the sorted/grouped backends then run exactly N
+    # expert rows, the padded bmm backend sizes its slots to the largest group)
+    capacity_factor: float | None = 1.25
+    eval_capacity_factor: float | None = 2.0
     alpha: float = 0.01  # load-balance alpha [P-SW Eq. 4], chosen by their 1e-1..1e-5 sweep
     z_loss: float = 1e-3  # router z-loss c_z [P-ST Eq. 5-6]
 
     def __post_init__(self):
         self._check_common()
-        check(self.capacity_factor > 0, "capacity_factor",
-              f"must be > 0, got {self.capacity_factor}")
-        check(self.eval_capacity_factor > 0, "eval_capacity_factor",
-              f"must be > 0, got {self.eval_capacity_factor}")
+        for name in ("capacity_factor", "eval_capacity_factor"):
+            v = getattr(self, name)
+            check(v is None or v > 0, name, f"must be > 0 (or none for no capacity), got {v}")
         check(self.alpha >= 0, "alpha", f"must be >= 0, got {self.alpha}")
 
     def experts_per_token(self, n_experts: int) -> float:
         return 1.0
+
+    def slots_per_token(self, n_experts: int) -> float | None:
+        return self.capacity_factor  # E * C / N = capacity_factor (k = 1)
 
 
 @ROUTERS.register("switch")
@@ -52,8 +57,12 @@ class SwitchRouter(Router):
         probs = logits.softmax(-1)  # [N, E]
         gate, expert = probs.max(dim=-1)  # [N], [N]: gate = p_e(x), the differentiable path
         cf = cfg.capacity_factor if self.training else cfg.eval_capacity_factor
-        C = capacity(N, E, 1, cf)  # expert capacity = N / E * capacity_factor
-        keep = positions_in_expert(expert, E) < C  # overflowing tokens ride the residual
+        if cf is None:  # dropless: every token keeps its expert
+            C = N
+            keep = torch.ones(N, dtype=torch.bool, device=x.device)
+        else:
+            C = capacity(N, E, 1, cf)  # expert capacity = N / E * capacity_factor
+            keep = positions_in_expert(expert, E) < C  # overflowing tokens ride the residual
         token = torch.arange(N, device=x.device)[keep]
         aux = {}
         if cfg.alpha > 0:

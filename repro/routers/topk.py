@@ -47,6 +47,9 @@ class TopKRouterConfig(RouterConfig):
     def experts_per_token(self, n_experts: int) -> float:
         return float(self.top_k)
 
+    def slots_per_token(self, n_experts: int) -> float | None:
+        return None if self.capacity_factor is None else self.top_k * self.capacity_factor
+
     def validate_for(self, n_experts: int) -> None:
         check(self.top_k <= n_experts, "top_k",
               f"top_k={self.top_k} > n_experts={n_experts}; use top_k <= n_experts")

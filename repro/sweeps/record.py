@@ -156,11 +156,9 @@ def finalize(ctx, parent_run_id: str, echo=print) -> dict:
 
 def plots(study, outdir: Path, n_params: int, echo=print) -> list[Path]:
     """Optimisation history, slice and (>= 2 params, >= 4 complete) importance plots as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import optuna.visualization.matplotlib as ovm
+
+    from repro.experiments.plots import save_figure  # sets the Agg backend
 
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
     if not complete:
@@ -180,8 +178,7 @@ def plots(study, outdir: Path, n_params: int, echo=print) -> list[Path]:
                 fig.set_size_inches(max(6.0, 3.2 * (n_params if name == "slice" else 2)), 4.0)
                 fig.tight_layout()
             path = outdir / f"{name}.png"
-            fig.savefig(path, dpi=110)
-            plt.close(fig)
+            save_figure(fig, path)
             out.append(path)
         except Exception as e:  # noqa: BLE001 - a plot must not fail the sweep
             echo(f"[sweep] plot {name} skipped: {type(e).__name__}: {e}")
