@@ -35,13 +35,22 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 def _parse_seeds(text: str | None) -> list[int] | None:
     if text is None:
         return None
+    if text == "auto":
+        raise UserError("--seeds auto: only `repro run NAME` grows seeds automatically; pass "
+                        "a list like 0,1,2 here")
     try:
         seeds = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
-        raise UserError(f"--seeds: expected comma-separated integers like 0,1,2, got {text!r}"
-                        ) from None
+        raise UserError(f"--seeds: expected comma-separated integers like 0,1,2 (or auto for "
+                        f"`repro run`), got {text!r}") from None
     if not seeds:
         raise UserError("--seeds: empty list; pass e.g. --seeds 0,1,2")
+    bad = [s for s in seeds if not 0 <= s < 2**32]
+    if bad:
+        raise UserError(f"--seeds: {bad[0]} is out of range (allowed: 0 <= seed < 2**32)")
+    if len(set(seeds)) != len(seeds):
+        dup = next(s for s in seeds if seeds.count(s) > 1)
+        raise UserError(f"--seeds: seed {dup} is listed twice; list each seed once")
     return seeds
 
 
@@ -182,11 +191,23 @@ def cmd_run(args) -> int:
         return 0
     exp = _experiment(args)
     arms = [a for a in args.arm.split(",")] if args.arm else None
-    outcomes = run_experiment(exp, arms=arms, seeds=_parse_seeds(args.seeds),
-                              overrides=args.set or [], uri=args.tracking_uri,
-                              progress=not args.no_progress, force=args.force,
-                              jobs=_positive("--jobs", args.jobs),
-                              threads=_positive("--threads", args.threads))
+    kw = dict(arms=arms, overrides=args.set or [], uri=args.tracking_uri,
+              progress=not args.no_progress, force=args.force,
+              jobs=_positive("--jobs", args.jobs), threads=_positive("--threads", args.threads))
+    if args.seeds == "auto":
+        from repro.experiments.autoseeds import run_auto_seeds
+        from repro.tracking.store import resolve_uri
+
+        if arms:
+            raise UserError("--seeds auto: decides claims over every arm; drop --arm")
+        outcomes = []
+        seeds = run_auto_seeds(exp, lambda s: outcomes.extend(run_experiment(exp, seeds=s, **kw)),
+                               resolve_uri(args.tracking_uri), args.set or [],
+                               _positive("--max-seeds", args.max_seeds))
+        outcomes = list({o.run_id: o for o in outcomes}.values())
+        print(f"[repro] --seeds auto settled on seeds {','.join(map(str, seeds))}")
+    else:
+        outcomes = run_experiment(exp, seeds=_parse_seeds(args.seeds), **kw)
     trained = sum(o.status == "trained" for o in outcomes)
     print(f"[repro] done: {trained} trained, {len(outcomes) - trained} reused. "
           f"Next: repro check {exp.name} --scale {exp.scale}")
@@ -356,8 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name:
             sp.add_argument("name", help="experiment name (see `repro ls`); `run` and "
                             "`check` also take `all`")
-        sp.add_argument("--scale", default="cpu", help="smoke | cpu | cpu-v1 | gpu (default cpu; cpu-v1 = the first, "
-                        "uncalibrated cpu preset)")
+        sp.add_argument("--scale", default="cpu", help="smoke | cpu | cpu-v1 | gpu (default "
+                        "cpu; cpu-v1 = the first, uncalibrated cpu preset)")
         sp.add_argument("--set", action="extend", nargs="+", metavar="KEY=VALUE",
                         help="override a config field, e.g. --set train.max_steps=200")
         sp.add_argument("--tracking-uri", default=None,
@@ -375,7 +396,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("run", help="train every (arm, seed) of an experiment")
     common(sp)
     sp.add_argument("--arm", help="only these arms (comma-separated)")
-    sp.add_argument("--seeds", help="comma-separated seeds (default: the experiment's)")
+    sp.add_argument("--seeds", help="comma-separated seeds (default: the experiment's), or "
+                    "auto: train the default seeds, then add seeds while a claim is inconclusive "
+                    "and its seeds-needed figure is within --max-seeds")
+    sp.add_argument("--max-seeds", type=int, default=10,
+                    help="cap for --seeds auto (default 10)")
     sp.add_argument("--force", action="store_true", help="retrain even if a finished run exists")
     sp.add_argument("--no-progress", action="store_true", help="no progress bars")
     sp.add_argument("--jobs", type=int, default=1,

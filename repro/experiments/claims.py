@@ -36,6 +36,7 @@ class RunRecord:
     config: dict | None = None  # the resolved run config (dict form)
     weights: str | None = None  # path of the final weights, if saved
     trained_on: str | None = None  # the run's repro.device tag (None for runs that predate it)
+    drop_curve: list[tuple[int, float]] = field(default_factory=list)  # (step, train drop_frac)
 
     @property
     def final_val_loss(self) -> float:

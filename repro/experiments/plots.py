@@ -39,8 +39,9 @@ def loss_curve_figure(curves: dict[str, list[tuple[int, float]]], title: str, pa
 
 
 def arm_curves_figure(curves: dict[str, list[list[tuple[int, float]]]], title: str, path: Path,
-                      target: float | None = None) -> None:
-    """Validation curves per arm: mean over seeds with a min-max band."""
+                      target: float | None = None, ylabel: str = "validation loss",
+                      zoom: bool = True) -> None:
+    """Curves per arm (validation loss by default): mean over seeds with a min-max band."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, runs in curves.items():
         runs = [r for r in runs if r]
@@ -58,13 +59,13 @@ def arm_curves_figure(curves: dict[str, list[list[tuple[int, float]]]], title: s
     if target is not None and math.isfinite(target):
         ax.axhline(target, ls="--", color="gray", lw=1, label="target")
     ax.set_xlabel("step")
-    ax.set_ylabel("validation loss")
+    ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     # zoom past the initial drop so differences between arms are visible
     all_vals = [v for runs in curves.values() for r in runs for _, v in r if math.isfinite(v)]
-    if all_vals:
+    if all_vals and zoom:
         lo_v = min(all_vals)
         finals = [r[-1][1] for runs in curves.values() for r in runs if r]
         top = max(finals) + 3 * (max(finals) - lo_v + 1e-3)

@@ -26,7 +26,8 @@ VERDICT_RULE_ID = "t95-paired"  # claims.json marker of the verdict rule in repr
 
 SUMMARY_METRICS = ("val/ppl", "perf/tokens_per_s", "val_routing/load_cv",
                    "val_routing/max_mean_load", "val_routing/importance_cv",
-                   "val_routing/drop_frac", "train_routing/drop_frac", "val_routing/entropy",
+                   "val_routing/drop_frac", "train_routing/drop_frac", ts.M_DROP_MEAN,
+                   "val_routing/entropy",
                    "val_routing/z", "train/max_spike", "train/diverged")
 
 
@@ -62,10 +63,14 @@ def collect(exp: Experiment, uri: str, overrides: list[str] | None = None,
             warmup = run.train.warmup_steps
             metrics.update(spike_metrics(ts.metric_history(uri, found.info.run_id,
                                                            ts.M_TRAIN_LOSS), warmup))
+            drops = ts.metric_history(uri, found.info.run_id, ts.M_DROP) if ts.M_DROP in metrics \
+                else []
+            if drops:
+                metrics[ts.M_DROP_MEAN] = sum(v for _, v in drops) / len(drops)
             runs[(arm.name, seed)] = RunRecord(arm.name, seed, found.info.run_id, curve,
                                                metrics, to_dict(run),
                                                found.data.tags.get(ts.T_WEIGHTS),
-                                               found.data.tags.get(ts.T_DEVICE))
+                                               found.data.tags.get(ts.T_DEVICE), drops)
     res = Results(runs)
     res.notes = results_notes
     return res
@@ -106,16 +111,16 @@ def _find_by_tags(uri: str, exp: Experiment, arm: str, seed: int, fingerprint: s
     return runs[0] if runs else None
 
 
-def check_experiment(exp: Experiment, uri: str | None = None, overrides: list[str] | None = None,
-                     seeds: list[int] | None = None, out_dir: Path | None = None):
-    uri = ts.resolve_uri(uri)
+def evaluate_claims(exp: Experiment, uri: str, overrides: list[str] | None,
+                    seeds: list[int] | None, out: Path):
+    """Collect the finished runs, run the eval-time studies (their figures go to ``out``) and
+    evaluate every claim: ``(results, claim_results, study_files)``."""
     # one data module for run keys and eval-time studies (its fingerprint does not depend on seed)
     dm = prepare_data(exp.run_config(exp.arms[0], overrides), 0)
     results = collect(exp, uri, overrides, seeds, dm)
     if not results.runs:
         raise MissingRunsError(f"no finished runs of {exp.name!r} at scale {exp.scale!r} in "
                                f"{uri}; run `repro run {exp.name} --scale {exp.scale}` first")
-    out = out_dir or results_dir() / exp.name / exp.scale
     out.mkdir(parents=True, exist_ok=True)
     extra_files: list[Path] = []
     if exp.analyses:
@@ -125,7 +130,14 @@ def check_experiment(exp: Experiment, uri: str | None = None, overrides: list[st
         ctx = Context(batches=batches, out=out)
         for fn in exp.analyses:
             extra_files += fn(exp, results, ctx)
-    claim_results = [c.evaluate(results) for c in exp.claims]
+    return results, [c.evaluate(results) for c in exp.claims], extra_files
+
+
+def check_experiment(exp: Experiment, uri: str | None = None, overrides: list[str] | None = None,
+                     seeds: list[int] | None = None, out_dir: Path | None = None):
+    uri = ts.resolve_uri(uri)
+    out = out_dir or results_dir() / exp.name / exp.scale
+    results, claim_results, extra_files = evaluate_claims(exp, uri, overrides, seeds, out)
     files = write_outputs(exp, results, claim_results, out, overrides) + extra_files
     _log_summary_run(exp, uri, files, claim_results)
     return claim_results, out
@@ -243,6 +255,14 @@ def write_outputs(exp: Experiment, results: Results, claims: list[ClaimResult],
     arm_curves_figure(curves, f"{exp.name} ({exp.scale}): validation loss, mean and min-max "
                       "over seeds", path, target)
     files.append(path)
+    drop_curves = {a: [results.get(a, s).drop_curve for s in results.seeds(a)] for a in arms}
+    if any(v > 0 for runs in drop_curves.values() for c in runs for _, v in c):
+        path = out / "drop_curves.png"
+        arm_curves_figure({a: c for a, c in drop_curves.items() if any(c)},
+                          f"{exp.name} ({exp.scale}): train token drop fraction (each point "
+                          "the mean over its log window), mean and min-max over seeds", path,
+                          ylabel="dropped fraction of routed assignments", zoom=False)
+        files.append(path)
     return files
 
 

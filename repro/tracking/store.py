@@ -35,6 +35,11 @@ M_VAL_LOSS = "val/loss"
 M_VAL_PPL = "val/ppl"
 M_TRAIN_LOSS = "train/loss"
 M_TOKENS_PER_S = "perf/tokens_per_s"
+# the train drop fraction: each logged value is the mean over its log window (the routing metric
+# accumulates every step), so the mean of the history is the drop rate over the whole run,
+# derived by `repro check` (the final value alone hides an early collapse)
+M_DROP = "train_routing/drop_frac"
+M_DROP_MEAN = "train_routing/drop_frac_mean"
 
 
 class TrackingError(RuntimeError):
