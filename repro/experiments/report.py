@@ -225,6 +225,8 @@ def write_outputs(exp: Experiment, results: Results, claims: list[ClaimResult],
 
 def _log_summary_run(exp: Experiment, uri: str, files: list[Path], claims,
                      results: Results | None = None) -> None:
+    """One ``summary-SCALE`` run per check: the files as artifacts, ``verdict.*`` tags and
+    ``claim/*`` metrics, the claims and summary as MLflow tables, and links to the runs used."""
     c = ts.client(uri)
     exp_id = ts.ensure_experiment(uri, exp.name)
     run = c.create_run(exp_id, run_name=ts.run_name("summary", exp.scale),
