@@ -105,7 +105,7 @@ def spike_metrics(train: list[tuple[int, float]], warmup: int) -> dict[str, floa
 def _find_by_tags(uri: str, exp: Experiment, arm: str, seed: int, fingerprint: str):
     flt = (f"tags.`{ts.T_ARM}` = '{arm}' and tags.`{ts.T_SEED}` = '{seed}' and "
            f"tags.`{ts.T_SCALE}` = '{exp.scale}' and tags.`{ts.T_VERSION}` = '{exp.version}' and "
-           f"tags.`repro.data_fingerprint` = '{fingerprint}'")
+           f"tags.`{ts.T_DATA_FP}` = '{fingerprint}'")
     runs = ts.search_runs(uri, exp.name, flt, statuses=("FINISHED",))
     runs.sort(key=lambda r: r.info.start_time, reverse=True)
     return runs[0] if runs else None
@@ -139,7 +139,7 @@ def check_experiment(exp: Experiment, uri: str | None = None, overrides: list[st
     out = out_dir or results_dir() / exp.name / exp.scale
     results, claim_results, extra_files = evaluate_claims(exp, uri, overrides, seeds, out)
     files = write_outputs(exp, results, claim_results, out, overrides) + extra_files
-    _log_summary_run(exp, uri, files, claim_results)
+    _log_summary_run(exp, uri, files, claim_results, results)
     return claim_results, out
 
 
@@ -285,10 +285,13 @@ def _claim_stats(r: ClaimResult) -> dict:
     return d
 
 
-def _log_summary_run(exp: Experiment, uri: str, files: list[Path], claims) -> None:
+def _log_summary_run(exp: Experiment, uri: str, files: list[Path], claims,
+                     results: Results | None = None) -> None:
+    """One ``summary-SCALE`` run per check: the files as artifacts, ``verdict.*`` tags and
+    ``claim/*`` metrics, the claims and summary as MLflow tables, and links to the runs used."""
     c = ts.client(uri)
     exp_id = ts.ensure_experiment(uri, exp.name)
-    run = c.create_run(exp_id, run_name=f"summary-{exp.scale}",
+    run = c.create_run(exp_id, run_name=ts.run_name("summary", exp.scale),
                        tags={ts.T_KIND: "summary", ts.T_EXPERIMENT: exp.name,
                              ts.T_VERSION: exp.version, ts.T_SCALE: exp.scale,
                              ts.T_GIT: ts.git_sha()})
@@ -299,10 +302,83 @@ def _log_summary_run(exp: Experiment, uri: str, files: list[Path], claims) -> No
             c.set_tag(run.info.run_id, f"verdict.{r.claim.name}", r.verdict)
             if not math.isnan(r.mean):
                 c.log_metric(run.info.run_id, f"claim/{r.claim.name}", r.mean)
+        _log_tables(c, run.info.run_id, claims, files)
+        if results is not None:
+            _link_runs(c, run.info.run_id, exp, claims, results)
         c.set_terminated(run.info.run_id, "FINISHED")
     except BaseException:
         c.set_terminated(run.info.run_id, "FAILED")
         raise
+
+
+def claims_frame(claims: list[ClaimResult]):
+    """The claims table as a DataFrame: one row per claim (``claims.json``'s claims plus the
+    numbers behind ``measured``: mean, std and seeds)."""
+    import pandas as pd
+
+    rows = []
+    for r in claims:
+        st = _claim_stats(r)
+        lo, hi = st.get("ci95", [None, None])
+        rows.append({"claim": r.claim.name, "statement": r.claim.statement,
+                     "paper": r.claim.paper_figure, "source": r.claim.source,
+                     "measured": r.measured, "mean": r.mean, "std": r.std, "seeds": r.n,
+                     "ci95_lo": lo, "ci95_hi": hi, "effect": st.get("effect"),
+                     "seeds_needed": st.get("seeds_needed"), "verdict": r.verdict,
+                     "rule": r.rule})
+    return pd.DataFrame(rows, columns=["claim", "statement", "paper", "source", "measured",
+                                       "mean", "std", "seeds", "ci95_lo", "ci95_hi", "effect",
+                                       "seeds_needed", "verdict", "rule"])
+
+
+def _log_tables(c, run_id: str, claims: list[ClaimResult], files: list[Path]) -> None:
+    """The claims table and summary.csv as MLflow tables of the summary run (the UI renders
+    them; ``mlflow.load_table`` reads them back)."""
+    import pandas as pd
+
+    c.log_table(run_id, claims_frame(claims), ts.TABLE_CLAIMS)
+    csv_file = next((f for f in files if f.name == "summary.csv"), None)
+    if csv_file is not None:  # the table is the file: one row per (arm, seed), run id included
+        df = pd.read_csv(csv_file, dtype={"experiment": str, "scale": str, "arm": str,
+                                          "run_id": str})
+        c.log_table(run_id, df, ts.TABLE_SUMMARY)
+
+
+def verdict_totals(claims: list[ClaimResult]) -> str:
+    """``"3 claims: 1 reproduced, 0 not reproduced, 2 inconclusive"`` (every verdict named)."""
+    from repro.experiments.claims import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
+
+    counts = {v: 0 for v in (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE)}
+    for r in claims:
+        counts[r.verdict] = counts.get(r.verdict, 0) + 1
+    return (f"{len(claims)} claim{'s' if len(claims) != 1 else ''}: "
+            + ", ".join(f"{n} {v}" for v, n in counts.items()))
+
+
+def _link_runs(c, run_id: str, exp: Experiment, claims: list[ClaimResult],
+               results: Results) -> None:
+    """Summary run <-> train runs: ``repro.uses_runs`` on the summary run, ``repro.checked_by``
+    (newest first) on each train run it used, and a description (``mlflow.note.content``) with
+    the verdict totals, each claim's verdict and links to the runs."""
+    used = [rec.run_id for _, rec in sorted(results.runs.items())]
+    c.set_tag(run_id, ts.T_USES, ts.join_ids(used))
+    links = []
+    for (arm, seed), rec in sorted(results.runs.items()):
+        train = c.get_run(rec.run_id)
+        before = [i for i in train.data.tags.get(ts.T_CHECKED_BY, "").split(",")
+                  if i and i != run_id]
+        c.set_tag(rec.run_id, ts.T_CHECKED_BY, ts.join_ids([run_id, *before][:ts.CHECKED_BY_MAX]))
+        links.append(f"[{arm} s{seed}](#/experiments/{train.info.experiment_id}/runs/"
+                     f"{rec.run_id})")
+    lines = [f"**{exp.name}** (scale `{exp.scale}`, version `{exp.version}`): "
+             f"{verdict_totals(claims)}.", "", "| claim | measured | verdict |", "|---|---|---|"]
+    lines += [f"| {r.claim.name} | {r.measured} | {r.verdict} |" for r in claims]
+    lines += ["", f"Tables: `{ts.TABLE_CLAIMS}`, `{ts.TABLE_SUMMARY}` (Artifacts). "
+              f"Runs used ({len(used)}): " + ", ".join(links)]
+    note = "\n".join(lines)
+    if len(note) > ts.TAG_MAX:  # keep the totals and the claim table
+        note = "\n".join(lines[:-1]) + f"\n\nRuns used: {len(used)} (tag `{ts.T_USES}`)"
+    c.set_tag(run_id, ts.T_NOTE, note[:ts.TAG_MAX])
 
 
 

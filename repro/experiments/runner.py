@@ -178,7 +178,7 @@ def _train_rank0(exp, arm, seed, run, dm, key, uri, exp_id, progress, extra_tags
             ts.T_SEED: str(seed), ts.T_GIT: ts.git_sha(), ts.T_HASH: config_hash(run),
             ts.T_KEY: key, ts.T_SCALE: exp.scale, ts.T_KIND: kind,
             ts.T_PID: str(os.getpid()), ts.T_HOST: socket.gethostname(),
-            "repro.data_fingerprint": dm.fingerprint, "repro.torch": torch.__version__,
+            ts.T_DATA_FP: dm.fingerprint, "repro.torch": torch.__version__,
             ts.T_DEVICE: device_label(run)}
     tags.update(extra_tags or {})
     ckpt_path = None
@@ -195,7 +195,8 @@ def _train_rank0(exp, arm, seed, run, dm, key, uri, exp_id, progress, extra_tags
         if (ckdir / "last.ckpt").exists():
             ckpt_path = ckdir / "last.ckpt"
     else:
-        mlrun = client.create_run(exp_id, tags=tags, run_name=run_name or f"{arm}-s{seed}")
+        mlrun = client.create_run(exp_id, tags=tags,
+                                  run_name=run_name or ts.run_name(f"{arm}-s{seed}", exp.scale))
         run_id = mlrun.info.run_id
         if keep_ckpts:  # a fresh run (or --force) never resumes an older run's checkpoints
             for name in ("last.ckpt", "best.ckpt"):
@@ -218,6 +219,9 @@ def _train_rank0(exp, arm, seed, run, dm, key, uri, exp_id, progress, extra_tags
                                              "experiment": exp.name, "arm": arm,
                                              "scale": exp.scale}, indent=2))
                     client.log_artifact(run_id, str(p))
+                from repro.tracking.datasets import log_data_inputs
+
+                log_data_inputs(client, run_id, dm)  # the UI's Dataset column
             start_step = 0
             if ckpt_path is not None:
                 start_step = int(load_checkpoint_file(ckpt_path)["global_step"])

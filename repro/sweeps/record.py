@@ -52,7 +52,8 @@ def ensure_parent(ctx) -> str:
     tags = {ts.T_EXPERIMENT: ctx.exp.name, ts.T_VERSION: ctx.exp.version, ts.T_ARM: ctx.spec.arm,
             ts.T_SCALE: ctx.spec.scale, ts.T_KIND: "sweep", ts.T_GIT: ts.git_sha(),
             T_STUDY: ctx.name, T_STORAGE: key, "repro.optuna_storage_url": redact(ctx.url)}
-    run = c.create_run(exp_id, tags=tags, run_name=f"sweep-{ctx.spec.arm}-{ctx.space.name}")
+    run = c.create_run(exp_id, tags=tags, run_name=ts.run_name(
+        f"sweep-{ctx.spec.arm}-{ctx.space.name}", ctx.spec.scale))
     params = {"sweep.space": ctx.space.name, "sweep.arm": ctx.spec.arm,
               "sweep.scale": ctx.spec.scale, "sweep.study": ctx.name,
               "sweep.seed": ctx.seed, "sweep.overrides": json.dumps(list(ctx.overrides))}

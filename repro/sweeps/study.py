@@ -351,7 +351,9 @@ def run_trial(ctx: Context, trial_id: int, parent_run_id: str, echo=print) -> Tr
                     T_STUDY: ctx.name}
             out = train_one(ctx.exp, ctx.spec.arm, ctx.seed, overrides, ctx.uri,
                             progress=ctx.spec.progress, extra_tags=tags, callbacks=[cb],
-                            kind="trial", run_name=f"{ctx.spec.arm}-trial-{number}")
+                            kind="trial",
+                            run_name=ts.run_name(f"{ctx.spec.arm}-trial-{number}",
+                                                 ctx.spec.scale))
             trial.set_user_attr(A_RUN, out.run_id)
             ts.client(ctx.uri).set_tag(out.run_id, T_TRIAL_STATE, "COMPLETE")
             ts.client(ctx.uri).log_metric(out.run_id, "trial/value", out.final_val_loss)

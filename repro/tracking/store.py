@@ -1,8 +1,9 @@
 """MLflow store access, run hierarchy, and every tag / metric name in one place.
 
-MLflow experiment = repro experiment. One run per (arm, seed), tagged with the experiment version,
-arm, seed, git SHA, config hash, run key and scale. A finished run with the same run key (arm
-config + recipe + data fingerprint + seed) is reused instead of retrained.
+MLflow experiment = repro experiment. One run per (arm, seed), named ``ARM-sSEED-SCALE`` and
+tagged with the experiment version, arm, seed, git SHA, config hash, run key and scale. A finished
+run with the same run key (arm config + recipe + data fingerprint + seed) is reused instead of
+retrained; runs are always found by tags, never by name (older runs are named ``ARM-sSEED``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,20 @@ T_PID = "repro.pid"
 T_HOST = "repro.host"
 T_DEVICE = "repro.device"  # where the run trained, e.g. "cpu (x86_64, 1 threads)"
 T_WEIGHTS = "repro.weights"  # path of the final weights (runs/checkpoints/<run key>/final.pt)
+T_DATA_FP = "repro.data_fingerprint"  # LMDataModule.fingerprint: content + tokenizer + windowing
+T_USES = "repro.uses_runs"  # summary run: the train run ids its verdicts used, comma-separated
+T_CHECKED_BY = "repro.checked_by"  # train run: summary run ids that used it, newest first
+CHECKED_BY_MAX = 50  # ... at most this many (33 characters each)
+T_NOTE = "mlflow.note.content"  # a run's description in the MLflow UI (markdown)
+TAG_MAX = 8000  # characters in one MLflow tag value
+
+# ---- MLflow tables of a summary run (rendered as tables in the UI; mlflow.load_table reads them)
+TABLE_CLAIMS = "claims_table.json"  # one row per claim: statement, paper, measured, verdict, rule
+TABLE_SUMMARY = "summary_table.json"  # summary.csv: one row per (arm, seed) with its run id
+
+# ---- dataset inputs of a training run (mlflow.data.context values; see tracking/datasets.py)
+CTX_TRAIN = "training"
+CTX_VAL = "validation"
 
 # ---- metric names
 M_VAL_LOSS = "val/loss"
@@ -40,6 +55,23 @@ M_TOKENS_PER_S = "perf/tokens_per_s"
 # derived by `repro check` (the final value alone hides an early collapse)
 M_DROP = "train_routing/drop_frac"
 M_DROP_MEAN = "train_routing/drop_frac_mean"
+
+
+def run_name(stem: str, scale: str) -> str:
+    """The MLflow run name: ``stem`` plus the scale (``dense-s0-smoke``, ``summary-cpu``), so runs
+    of different scales never look alike in the runs table. Display only: lookups use tags."""
+    return f"{stem}-{scale}"
+
+
+def join_ids(ids: list[str]) -> str:
+    """Comma-separated run ids, as many as fit in one tag value (from the front)."""
+    out = ""
+    for i in ids:
+        nxt = f"{out},{i}" if out else i
+        if len(nxt) > TAG_MAX:
+            break
+        out = nxt
+    return out
 
 
 class TrackingError(RuntimeError):
