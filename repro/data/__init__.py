@@ -6,12 +6,21 @@
     model = build(vocab_size=dm.vocab_size, ...)   # x, y = next(iter(dm.train_dataloader()))
 """
 
-from repro.data.config import DataConfig
-from repro.data.corpus import load_corpus_splits
-from repro.data.datamodule import LMDataModule
-from repro.data.errors import DataError
-from repro.data.sources import load_text_splits
-from repro.data.tokens import TokenSplits, build_token_splits
+from importlib import import_module
 
-__all__ = ["DataConfig", "DataError", "LMDataModule", "TokenSplits", "build_token_splits",
-           "load_corpus_splits", "load_text_splits"]
+from repro.data.config import DataConfig
+from repro.data.errors import DataError
+
+# The rest loads on first use (PEP 562): LMDataModule imports Lightning (~5 s), and configs,
+# `repro ls` and `repro show` need only DataConfig.
+_LAZY = {"LMDataModule": "repro.data.datamodule", "TokenSplits": "repro.data.tokens",
+         "build_token_splits": "repro.data.tokens", "load_corpus_splits": "repro.data.corpus",
+         "load_text_splits": "repro.data.sources"}
+
+__all__ = ["DataConfig", "DataError", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'repro.data' has no attribute {name!r}")

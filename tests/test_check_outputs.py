@@ -1,0 +1,38 @@
+"""What `repro check` writes for the calibrated-scale issue: whole-run drop rates, intervals,
+effect sizes and the loss gap along the budget (smoke runs in an isolated store)."""
+
+import csv
+import json
+import math
+
+from repro.cli import main
+
+
+def test_check_writes_whole_run_drops_intervals_and_gaps(tmp_runs):
+    from repro.tracking import store as ts
+
+    assert main(["run", "switch-vs-dense", "--scale", "smoke", "--arm", "dense,switch-e4",
+                 "--seeds", "0,1", "--no-progress"]) == 0
+    assert main(["check", "switch-vs-dense", "--scale", "smoke", "--seeds", "0,1"]) == 0
+    out = tmp_runs / "results" / "switch-vs-dense" / "smoke"
+    rows = list(csv.DictReader((out / "summary.csv").open()))
+    uri = ts.resolve_uri()
+    for row in rows:
+        if row["arm"] != "switch-e4":
+            assert row[ts.M_DROP_MEAN] == ""  # dense: no routing, no drop metric
+            continue
+        hist = ts.metric_history(uri, row["run_id"], ts.M_DROP)
+        assert len(hist) >= 3  # a curve over the run, not one final value
+        mean = sum(v for _, v in hist) / len(hist)
+        assert math.isclose(float(row[ts.M_DROP_MEAN]), mean, rel_tol=1e-5)
+        assert float(row[ts.M_DROP_MEAN]) > 0  # capacity 1.25 drops some tokens at this size
+    assert (out / "drop_curves.png").stat().st_size > 0
+    payload = json.loads((out / "claims.json").read_text())
+    assert payload["verdict_rule"] == "t95-paired"
+    speed = next(c for c in payload["claims"] if c["name"] == "speedup-e4")
+    assert speed["n"] == 2 and len(speed["ci95"]) == 2
+    assert speed["ci95"][0] <= speed["mean"] <= speed["ci95"][1]
+    assert set(speed["budget"]["at"]) == {"0.25", "0.5", "1.0"}
+    assert (out / "gap-speedup-e4.png").stat().st_size > 0
+    md = (out / "claims.md").read_text()
+    assert "Student-t 95% confidence interval" in md and "Loss gaps along the training" in md
