@@ -102,8 +102,13 @@ class Experiment:
         return dev
 
     def matched_description(self) -> str:
-        parts = [self.matched] + [f"{q} within {' / '.join('+'.join(g) for g in gs)}"
-                                  for q, gs in self.also_matched]
+        """The matched quantities; FLOPs are matched per *routed* token (k experts, no drops,
+        no capacity padding: ``repro.compute.FFNCount.flops_padded`` is the padded cost)."""
+        def name(q: str) -> str:
+            return f"{q} (per routed token)" if "flops" in q else q
+
+        parts = [name(self.matched)] + [f"{name(q)} within {' / '.join('+'.join(g) for g in gs)}"
+                                        for q, gs in self.also_matched]
         return "; ".join(parts)
 
 
