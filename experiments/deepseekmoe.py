@@ -1,8 +1,9 @@
 """DeepSeekMoE (Dai et al. 2024) [P-DSM]: fine-grained experts plus shared-expert isolation.
 
 All arms of the ablation keep total expert params = 16 FFN units and activated = 2 units
-(papers.md §10.7). The gate is the paper's form: raw softmax affinity of the selected experts,
-no renormalisation [P-DSM Eq. 11], expert-level balance factor alpha_1 = 0.01, no token dropping.
+(references.md §DeepSeekMoE). The gate is the paper's form: raw softmax affinity of the selected
+experts, no renormalisation [P-DSM Eq. 11], expert-level balance factor alpha_1 = 0.01, no token
+dropping.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Expert Choice routing (Zhou et al. 2022) [P-EC]: experts pick their top-C tokens.
 
-Decoder-LM caveat (papers.md §5a): routing groups are tokens at the same position across the
+Decoder-LM caveat (references.md §EC): routing groups are tokens at the same position across the
 batch ("position" grouping), so a token's routing never depends on later tokens of its sequence.
 """
 
@@ -21,7 +21,7 @@ from repro.routers.expert_choice import ExpertChoiceRouterConfig
 from repro.routers.gshard import GShardRouterConfig
 from repro.routers.switch import SwitchRouterConfig
 
-E = 8  # papers.md §10.3: E = 8 or 16, expert = 1 FFN unit
+E = 8  # references.md §EC: 8 experts, expert = 1 FFN unit
 SOURCE = "Zhou et al. Mixture-of-Experts with Expert Choice Routing (arXiv 2202.09368)"
 
 
@@ -42,7 +42,7 @@ def _arms(p) -> dict[str, Arm]:
         arms[f"ec-cap{b}"] = Arm(f"ec-cap{b}", moe(ExpertChoiceRouterConfig(
             capacity_factor=2.0, cap=b)), f"Expert Choice CF 2, at most {b} experts per token "
             "(greedy cap)")
-    # papers.md §10.5: E=64 with expert d_ff = d/2 approaches the paper's 64 experts
+    # references.md §EC: E=64 with expert d_ff = d/2 approaches the paper's 64 experts
     arms["ec-cf2-e64"] = Arm("ec-cf2-e64", moe(ExpertChoiceRouterConfig(capacity_factor=2.0),
                                                n=64, d=p.d_model // 2),
                              "Expert Choice CF 2, 64 experts of d_ff = d/2")
@@ -55,7 +55,7 @@ def ec_convergence(scale: str) -> Experiment:
     a = _arms(p)
     claims = (
         SpeedupClaim(name="ec-vs-top2-speedup", statement="EC-CF2 reaches GShard top-2's final "
-                     "val loss in fewer steps (speedup > 1.2, papers.md §5d tiny-scale rule)",
+                     "val loss in fewer steps (speedup > 1.2, our tiny-scale rule)",
                      paper_figure="> 2x (100M/64E)", source="[P-EC] §4.2, Fig. 2a",
                      baseline="gshard-top2", arm="ec-cf2", threshold=1.2),
         PairedMetricClaim(name="ec-below-top2", statement="EC-CF2 ends below GShard top-2 in "
@@ -63,7 +63,7 @@ def ec_convergence(scale: str) -> Experiment:
                           source="[P-EC] Fig. 2a", arm="gshard-top2", other="ec-cf2"),
         PairedMetricClaim(name="top2-below-top1", statement="GShard top-2 ends below Switch "
                           "top-1 in val loss", paper_figure="top-2 below top-1",
-                          source="[P-EC] Fig. 2a; papers.md §10.3", arm="switch-top1",
+                          source="[P-EC] Fig. 2a; references.md §EC", arm="switch-top1",
                           other="gshard-top2"),
     )
     return Experiment(
@@ -94,7 +94,7 @@ def ec_cf_sweep(scale: str) -> Experiment:
                           paper_figure="still better", source="[P-EC] §4.7, Fig. 4a",
                           arm="switch-top1", other="ec-cf0.5"),
         IncreasingClaim(name="monotone-in-cf", statement="val loss falls as c goes 0.5 -> 1 -> 2",
-                        paper_figure="monotone", source="[P-EC] Fig. 4a; papers.md §10.4",
+                        paper_figure="monotone", source="[P-EC] Fig. 4a; references.md §EC",
                         arm_order=("ec-cf0.5", "ec-cf1", "ec-cf2"), quantity="final_val_loss"),
     )
     return Experiment(

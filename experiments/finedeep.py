@@ -1,6 +1,6 @@
 """Finedeep (arXiv 2502.12928) [S-FD]: the dense FFN split into M sequential sub-layers of K
-output-gated (sigmoid) experts, all active. Full text unavailable (papers.md §8): equations from
-an AI review; RMSNorm placement, M and K and the NSAR threshold are our choices.
+output-gated (sigmoid) experts, all active. Full text unavailable (references.md §Finedeep):
+equations from an AI review; RMSNorm placement, M and K and the NSAR threshold are our choices.
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ def finedeep_sparse(scale: str) -> Experiment:
                           other="fd-m2k4"),
         PairedMetricClaim(name="sigmoid-beats-softmax", statement="sigmoid gating beats softmax "
                           "gating [our test of 'sigmoid matters']", paper_figure="n/a (ours)",
-                          source="papers.md §10.11", arm="fd-m2k4-softmax", other="fd-m2k4"),
+                          source="ours, references.md §Finedeep", arm="fd-m2k4-softmax",
+                          other="fd-m2k4"),
     )
     return Experiment(
         name="finedeep-sparse-activation", version="1", scale=scale,

@@ -1,6 +1,6 @@
 """Mixture of Neuron Experts (MoNE, arXiv 2510.05781) [S-MoNE]: neuron top-k inside experts.
 
-The paper's full text was not available (papers.md §7): the forward is our reconstruction
+The paper's full text was not available (references.md §MoNE): the forward is our reconstruction
 (rank neurons of each activated expert by |SiLU(W_gate x)| and keep the top ceil(rho F)), and
 activated params use convention B (rho of all three matrices) when we claim "equal activated".
 """
@@ -27,7 +27,8 @@ def _moe(p, n, width, rho=1.0, neuron_alpha=0.0):
 @register_experiment("mone-pruning-curve")
 def mone_pruning(scale: str) -> Experiment:
     p = preset(scale)
-    moe = _moe(p, 8, 2 * p.d_model)  # top-2 of 8 SwiGLU experts, d_expert = 2d (papers.md §10.9)
+    # top-2 of 8 SwiGLU experts, d_expert = 2d (references.md §MoNE)
+    moe = _moe(p, 8, 2 * p.d_model)
     dense = p.model(match_dense_to(moe.ffn, p.d_model, "ffn_flops"))
     claims = (
         MetricClaim(name="prune-60pct-negligible", statement="keeping 40% of each activated "
@@ -54,7 +55,7 @@ def mone_pruning(scale: str) -> Experiment:
 @register_experiment("mone-equal-activated")
 def mone_equal_activated(scale: str) -> Experiment:
     p = preset(scale)
-    # expert width unit: d (papers.md §10.10); at smoke scale (d=32) 4d so that the 16-expert
+    # expert width unit: d (references.md §MoNE); at smoke scale (d=32) 4d so that the 16-expert
     # router's extra columns stay within the 2% matching tolerance
     d = p.d_model * (4 if scale == "smoke" else 1)
     arms = (

@@ -1,6 +1,6 @@
 """Shazeer et al. 2017 [P-SHZ]: noisy top-k gating and its importance / load balance losses.
 
-papers.md §10 item 1, Table 6 of the paper (MoE-256, 1B-word): without balance losses the gate
+references.md §Shazeer, Table 6 of the paper (MoE-256, 1B-word): without balance losses the gate
 collapses onto a few experts (CV(Importance) 3.04, max/mean load 17.80, test ppl 39.8); any
 nonzero loss restores balance with nearly equal quality (ppl 35.6-35.7), a higher w_load gives a
 lower max load (1.07 at w_imp = w_load = 1).
@@ -25,10 +25,10 @@ def arm_name(w_imp: float, w_load: float) -> str:
 @register_experiment("shazeer-balance-ablation")
 def shazeer_balance_ablation(scale: str) -> Experiment:
     p = preset(scale)
-    E, k = (16, 2) if scale == "smoke" else (64, 4)  # papers.md §10.1: k=4, E=64
+    E, k = (16, 2) if scale == "smoke" else (64, 4)  # references.md §Shazeer: k=4, E=64
     arms = []
     for wi, wl in WEIGHTS:
-        # tiny experts with d_ff = d (papers.md §10.1); W_g, W_noise zero-init [P-SHZ App. A]
+        # tiny experts with d_ff = d (references.md §Shazeer); W_g, W_noise zero-init [P-SHZ App. A]
         ffn = MoEConfig(n_experts=E, d_expert=p.d_model,
                         router=NoisyTopKRouterConfig(top_k=k, w_importance=wi, w_load=wl))
         arms.append(Arm(arm_name(wi, wl), p.model(ffn),

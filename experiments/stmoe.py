@@ -1,6 +1,6 @@
 """ST-MoE (Zoph et al. 2022) [P-ST]: the router z-loss as a stabiliser.
 
-papers.md §10 item 13 and [P-ST] Table 4: without z-loss 4 of 6 runs were stable (neg. log ppl
+references.md §ST-MoE and [P-ST] Table 4: without z-loss 4 of 6 runs were stable (neg. log ppl
 -1.755), with z-loss (c_z = 1e-3) 3 of 3 (-1.741). The instability comes from bf16 round-off in
 the router's exponentials at large scale, so it may not show in a 2-layer model; the arms train
 under bf16 autocast and at 3x the scale's learning rate to give it every chance.
@@ -16,8 +16,8 @@ from repro.experiments.scales import preset
 from repro.layers.moe import MoEConfig
 from repro.routers.switch import SwitchRouterConfig
 
-LR_FACTOR = 3.0  # papers.md §10.13 "a higher LR (3e-3)"; ours: 3x the scale's LR [ours]
-SEEDS = (0, 1, 2, 3, 4)  # papers.md §10.13: 5 seeds (stability is a rate)
+LR_FACTOR = 3.0  # "a higher LR (3e-3)" as 3x the scale's LR [ours] (references.md §ST-MoE)
+SEEDS = (0, 1, 2, 3, 4)  # references.md §ST-MoE: 5 seeds (stability is a rate)
 
 
 @register_experiment("zloss-stability")

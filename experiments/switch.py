@@ -1,6 +1,6 @@
 """Switch Transformer (Fedus et al. 2021) [P-SW]: top-1 MoE vs a FLOP-matched dense model.
 
-papers.md §10 item 2: at equal FLOPs per token, top-1 MoE learns faster per step, and the gain
+references.md §Switch: at equal FLOPs per token, top-1 MoE learns faster per step, and the gain
 grows with the number of experts ([P-SW] §3.1: 64-expert Switch-Base reaches T5-Base's step-450K
 quality at step 60K, a 7.5x step speedup).
 """

@@ -471,7 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # glibc: keep big tensors in the heap instead of fresh mmaps each step (perf-notes.md)
+    # glibc: keep big tensors in the heap instead of fresh mmaps each step (references.md §Perf)
     os.environ.setdefault("MALLOC_MMAP_MAX_", "0")
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -1,7 +1,7 @@
 """Analytic compute accounting: total params, activated params per token, FLOPs per token.
 
 Every registered FFN block has an accountant here (house rule 4: each number has a formula and a
-test that compares it with the built module). Conventions ([papers.md §1]):
+test that compares it with the built module). Conventions (references.md §Conventions):
 
 * activated params per token = weights that multiply a token, averaged over tokens (expected value
   for routers whose expert count per token varies, e.g. Expert Choice: E*C/N = capacity factor);
@@ -58,8 +58,9 @@ def _moe(cfg, d_model: int) -> FFNCount:
     shared = swiglu_params(D, cfg.shared_width)
     k_eff = cfg.router.experts_per_token(E)  # expected routed experts per token
     rho = cfg.neuron_ratio
-    # MoNE [papers.md §7e]: convention B counts rho of all three matrices per activated expert;
-    # convention A counts the full W_gate (needed to rank neurons) plus rho of W_up and W_down.
+    # MoNE (references.md §MoNE): convention B counts rho of all three matrices per activated
+    # expert; convention A counts the full W_gate (needed to rank neurons) plus rho of W_up and
+    # W_down.
     routed_b = k_eff * rho * expert
     routed_a = k_eff * (D * F + 2 * rho * D * F)
     total = router + E * expert + shared
@@ -74,9 +75,9 @@ def _moe(cfg, d_model: int) -> FFNCount:
 
 @ACCOUNTANTS.register("finedeep")
 def _finedeep(cfg, d_model: int) -> FFNCount:
-    """Finedeep [S-FD], papers.md §8e: the dense SwiGLU weights (3*D*d_ff) plus M*K router vectors
-    R_{j,i} [D] and M RMSNorm weights [D] (when ``norm``); FLOPs 6*D*d_ff + 2*M*K*D (the score
-    dot products o_i . R_{j,i}; elementwise work excluded)."""
+    """Finedeep [S-FD], references.md §Finedeep: the dense SwiGLU weights (3*D*d_ff) plus M*K
+    router vectors R_{j,i} [D] and M RMSNorm weights [D] (when ``norm``); FLOPs 6*D*d_ff +
+    2*M*K*D (the score dot products o_i . R_{j,i}; elementwise work excluded)."""
     D, M, K = d_model, cfg.n_sublayers, cfg.n_experts
     total = swiglu_params(D, cfg.d_ff) + M * K * D + (M * D if cfg.norm else 0)
     return FFNCount(total, float(total), 2.0 * swiglu_params(D, cfg.d_ff) + 2.0 * M * K * D)

@@ -87,7 +87,7 @@ def test_mone_conventions():
 
 
 def test_ec_matches_gshard_compute():
-    """EC-CF2 <-> GShard top-2 (experts_per_token 2 each) [P-EC] §4e."""
+    """EC-CF2 <-> GShard top-2 (experts_per_token 2 each) [P-EC] §4 (references.md §EC)."""
     mc = {r: model_count(ModelConfig(vocab_size=50, d_model=D, n_layers=2, n_heads=2,
                                      ffn=moe_cfg(r))) for r in ("gshard", "expert_choice")}
     check_matched(mc, "ffn_flops", tol=0.0)

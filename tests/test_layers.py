@@ -293,7 +293,7 @@ def test_finedeep_m1_gates_one_equals_dense():
 
 @pytest.mark.parametrize("gate", ["sigmoid", "softmax"])
 def test_finedeep_matches_explicit_per_expert_loop(gate):
-    """The fused implementation equals papers.md §8's pseudo-code, expert by expert."""
+    """The fused implementation equals references.md §Finedeep's pseudo-code, per expert."""
     torch.manual_seed(0)
     M, K = 2, 3
     cfg = FinedeepConfig(d_ff=36, n_sublayers=M, n_experts=K, gate=gate, norm=True)

@@ -6,7 +6,8 @@
   per token (by router probability) and re-select top-K among the rest.
 * ``drop_shared``: disable the shared expert(s) and activate one more routed expert instead.
 * ``vary_active``: change the number of activated routed experts without retraining.
-* ``activation_sparsity``: NSAR(tau) per layer and an activation histogram ([papers.md §8d]).
+* ``activation_sparsity``: NSAR(tau) per layer and an activation histogram
+  (references.md §Finedeep).
 
 All of them patch modules only inside a context manager and restore them afterwards.
 """
@@ -98,7 +99,7 @@ def _dense_topk_forward(ffn: DenseFFN, rho: float, score: str):
             flat_a, flat_u = a.reshape(-1, a.shape[-1]), u.reshape(-1, u.shape[-1])
             if score == "silu":
                 a = keep_top_neurons(flat_a, k).view_as(a)
-            else:  # |gate * up|: the alternative ranking of papers.md §10 item 9
+            else:  # |gate * up|: the alternative ranking (references.md §MoNE)
                 idx = (flat_a * flat_u).abs().topk(k, dim=-1).indices
                 mask = torch.zeros_like(flat_a, dtype=torch.bool).scatter_(1, idx, True)
                 a = (flat_a * mask).view_as(a)

@@ -62,7 +62,7 @@ class BenchSpec:
 
 
 def set_allocator_policy() -> str:
-    """Keep big CPU tensors in the glibc heap (perf-notes.md pitfall) and say which policy ran."""
+    """Keep big CPU tensors in the glibc heap (references.md §Perf) and say which policy ran."""
     env = {k: os.environ.get(k) for k in ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_")}
     if platform.system() != "Linux":
         return "platform default"

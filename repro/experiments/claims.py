@@ -101,8 +101,8 @@ def mean_std(xs: list[float]) -> tuple[float, float]:
 
 
 def steps_to_target(curve: list[tuple[int, float]], target: float) -> float:
-    """First eval step with val loss <= target; inf if never reached (docs/references.md,
-    steps-to-target)."""
+    """First eval step with val loss <= target; inf if never reached
+    (references.md §Conventions)."""
     for step, v in curve:
         if v <= target + 1e-12:
             return float(step)

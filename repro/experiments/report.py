@@ -76,7 +76,8 @@ def collect(exp: Experiment, uri: str, overrides: list[str] | None = None,
     return res
 
 
-SPIKE_RATIO = 2.0  # a "loss spike": train loss above 2x its best so far [ours, papers.md §10.13]
+# a "loss spike": train loss above 2x its best so far [ours, references.md §ST-MoE]
+SPIKE_RATIO = 2.0
 RECOVER_RATIO = 1.5  # ... that has not come back within 1.5x of that best by the end [ours]
 
 
@@ -85,8 +86,8 @@ def spike_metrics(train: list[tuple[int, float]], warmup: int) -> dict[str, floa
 
     ``train/max_spike``: max over logged steps after warmup of loss / (lowest loss before it);
     ``train/diverged``: 1.0 when that ratio exceeds SPIKE_RATIO and the final loss is still above
-    RECOVER_RATIO x the lowest loss (papers.md §10.13: "a loss spike > 2x that does not recover"),
-    or the curve ends non-finite; else 0.0.
+    RECOVER_RATIO x the lowest loss (references.md §ST-MoE: "a loss spike > 2x that does not
+    recover"), or the curve ends non-finite; else 0.0.
     """
     pts = [(s, v) for s, v in train if s >= warmup]
     if len(pts) < 2:

@@ -4,7 +4,8 @@ Experts hold stacked weights ``w_gate, w_up: [E, D, F]`` and ``w_down: [E, F, D]
 receives the routed token rows already *sorted by expert* (``x_sorted: [A, D]``) with per-expert
 row counts ``counts: [E]`` and runs each contiguous group through its expert:
 
-* ``grouped_mm``: one ``torch._grouped_mm`` per projection (op count fixed in E; perf-notes.md);
+* ``grouped_mm``: one ``torch._grouped_mm`` per projection (op count fixed in E;
+  references.md §Perf);
 * ``loop``: split the sorted rows into groups and run one GEMM per non-empty expert (sort-and-group,
   never a mask over the whole batch per expert);
 * ``bmm``: capacity-padded slots ``[E, C, D]`` and one ``torch.bmm`` per projection. C is the
@@ -15,14 +16,15 @@ row counts ``counts: [E]`` and runs each contiguous group through its expert:
 All give identical outputs and gradients (tests). ``auto`` takes ``grouped_mm`` where this torch
 build has it for the tensors' device and dtype and falls back to ``loop`` otherwise; the MoE block
 additionally takes ``bmm`` for expert-major routings with full slots (Expert Choice), the fastest
-EC path in perf-notes.md.
+EC path in references.md §Perf.
 
-MoNE ([S-MoNE], reconstructed in papers.md §7a): with ``neuron_k < F`` each token keeps only the
-``neuron_k`` hidden units of its expert with the largest |SiLU(x W_gate)| and zeroes the rest.
+MoNE ([S-MoNE], reconstructed in references.md §MoNE): with ``neuron_k < F`` each token keeps
+only the ``neuron_k`` hidden units of its expert with the largest |SiLU(x W_gate)| and zeroes the
+rest.
 Two implementations with equal results (tests): ``mask`` (full W_up / W_down GEMMs on the masked
 activations) and ``gather`` (per token, gather only the kept rows of W_up and W_down; batched
 GEMVs). ``auto`` resolves to ``mask``: on CPU gather was slower at rho = 0.5 and 0.25 (measured,
-see ``NEURON_IMPLS`` note below). Optional neuron-granular balance loss (NG-LBL, papers.md §7a
+see ``NEURON_IMPLS`` note below). Optional neuron-granular balance loss (NG-LBL, references.md §MoNE
 candidate, ours): ``neuron_balance_loss``.
 """
 
@@ -163,7 +165,7 @@ class Experts(nn.Module):
 
     def _forward_gather(self, x_sorted, counts, backend, neuron_k, neuron_loss):
         """MoNE gather implementation: full gate projection, then per token only the kept rows of
-        W_up and W_down ([S-MoNE] efficient version, papers.md §7a)."""
+        W_up and W_down ([S-MoNE] efficient version, references.md §MoNE)."""
         gb = "loop" if backend == "bmm" else backend
         offs = counts.cumsum(0).to(torch.int32) if gb == "grouped_mm" else None
         if gb == "grouped_mm" and not x_sorted.is_contiguous():
@@ -196,13 +198,13 @@ class Experts(nn.Module):
 
 def neuron_balance_loss(a_kept: torch.Tensor, mask: torch.Tensor,
                         counts: torch.Tensor) -> torch.Tensor:
-    """Neuron-granular load-balance loss, papers.md §7a candidate [ours; NG-LBL formula NF].
+    """Neuron-granular load-balance loss, references.md §MoNE candidate [ours; NG-LBL formula NF].
 
     Per expert e with n_e > 0 tokens: L_e = (F / K_n) * sum_j f_j P_j with f_j = share of the
     expert's tokens that kept neuron j (no gradient), P_j = mean over those tokens of
     |a_j| / sum_j' |a_j'| (a = kept SiLU gate activations) and K_n neurons kept per token.
-    Averaged over experts with tokens. This is papers.md's candidate F * sum f P divided by K_n,
-    so that, like the Switch / DeepSeekMoE losses, it equals 1 at perfectly uniform neuron use.
+    Averaged over experts with tokens. The factor F / K_n (rather than F alone) makes it equal
+    1 at perfectly uniform neuron use, like the Switch / DeepSeekMoE losses.
     a_kept, mask [A, F] in expert-sorted order; counts [E] -> scalar.
     """
     E = counts.numel()

@@ -1,4 +1,4 @@
-"""Finedeep FFN block (Pan, Su et al. 2025, arXiv 2502.12928) [S-FD], papers.md §8.
+"""Finedeep FFN block (Pan, Su et al. 2025, arXiv 2502.12928) [S-FD], references.md §Finedeep.
 
 The dense SwiGLU FFN (hidden d_ff) is split along its hidden dimension into M*K experts of width
 f = d_ff / (M*K), arranged as M sub-layers applied in sequence, each with K experts:

@@ -52,7 +52,7 @@ class MoEConfig(FFNConfig):
     neuron_ratio: float = 1.0  # MoNE rho: share of each routed expert's neurons kept per token
     backend: str = "auto"  # dispatch backend: auto | grouped_mm | loop | bmm
     neuron_impl: str = "auto"  # MoNE top-k implementation: auto (= mask, measured) | mask | gather
-    # NG-LBL coefficient (papers.md §7a candidate formula, ours; the paper's is NF). 0: off.
+    # NG-LBL coefficient (references.md §MoNE candidate formula, ours; the paper's is NF). 0: off.
     neuron_alpha: float = 0.0
 
     def __post_init__(self):

@@ -4,7 +4,7 @@ A router returns per-call raw statistics (``load`` [E] hard counts, ``importance
 gate probabilities, ``drop_frac``, ``entropy``, ``z``, optionally ``smooth_load`` [E] and
 ``ept_hist`` [6]). ``RoutingMetric`` turns each call into per-batch scalars and averages them:
 
-* load_cv / importance_cv: std/mean over experts (population std, [papers.md §1]);
+* load_cv / importance_cv: std/mean over experts (population std, references.md §Conventions);
 * max_mean_load: max_e Load_e / mean_e Load_e (1.0 = perfect balance);
 * drop_frac, entropy (mean router entropy, nats), z (mean squared router logsumexp);
 * ept_*: fraction of tokens with 0, 1, 2, 3, 4, >4 experts (Expert Choice, [P-EC] §4.5).
@@ -74,8 +74,8 @@ class RoutingMetric(Metric):
 
 
 class ActivationSparsity(Metric):
-    """NSAR(tau) = mean 1{|a| > tau} over FFN activations ([papers.md §8d], threshold ours) and
-    mean |a|, accumulated over batches."""
+    """NSAR(tau) = mean 1{|a| > tau} over FFN activations (references.md §Finedeep, threshold
+    ours) and mean |a|, accumulated over batches."""
 
     full_state_update = False
     TAUS = (0.01, 0.05, 0.1, 0.2)

@@ -154,7 +154,8 @@ def capacity(n_tokens: int, n_experts: int, slots_per_token: float, factor: floa
 
 
 def cv_squared(v: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
-    """Squared coefficient of variation over the expert axis, population variance [papers.md §1].
+    """Squared coefficient of variation over the expert axis, population variance
+    (references.md §Conventions).
 
     v [E] -> scalar: var(v) / (mean(v)^2 + eps) ([P-SHZ] Sec. 4 uses CV^2 as the penalty).
     Differentiable: it *is* Shazeer's importance / load loss, so it must carry gradient to W_g and

@@ -1,6 +1,6 @@
 """Expert Choice routing (Zhou et al. 2022) [P-EC, C-EC].
 
-Per routing group of n tokens (papers.md §5a):
+Per routing group of n tokens (references.md §EC):
     S = softmax(X W_g) over EXPERTS                      [P-EC Eq. 2]
     C = int(n * c / E)  tokens per expert                 [P-EC Eq. 1]  (clamped to [1, n])
     G, I = topk(S^T, C) along tokens: each expert picks its C highest-affinity tokens
@@ -8,7 +8,7 @@ Per routing group of n tokens (papers.md §5a):
 No auxiliary loss [P-EC §4.1, C-EC] (the z-loss is available but off by default).
 
 Routing groups (``group``), which decide whose tokens compete for an expert's C slots:
-* ``position`` (default, causal-safe [ours, papers.md §5a(i)]): the B tokens at the same position t
+* ``position`` (default, causal-safe [ours, references.md §EC]): the B tokens at the same position t
   across the batch form one group; a token's routing depends only on other sequences' tokens at
   position t, never on later tokens of its own sequence. C = int(B * c / E).
 * ``sequence``: one group per sequence. LEAKY in a causal LM: whether token t is chosen depends on
@@ -29,7 +29,7 @@ Capped EC (``cap = b``, EC-CAPb, [P-EC] §3.3), two methods (``cap_method``):
   over E*n pairs per call: fine at our sizes, not a GPU-speed path).
 Gates stay the softmax affinities S in both.
 
-Formulation note (perf-notes.md): the softmax is taken on the transposed logits (``[G, E, n]``
+Formulation note (references.md §Perf): the softmax is taken on the transposed logits (``[G, E, n]``
 softmax over dim 1), never ``softmax(-1).t()``, which torch.compile differentiates wrongly.
 """
 

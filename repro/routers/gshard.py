@@ -1,6 +1,6 @@
 """GShard top-2 gating (Lepikhin et al. 2020), following Lingvo's ``Top2GatingOnLogits`` [C-GS].
 
-Per routing group of S tokens (papers.md §3a):
+Per routing group of S tokens (references.md §GShard):
     g = softmax(logits);  e1 = argmax g;  e2 = argmax g without e1
     g1, g2 = g1/(g1+g2), g2/(g1+g2)                        (renormalise first: legacy behaviour)
     aux = E * sum_e mean_S(g)_e * mean_S(m1)_e             (averaged over groups)
@@ -8,7 +8,7 @@ Per routing group of S tokens (papers.md §3a):
     C = floor(S * capacity_factor / E); first choices fill each expert before any second choice;
     overflowing assignments are dropped (the token rides the residual).
 
-Choices where papers.md says NF or where we simplify [ours]:
+Choices where the sources say nothing (NF) or where we simplify [ours] (references.md §Ours):
 * the routing group is the whole call (all B*T tokens) by default; ``group_size`` splits the
   flattened tokens into consecutive groups of that many tokens (it must divide B*T);
 * Lingvo rounds C up to a multiple of 4 (a TPU layout detail); we use the plain floor (>= 1);
@@ -44,7 +44,7 @@ class GShardRouterConfig(RouterConfig):
     threshold: float = 0.5  # random policy: keep e2 with prob min(1, g2/threshold) [C-GS comment]
     random_at_eval: bool = True  # Lingvo applies the random policy regardless of mode [C-GS]
     capacity_factor: float = 2.0  # C = S*cf/E per group; 2.0 = GShard's 2N/(G*E) [S-GS]
-    eval_capacity_factor: float = 2.0  # papers.md §3c: 2.0 for train and eval
+    eval_capacity_factor: float = 2.0  # references.md §GShard: 2.0 for train and eval
     group_size: int | None = None  # tokens per routing group; None: the whole batch [ours]
     alpha: float = 0.01  # aux-loss multiplier: NF in GShard; 0.01 as [P-DSM] §4.1.3
     z_loss: float = 0.0  # optional router z-loss [P-ST] (1e-3 is the ST-MoE value)

@@ -9,8 +9,8 @@
 W_g and W_noise are both zero-initialised ([P-SHZ] App. A; ``init_scale=0``), so routing starts
 as pure noise and load starts even. The noise is drawn from the global torch RNG, so a seeded run
 routes identically. Noise is applied in training only unless ``noise_at_eval`` (the paper is
-silent on evaluation: NF, papers.md §11). Without noise the smooth load estimator is undefined;
-then, as in the authors' reference code, Load is the hard count (no gradient).
+silent on evaluation: NF, references.md §Shazeer). Without noise the smooth load estimator is
+undefined; then, as in the authors' reference code, Load is the hard count (no gradient).
 """
 
 from __future__ import annotations
