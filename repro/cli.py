@@ -19,17 +19,19 @@ class UserError(Exception):
     """A mistake the user can fix; printed as one line."""
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from repro.compute import MatchError
-    from repro.config import ConfigError
-    from repro.data.errors import DataError
-    from repro.experiments.report import MissingRunsError
-    from repro.lit.checkpoint import CheckpointError
-    from repro.registry import RegistryError
-    from repro.tracking.store import TrackingError
+# The exception classes that mean "the user can fix this", by defining module. An exception of
+# one of them can only exist if its module was imported, so classifying one never imports
+# anything (importing repro.lit.checkpoint for the check would load Lightning: seconds).
+_USER_ERROR_CLASSES = {"repro.compute": "MatchError", "repro.config": "ConfigError",
+                       "repro.data.errors": "DataError",
+                       "repro.experiments.report": "MissingRunsError",
+                       "repro.lit.checkpoint": "CheckpointError",
+                       "repro.registry": "RegistryError", "repro.tracking.store": "TrackingError"}
 
-    return (UserError, ConfigError, RegistryError, DataError, TrackingError, MissingRunsError,
-            MatchError, CheckpointError)
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    return (UserError, *(getattr(sys.modules[m], n) for m, n in _USER_ERROR_CLASSES.items()
+                         if m in sys.modules))
 
 
 def _parse_seeds(text: str | None) -> list[int] | None:
@@ -483,13 +485,13 @@ def main(argv: list[str] | None = None) -> int:
         print("repro: interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # noqa: BLE001
-        from repro.experiments.runner import RunFailed
-        from repro.lit.checkpoint import RunInterrupted
-
-        if isinstance(e, RunInterrupted) and not args.debug:
+        # both classes exist only if their modules were imported (see _user_errors)
+        RunInterrupted = getattr(sys.modules.get("repro.lit.checkpoint"), "RunInterrupted", ())
+        RunFailed = getattr(sys.modules.get("repro.experiments.runner"), "RunFailed", ())
+        if RunInterrupted and isinstance(e, RunInterrupted) and not args.debug:
             print(f"repro: {e}", file=sys.stderr)
             return 128 + e.signum
-        if isinstance(e, RunFailed) and not args.debug:
+        if RunFailed and isinstance(e, RunFailed) and not args.debug:
             print(f"repro: error: {e}", file=sys.stderr)
             return 1
         if args.debug or not isinstance(e, _user_errors()):
