@@ -191,3 +191,38 @@ def test_doctor_marks_dead_running_runs(tmp_path, monkeypatch, capsys):
     assert f"process {pid}" in c.get_run(dead).data.tags[store.T_FAIL]
     assert c.get_run(live).info.status == "RUNNING"
     assert c.get_run(other).info.status == "RUNNING"  # other machines' processes: not judged
+
+
+def test_live_resumed_run_is_never_marked_stale(tmp_runs):
+    """A run resumed by a live process (started long after the run was created) is not stale;
+    the same pid claimed *before* that process started (a reused pid) is."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from repro.tracking import store as ts
+
+    uri = ts.resolve_uri()
+    c = ts.client(uri)
+    exp_id = ts.ensure_experiment(uri, "stale-check")
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        time.sleep(0.5)
+        hour_ago = int((time.time() - 3600) * 1000)
+        tags = {ts.T_PID: str(live.pid), ts.T_HOST: socket.gethostname()}
+        resumed = c.create_run(exp_id, start_time=hour_ago,
+                               tags={**tags, ts.T_PID_SINCE: f"{time.time():.3f}"})
+        legacy = c.create_run(exp_id, start_time=hour_ago, tags=tags)  # no pid_since tag
+        reused = c.create_run(exp_id, start_time=hour_ago,
+                              tags={**tags, ts.T_PID_SINCE: f"{time.time() - 600:.3f}"})
+        runs = {r.info.run_id: r for r in ts.search_runs(uri, "stale-check")}
+        assert not ts.is_stale(runs[resumed.info.run_id])
+        assert ts.is_stale(runs[reused.info.run_id])  # pid claimed before this process existed
+        assert ts.is_stale(runs[legacy.info.run_id])  # the old rule: judged by run start
+        marked = {r.info.run_id for r in ts.mark_stale(uri, "stale-check")}
+        assert resumed.info.run_id not in marked
+        assert c.get_run(resumed.info.run_id).info.status == "RUNNING"
+    finally:
+        live.kill()
+        live.wait()

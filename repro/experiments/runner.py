@@ -178,18 +178,21 @@ def _train_rank0(exp, arm, seed, run, dm, key, uri, exp_id, progress, extra_tags
             ts.T_SEED: str(seed), ts.T_GIT: ts.git_sha(), ts.T_HASH: config_hash(run),
             ts.T_KEY: key, ts.T_SCALE: exp.scale, ts.T_KIND: kind,
             ts.T_PID: str(os.getpid()), ts.T_HOST: socket.gethostname(),
-            ts.T_DATA_FP: dm.fingerprint, "repro.torch": torch.__version__,
-            ts.T_DEVICE: device_label(run)}
+            ts.T_PID_SINCE: f"{time.time():.3f}", ts.T_DATA_FP: dm.fingerprint,
+            "repro.torch": torch.__version__, ts.T_DEVICE: device_label(run)}
     tags.update(extra_tags or {})
     ckpt_path = None
     if resume_from is not None:
         # reopen the interrupted run: same run id, this process now owns it
         run_id = resume_from.info.run_id
         n = int(resume_from.data.tags.get(T_RESUMES, "0")) + 1
-        client.update_run(run_id, status="RUNNING")
+        # take ownership (pid, host, since) *before* the run shows RUNNING again, so that a
+        # concurrent stale check never sees RUNNING next to the dead previous owner's pid
         for k, v in {ts.T_PID: str(os.getpid()), ts.T_HOST: socket.gethostname(),
-                     ts.T_GIT: ts.git_sha(), T_RESUMES: str(n)}.items():
+                     ts.T_PID_SINCE: f"{time.time():.3f}", ts.T_GIT: ts.git_sha(),
+                     T_RESUMES: str(n)}.items():
             client.set_tag(run_id, k, v)
+        client.update_run(run_id, status="RUNNING")
         if ts.T_FAIL in resume_from.data.tags:
             client.delete_tag(run_id, ts.T_FAIL)
         if (ckdir / "last.ckpt").exists():

@@ -28,6 +28,7 @@ T_KIND = "repro.kind"  # train | summary | sweep | trial
 T_FAIL = "repro.failure_reason"
 T_PID = "repro.pid"
 T_HOST = "repro.host"
+T_PID_SINCE = "repro.pid_since"  # unix time at which repro.pid took the run (create or resume)
 T_DEVICE = "repro.device"  # where the run trained, e.g. "cpu (x86_64, 1 threads)"
 T_WEIGHTS = "repro.weights"  # path of the final weights (runs/checkpoints/<run key>/final.pt)
 T_DATA_FP = "repro.data_fingerprint"  # LMDataModule.fingerprint: content + tokenizer + windowing
@@ -261,7 +262,14 @@ def is_stale(run) -> bool:
     host, pid = run.data.tags.get(T_HOST), run.data.tags.get(T_PID)
     if host != socket.gethostname() or not (pid or "").isdigit() or int(pid) == os.getpid():
         return False
-    started = (run.info.start_time or 0) / 1000 or None
+    # the owner's process must have started before it took the run: a later process with the
+    # same pid is a reused pid. A resumed run's owner took it at T_PID_SINCE, long after the
+    # run's own start time (comparing with that marked live resumed runs dead)
+    since = run.data.tags.get(T_PID_SINCE)
+    try:
+        started = float(since) if since else (run.info.start_time or 0) / 1000 or None
+    except ValueError:
+        started = (run.info.start_time or 0) / 1000 or None
     return not pid_alive(int(pid), started_before=started)
 
 
