@@ -66,7 +66,7 @@ def _bare(run, loader, seed: int, skip: int, metrics: bool) -> float:
         if metrics and system.train_routing is not None:
             for m, s in zip(system.train_routing, out.stats):
                 m.update(s)
-            if step % log_every == 0:
+            if (step + 1) % log_every == 0:  # the cadence of LMSystem.training_step
                 system._routing_logs(system.train_routing, "train")
                 float(loss.detach())
         opt.zero_grad(set_to_none=True)

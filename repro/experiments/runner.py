@@ -238,6 +238,8 @@ def _train_rank0(exp, arm, seed, run, dm, key, uri, exp_id, progress, extra_tags
             logger = MLFlowLogger(experiment_name=exp.name, tracking_uri=uri, run_id=run_id,
                                   log_model=False)
             logger._mlflow_client = ts.RetryingClient(logger._mlflow_client)
+            if ckpt_path is not None:
+                _log_each_step_once(logger, client, run_id)
             # the run's status is ours to set (FINISHED only once weights and plots are saved)
             logger.finalize = lambda *a, **k: None
             L.seed_everything(seed, workers=True, verbose=False)
@@ -290,6 +292,22 @@ def _train_rank0(exp, arm, seed, run, dm, key, uri, exp_id, progress, extra_tags
         raise
 
 
+def _log_each_step_once(logger, client, run_id: str) -> None:
+    """After a resume, steps between the checkpoint and the interruption train again and log
+    the same values again (the resume is exact): keep each (metric, step) once in MLflow by
+    dropping what the interrupted process already logged (steps <= its last step per metric)."""
+    done = {m.key: m.step for m in client.get_run(run_id).data._metric_objs}
+    inner = logger.log_metrics
+
+    def log_metrics(metrics, step=None):
+        if step is not None:
+            metrics = {k: v for k, v in metrics.items() if step > done.get(k, -1)}
+        if metrics:
+            inner(metrics, step)
+
+    logger.log_metrics = log_metrics
+
+
 def _trainer(run: RunConfig, logger, callbacks: list, progress: bool,
              checkpointing: bool = False):
     import lightning as L
@@ -306,6 +324,8 @@ def _trainer(run: RunConfig, logger, callbacks: list, progress: bool,
         deterministic=(True if accel == "cpu" else "warn") if t.deterministic else False,
         accelerator=accel, devices=run.trainer.devices, num_nodes=run.trainer.num_nodes,
         strategy=run.trainer.strategy, enable_progress_bar=progress,
+        # Lightning flushes logged values when (step + 1) % log_every_n_steps == 0; LMSystem
+        # logs on exactly those steps (see LMSystem.training_step)
         enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=t.log_every)
 
 

@@ -31,7 +31,9 @@ class LMSystem(L.LightningModule):
         self.model = LM(self.run_cfg.model)
         E = n_experts_of(self.run_cfg.model.ffn)
         L_ = self.run_cfg.model.n_layers
-        self.train_routing = torch.nn.ModuleList(RoutingMetric(E) for _ in range(L_)) if E else None
+        # train accumulators persist in checkpoints: a resume mid log-window continues the window
+        self.train_routing = torch.nn.ModuleList(
+            RoutingMetric(E, persistent=True) for _ in range(L_)) if E else None
         self.val_routing = torch.nn.ModuleList(RoutingMetric(E) for _ in range(L_)) if E else None
         self.val_loss = MeanMetric()
         self.tokens_seen = 0
@@ -39,6 +41,14 @@ class LMSystem(L.LightningModule):
     @classmethod
     def from_run_config(cls, run: RunConfig) -> LMSystem:
         return cls(to_dict(run))
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Checkpoints written before the train routing accumulators were persisted lack their
+        keys: start those windows empty instead of refusing the checkpoint."""
+        sd = checkpoint.get("state_dict", {})
+        for k, v in self.state_dict().items():
+            if k.startswith("train_routing.") and k not in sd:
+                sd[k] = torch.zeros_like(v)
 
     # ------------------------------------------------------------------ steps
     def _loss(self, batch):
@@ -57,7 +67,12 @@ class LMSystem(L.LightningModule):
         if self.train_routing is not None:
             for m, s in zip(self.train_routing, out.stats):
                 m.update(s)
-        if step % self.run_cfg.train.log_every == 0 or step == self.run_cfg.train.max_steps - 1:
+        # log on the steps Lightning flushes ((step + 1) % log_every == 0, its
+        # log_every_n_steps rule): a value logged on another step waited in Lightning's cache
+        # for the next flush, was recorded under that later step, and was lost when a SIGTERM
+        # stop fell in between
+        if (step + 1) % self.run_cfg.train.log_every == 0 or \
+                step == self.run_cfg.train.max_steps - 1:
             logs = {"train/loss": loss.detach(), "train/ce": ce.detach(),
                     "train/aux": aux_total.detach(), "train/ppl": torch.exp(ce.detach()),
                     "lr": self.optimizers().param_groups[0]["lr"]}
@@ -80,7 +95,7 @@ class LMSystem(L.LightningModule):
         logs: dict[str, float] = {}
         agg: dict[str, list[float]] = {}
         for i, m in enumerate(metrics):
-            vals = m.compute() if m.update_count else {}
+            vals = m.compute() if m.has_data else {}
             for k, v in vals.items():
                 logs[f"{prefix}_routing/layer{i}/{k}"] = float(v)
                 agg.setdefault(k, []).append(float(v))

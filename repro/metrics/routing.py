@@ -46,13 +46,21 @@ def batch_scalars(stats: dict[str, torch.Tensor]) -> dict[str, float]:
 class RoutingMetric(Metric):
     full_state_update = False
 
-    def __init__(self, n_experts: int, **kw):
+    def __init__(self, n_experts: int, persistent: bool = False, **kw):
+        """``persistent``: the accumulators go into the module's state_dict, so a checkpoint
+        taken mid log-window resumes the window exactly (the train metrics use it)."""
         super().__init__(**kw)
         self.n_experts = n_experts
-        self.add_state("sums", torch.zeros(len(SCALARS), dtype=torch.float64), "sum")
-        self.add_state("counts", torch.zeros(len(SCALARS), dtype=torch.float64), "sum")
-        self.add_state("load", torch.zeros(n_experts, dtype=torch.float64), "sum")
-        self.add_state("ept", torch.zeros(len(EPT_BINS), dtype=torch.float64), "sum")
+        for name, size in (("sums", len(SCALARS)), ("counts", len(SCALARS)),
+                           ("load", n_experts), ("ept", len(EPT_BINS))):
+            self.add_state(name, torch.zeros(size, dtype=torch.float64), "sum",
+                           persistent=persistent)
+
+    @property
+    def has_data(self) -> bool:
+        """Anything accumulated (restored states count; torchmetrics' update_count does not
+        survive a checkpoint)."""
+        return bool(self.counts.sum() > 0 or self.ept.sum() > 0)
 
     def update(self, stats: dict[str, torch.Tensor]) -> None:
         for k, v in batch_scalars(stats).items():
