@@ -471,6 +471,10 @@ def _train_grid(grid: list[tuple[Experiment, str, int]], overrides: list[str], u
                 threads: int | None) -> list[RunOutcome]:
     """Train ``grid`` in this process (``jobs == 1``) or in ``jobs`` child processes; raise
     RunFailed at the end if any run failed (the others still ran)."""
+    if jobs > max(len(grid), 1):
+        echo(f"[repro] --jobs {jobs}: only {len(grid)} run(s) to train; using {max(len(grid), 1)} "
+             "process(es)")
+        jobs = max(len(grid), 1)
     if jobs > 1:
         from repro.experiments.parallel import run_parallel
 

@@ -67,9 +67,11 @@ STRATEGIES = ("auto", "ddp", "ddp_find_unused_parameters_false",
               "deepspeed_stage_1", "deepspeed_stage_2", "deepspeed_stage_2_offload",
               "deepspeed_stage_3", "deepspeed_stage_3_offload", "single_device")
 
-# Sizes multiply: refuse a config whose fp32 parameters alone, or the fp32 logits of one batch,
-# would exceed this (long before a MemoryError, or hours of training, says so).
+# Sizes multiply: refuse a config whose training state (fp32 weights, gradients and the two
+# AdamW moments: 16 bytes per parameter), or the fp32 logits of one batch, would exceed this
+# (before a MemoryError, or hours of training, says so).
 MAX_MEMORY_GIB = 64
+STATE_BYTES_PER_PARAM = 16
 
 
 @config
@@ -84,9 +86,10 @@ class RunConfig:
 
 
 def check_memory(run: RunConfig) -> None:
-    """Memory estimates where sizes multiply: fp32 parameters (vocabulary x width, experts x
-    expert width x layers) and the fp32 logits of one batch (batch x seq_len x vocabulary), each
-    against ``MAX_MEMORY_GIB``. The error names the field that contributes most."""
+    """Memory estimates where sizes multiply: the training state of the parameters (vocabulary x
+    width, experts x expert width x layers; ``STATE_BYTES_PER_PARAM`` each) and the fp32 logits
+    of one batch (batch x seq_len x vocabulary), each against ``MAX_MEMORY_GIB``. The error names
+    the field that contributes most."""
     from dataclasses import replace
 
     from repro.compute import ffn_count, model_count
@@ -96,7 +99,8 @@ def check_memory(run: RunConfig) -> None:
     model = replace(m, vocab_size=max(m.vocab_size, d.vocab_size))
     limit = MAX_MEMORY_GIB * 2**30
     total = model_count(model, d.seq_len).total_params
-    if 4 * total > limit:
+    state = STATE_BYTES_PER_PARAM * total
+    if state > limit:
         emb = model.vocab_size * model.d_model * (1 if model.tie_embeddings else 2)
         ffn = model.n_layers * ffn_count(model.ffn, model.d_model).total
         size_field = {"moe": "n_experts", "finedeep": "d_ff", "dense": "d_ff"}.get(
@@ -104,8 +108,9 @@ def check_memory(run: RunConfig) -> None:
         field = vocab_field if emb >= max(ffn, total - emb - ffn) else \
             f"model.ffn.{size_field}" if ffn >= total - emb - ffn else "model.d_model"
         raise ConfigError(field, f"{getattr_path(run, field)} gives {total:.3g} parameters, "
-                          f"{4 * total / 2**30:.0f} GiB in fp32 (allowed: <= {MAX_MEMORY_GIB} "
-                          "GiB of fp32 parameters); use a smaller value")
+                          f"{state / 2**30:.0f} GiB of training state (fp32 weights, gradients, "
+                          f"2 AdamW moments; allowed: <= {MAX_MEMORY_GIB} GiB); use a smaller "
+                          "value")
     logits = 4 * run.train.batch_size * d.seq_len * model.vocab_size
     if logits > limit:
         raise ConfigError("train.batch_size", f"{run.train.batch_size} x seq_len {d.seq_len} x "

@@ -489,8 +489,12 @@ def sweep(spec: SweepSpec, echo=print) -> dict:
     if not 0 <= spec.seed < 2**32:
         raise ConfigError("--seed", f"sampler seed {spec.seed} is out of range (allowed: 0 <= "
                           "seed < 2**32)")
+    from repro.experiments.base import get_experiment
+
+    exp = get_experiment(spec.experiment, spec.scale)
+    exp.arm(spec.arm)
+    preflight(exp, [spec.arm], list(spec.overrides), kind="trial")  # before storage and runs
     ctx = Context(spec)
-    preflight(ctx.exp, [spec.arm], list(ctx.overrides), kind="trial")
     prepare_data(ctx.base, ctx.seed)  # data errors fail here once, caches are built once
     reaped = reap(ctx)
     added = top_up(ctx, spec.trials)
