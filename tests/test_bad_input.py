@@ -339,3 +339,117 @@ class TestEveryNumericField:
                 "model.ffn.router.capacity_factor=none",
                 "model.ffn.router.eval_capacity_factor=none"])
             assert run.model.ffn.router.capacity_factor is None
+
+
+# ------------------------------------------------------------- partial checks, report, CLI words
+def _fake_results(runs):
+    from repro.experiments.claims import Results, RunRecord
+
+    return Results({(a, s): RunRecord(a, s, f"run-{a}-{s}", [(10, 3.0)]) for a, s in runs})
+
+
+class TestPartialCheck:
+    """`repro check` on an incomplete grid says what is missing and never replaces a complete
+    result unless --partial; `repro report` never folds smoke results in."""
+
+    @pytest.fixture
+    def exp(self, monkeypatch):
+        from dataclasses import replace
+
+        from repro.experiments import report
+        from repro.experiments.base import get_experiment
+
+        monkeypatch.setattr(report, "prepare_data", lambda *a, **k: None)
+        monkeypatch.setattr(report, "collect", lambda *a, **k: _fake_results(
+            [("dense", 0), ("dense", 1)]))
+        # the issue's case: 2 of 12 (arm, seed) runs finished
+        return replace(get_experiment("switch-vs-dense", "smoke"), analyses=(), claims=(),
+                       seeds=(0, 1, 2))
+
+    def test_refuses_to_replace_a_complete_result(self, exp, tmp_path):
+        from repro.experiments.report import IncompleteGridError, check_experiment
+
+        out = tmp_path / "res"
+        out.mkdir()
+        (out / "claims.json").write_text('{"missing": []}\n')
+        (out / "val_curves.png").write_bytes(b"complete")
+        with pytest.raises(IncompleteGridError) as e:
+            check_experiment(exp, uri="sqlite:///" + str(tmp_path / "m.db"), out_dir=out)
+        msg = str(e.value)
+        assert "\n" not in msg and "--partial" in msg and str(out) in msg
+        assert msg.startswith("10 of 12 runs") and "dense seed 2;" in msg, msg
+        assert "switch-e4 seeds 0,1,2" in msg, msg
+        assert (out / "val_curves.png").read_bytes() == b"complete"  # nothing rewritten
+        assert (out / "claims.json").read_text() == '{"missing": []}\n'
+
+    def test_partial_says_what_is_missing(self, exp, tmp_path):
+        from repro.experiments.report import evaluate_claims
+
+        said = []
+        out = tmp_path / "res"
+        out.mkdir()
+        (out / "claims.json").write_text('{"missing": []}\n')
+        results, _, _ = evaluate_claims(exp, "unused", [], None, out, partial=True,
+                                        echo=said.append)
+        assert ("switch-e4", 0) in results.missing and ("dense", 2) in results.missing
+        assert len(said) == 1 and "partial check" in said[0] and "10 of 12 runs" in said[0]
+
+    def test_report_leaves_smoke_out(self, tmp_path):
+        import json
+
+        from repro.experiments.report import write_report
+
+        claim = {"statement": "s", "paper": "p", "source": "x", "measured": "m",
+                 "verdict": "supported"}
+        for scale, missing in (("smoke", []), ("cpu", []), ("gpu", [["dense", 2]])):
+            d = tmp_path / "exp" / scale
+            d.mkdir(parents=True)
+            (d / "claims.json").write_text(json.dumps({
+                "experiment": "exp", "scale": scale, "seeds": {"dense": [0, 1]},
+                "env": "e", "verdict_rule": "t95-paired", "claims": [claim],
+                "missing": missing}))
+        text = write_report(tmp_path).read_text()
+        assert "| smoke |" not in text and "| cpu |" in text and "| gpu |" in text
+        assert "partial: 1 runs missing" in text and "Smoke-scale results (exp/smoke)" in text
+        assert "Totals: 1 supported, 1 supported (partial" in text
+
+
+class TestCommandLineWords:
+    def test_ui_warns_on_a_non_loopback_host(self, tmp_path, capsys, monkeypatch):
+        from repro.cli import main
+
+        monkeypatch.setenv("REPRO_RUNS_DIR", str(tmp_path))
+        assert main(["ui", "--dry-run", "--port", "5998", "--host", "0.0.0.0"]) == 0
+        err = capsys.readouterr().err
+        assert "warning: --host 0.0.0.0 is not a loopback address" in err and "MLflow" in err
+        assert main(["ui", "--dry-run", "--port", "5998", "--host", "127.0.0.1"]) == 0
+        assert "warning" not in capsys.readouterr().err
+
+    def test_jobs_clamped_to_the_grid(self, monkeypatch):
+        from repro.experiments import runner
+
+        seen = {}
+        monkeypatch.setattr(runner, "_train_in_process",
+                            lambda grid, *a: seen.setdefault("grid", grid) and ([], []))
+        said = []
+        runner._train_grid([("exp", "dense", 0)], [], "uri", False, False, said.append, 8, None)
+        assert said == ["[repro] --jobs 8: only 1 run(s) to train; using 1 process(es)"]
+
+    def test_truncated_final_weights_name_the_path(self, tmp_path):
+        import torch
+
+        from repro.analysis.studies import load_model
+        from repro.config import to_dict
+        from repro.lit.checkpoint import CheckpointError
+        from repro.lit.config import RunConfig
+        from repro.models.lm import LM
+
+        run = RunConfig()
+        path = tmp_path / "final.pt"
+        torch.save(LM(run.model).state_dict(), path)
+        blob = path.read_bytes()
+        path.write_bytes(blob[: len(blob) // 2])
+        with pytest.raises(CheckpointError) as e:
+            load_model({"run": to_dict(run)}, str(path))
+        assert str(path) in str(e.value) and "\n" not in str(e.value)
+        assert "--force" in str(e.value)
