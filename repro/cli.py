@@ -22,15 +22,17 @@ class UserError(Exception):
 # The exception classes that mean "the user can fix this", by defining module. An exception of
 # one of them can only exist if its module was imported, so classifying one never imports
 # anything (importing repro.lit.checkpoint for the check would load Lightning: seconds).
-_USER_ERROR_CLASSES = {"repro.compute": "MatchError", "repro.config": "ConfigError",
-                       "repro.data.errors": "DataError",
-                       "repro.experiments.report": "MissingRunsError",
-                       "repro.lit.checkpoint": "CheckpointError",
-                       "repro.registry": "RegistryError", "repro.tracking.store": "TrackingError"}
+_USER_ERROR_CLASSES = (("repro.compute", "MatchError"), ("repro.config", "ConfigError"),
+                       ("repro.data.errors", "DataError"),
+                       ("repro.experiments.report", "MissingRunsError"),
+                       ("repro.experiments.report", "IncompleteGridError"),
+                       ("repro.lit.checkpoint", "CheckpointError"),
+                       ("repro.registry", "RegistryError"),
+                       ("repro.tracking.store", "TrackingError"))
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    return (UserError, *(getattr(sys.modules[m], n) for m, n in _USER_ERROR_CLASSES.items()
+    return (UserError, *(getattr(sys.modules[m], n) for m, n in _USER_ERROR_CLASSES
                          if m in sys.modules))
 
 
@@ -60,6 +62,59 @@ def _positive(flag: str, value: int | None) -> int | None:
     if value is not None and value < 1:
         raise UserError(f"{flag}: expected a whole number >= 1, got {value} (e.g. {flag} 2)")
     return value
+
+
+MAX_JOBS_PER_CPU = 4
+
+
+def _jobs(value: int | None) -> int | None:
+    """``--jobs``: >= 1 and at most 4x the CPU count (more processes only thrash)."""
+    _positive("--jobs", value)
+    cap = MAX_JOBS_PER_CPU * (os.cpu_count() or 1)
+    if value is not None and value > cap:
+        raise UserError(f"--jobs: {value} is more than {MAX_JOBS_PER_CPU}x the {os.cpu_count()} "
+                        f"CPUs of this machine (allowed: 1..{cap}); use e.g. --jobs "
+                        f"{os.cpu_count() or 1}")
+    return value
+
+
+def _arms(text: str | None) -> list[str] | None:
+    """``--arm a,b``; an empty name (``--arm ''``, ``a,,b``) is refused, never "every arm"."""
+    if text is None:
+        return None
+    arms = [a.strip() for a in text.split(",")]
+    if not all(arms):
+        raise UserError(f"--arm: empty arm name in {text!r}; give arm names separated by commas "
+                        "(see `repro show NAME`), or leave --arm out for every arm")
+    return arms
+
+
+def _check_overrides(args) -> None:
+    """``--set``: each key once (the last would silently win)."""
+    from repro.config import parse_override
+
+    seen: dict[str, str] = {}
+    for text in getattr(args, "set", None) or []:
+        key, _ = parse_override(text)
+        if key in seen:
+            raise UserError(f"--set: key {key} is given twice ({seen[key]!r} and {text!r}); "
+                            "give each key once")
+        seen[key] = text
+
+
+def _warn_exposed(host: str, what: str, port: int) -> None:
+    """A non-loopback --host serves the store to the network: say so."""
+    import ipaddress
+
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        print(f"[repro] warning: --host {host} is not a loopback address: anyone who can reach "
+              f"this machine on port {port} can read and change the {what} (no authentication); "
+              "use the default 127.0.0.1 and an SSH tunnel unless that is intended",
+              file=sys.stderr)
 
 
 def _experiment(args):
@@ -181,21 +236,21 @@ def cmd_run(args) -> int:
     from repro.experiments.runner import run_experiment, run_suite
 
     if args.name == "all":
-        if args.arm:
+        if args.arm is not None:
             raise UserError("--arm: cannot be combined with `repro run all` (arms belong to one "
                             "experiment); name the experiment instead")
         outcomes = run_suite(_all_experiments(args), seeds=_parse_seeds(args.seeds),
                              overrides=args.set or [], uri=args.tracking_uri,
                              progress=not args.no_progress, force=args.force,
-                             jobs=_positive("--jobs", args.jobs),
+                             jobs=_jobs(args.jobs),
                              threads=_positive("--threads", args.threads))
         print(f"[repro] done: {len(outcomes)} runs. Next: repro check all --scale {args.scale}")
         return 0
     exp = _experiment(args)
-    arms = [a for a in args.arm.split(",")] if args.arm else None
+    arms = _arms(args.arm)
     kw = dict(arms=arms, overrides=args.set or [], uri=args.tracking_uri,
               progress=not args.no_progress, force=args.force,
-              jobs=_positive("--jobs", args.jobs), threads=_positive("--threads", args.threads))
+              jobs=_jobs(args.jobs), threads=_positive("--threads", args.threads))
     if args.seeds == "auto":
         from repro.experiments.autoseeds import run_auto_seeds
         from repro.tracking.store import resolve_uri
@@ -237,30 +292,37 @@ def cmd_doctor(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from repro.experiments.report import MissingRunsError, check_experiment
+    from repro.experiments.report import IncompleteGridError, MissingRunsError, check_experiment
 
     if args.name == "all":
-        checked, missing = 0, []
+        checked, missing, kept = 0, [], []
         for exp in _all_experiments(args):
             try:
                 results, out = check_experiment(exp, uri=args.tracking_uri,
                                                  overrides=args.set or [],
-                                                 seeds=_parse_seeds(args.seeds))
+                                                 seeds=_parse_seeds(args.seeds),
+                                                 partial=args.partial)
             except MissingRunsError:
                 missing.append(exp.name)
+                continue
+            except IncompleteGridError as e:
+                print(f"[repro] kept {exp.name}: {e}", file=sys.stderr)
+                kept.append(exp.name)
                 continue
             checked += 1
             _print_verdicts(results, out, f"{exp.name} / ")
         print(f"[repro] checked {checked} experiments" + (
             f"; no finished runs yet for {', '.join(missing)} (run `repro run all --scale "
-            f"{args.scale}`)" if missing else "") + ". Next: repro report")
+            f"{args.scale}`)" if missing else "") + (
+            f"; kept the complete results of {', '.join(kept)} (runs missing; --partial "
+            "overwrites)" if kept else "") + ". Next: repro report")
         if not checked:
             raise UserError(f"no experiment has finished runs at scale {args.scale!r}; run "
                             f"`repro run all --scale {args.scale}` first")
         return 0
     exp = _experiment(args)
     results, out = check_experiment(exp, uri=args.tracking_uri, overrides=args.set or [],
-                                    seeds=_parse_seeds(args.seeds))
+                                    seeds=_parse_seeds(args.seeds), partial=args.partial)
     _print_verdicts(results, out)
     return 0
 
@@ -303,6 +365,7 @@ def cmd_ui(args) -> int:
         from repro.tracking.store import artifact_root
 
         cmd += ["--default-artifact-root", artifact_root()]
+    _warn_exposed(args.host, "MLflow store", args.port)
     print(f"[repro] MLflow UI on http://{args.host}:{args.port} (store {uri}); Ctrl-C to stop")
     if args.dry_run:
         print(" ".join(cmd))
@@ -316,6 +379,8 @@ def cmd_ui(args) -> int:
 def cmd_sweep(args) -> int:
     from repro.sweeps import SweepSpec, show, sweep, worker_main
 
+    if not args.arm.strip():
+        raise UserError("--arm: empty arm name; give the arm to sweep (see `repro show NAME`)")
     spec = SweepSpec(experiment=args.name, arm=args.arm, trials=args.trials, space=args.space,
                      scale=args.scale, overrides=tuple(args.set or []), workers=args.workers,
                      storage=args.storage, timeout=args.timeout, pruner=args.pruner,
@@ -358,6 +423,7 @@ def cmd_dashboard(args) -> int:
         raise UserError("optuna-dashboard is installed but its command is not on PATH; "
                         "reinstall it with `pip install optuna-dashboard`")
     cmd = [exe, storage, "--host", args.host, "--port", str(args.port)]
+    _warn_exposed(args.host, "Optuna storage", args.port)
     print(f"[repro] Optuna dashboard on http://{args.host}:{args.port} (storage "
           f"{redact(storage)}); Ctrl-C to stop")
     if args.dry_run:
@@ -421,6 +487,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("check", help="evaluate claims over seeds, write results/NAME/")
     common(sp)
     sp.add_argument("--seeds", help="comma-separated seeds (default: the experiment's)")
+    sp.add_argument("--partial", action="store_true",
+                    help="with some (arm, seed) runs missing, overwrite a complete result "
+                         "anyway (the new one is marked partial)")
     sp.set_defaults(fn=cmd_check)
     sp = sub.add_parser("report", help="regenerate results/README.md over all experiments")
     sp.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
@@ -480,6 +549,7 @@ def main(argv: list[str] | None = None) -> int:
     # `repro --debug CMD` too: each subparser's own --debug default would otherwise overwrite it
     args.debug = args.debug or "--debug" in (sys.argv[1:] if argv is None else argv)
     try:
+        _check_overrides(args)
         return args.fn(args) or 0
     except KeyboardInterrupt:
         print("repro: interrupted", file=sys.stderr)

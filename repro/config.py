@@ -5,6 +5,10 @@
   CLI (``--set``) and by Optuna trials; values are coerced by the field annotation.
 * ``config_hash`` is a stable short hash of the canonical JSON form.
 * ``ConfigError`` always names the dotted path of the offending field.
+* Every numeric field has a declared *domain* (a ``DOMAINS`` class attribute: ``"> 0"``,
+  ``">= 1"``, ``"[0, 1)"``, ...). ``@config`` checks it, and finiteness of every float, before the
+  class's own ``__post_init__`` (which keeps the cross-field checks): ``nan``/``inf``, a negative
+  seed or a zero learning rate never reach training.
 
 Polymorphic fields (the FFN block of a model, say) are *variant* families: a base dataclass with a
 ``kind`` field and a registry of subclasses. ``from_dict`` dispatches on ``kind``; an override that
@@ -16,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import types
 import typing
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
@@ -47,8 +52,111 @@ def check(cond: bool, field: str, message: str) -> None:
 
 
 def config(cls: type[C]) -> type[C]:
-    """Decorator: a frozen, keyword-only dataclass."""
+    """Decorator: a frozen, keyword-only dataclass whose numeric fields are checked against their
+    declared domains (``DOMAINS``, merged over the bases) before its own ``__post_init__``."""
+    domains: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        domains.update(vars(klass).get("DOMAINS", {}))
+    cls.__domains__ = {k: Domain.parse(v) for k, v in domains.items()}
+    own = vars(cls).get("__post_init__")
+    inherited = any("__post_init__" in vars(k) for k in cls.__mro__[1:])
+    if own is not None or not inherited:
+        def __post_init__(self, _own=own):
+            check_domains(self)
+            if _own is not None:
+                _own(self)
+
+        __post_init__.__wrapped__ = own
+        cls.__post_init__ = __post_init__
     return dataclasses.dataclass(frozen=True, kw_only=True)(cls)
+
+
+# ---------------------------------------------------------------------------------------- domains
+@dataclasses.dataclass(frozen=True)
+class Domain:
+    """An interval of allowed values: ``"> 0"``, ``">= 1"``, ``"[0, 1)"``, ``"(0, 0.5)"``,
+    ``"any"`` (finite, any sign). Floats must also be finite; ``None`` is allowed exactly when the
+    field's annotation allows it."""
+
+    text: str
+    lo: float = -math.inf
+    hi: float = math.inf
+    lo_open: bool = True
+    hi_open: bool = True
+
+    @classmethod
+    def parse(cls, text: str) -> Domain:
+        t = text.strip()
+        if t == "any":
+            return cls(t)
+        for op in (">=", "<=", ">", "<"):
+            if t.startswith(op):
+                v = float(eval_number(t[len(op):]))
+                if op[0] == ">":
+                    return cls(t, lo=v, lo_open=op == ">")
+                return cls(t, hi=v, hi_open=op == "<")
+        if t[0] in "[(" and t[-1] in "])" and "," in t:
+            a, b = t[1:-1].split(",")
+            return cls(t, lo=float(eval_number(a)), hi=float(eval_number(b)),
+                       lo_open=t[0] == "(", hi_open=t[-1] == ")")
+        raise ValueError(f"bad domain {text!r}")
+
+    def contains(self, v: float) -> bool:
+        if isinstance(v, float) and not math.isfinite(v):
+            return False
+        above = v > self.lo if self.lo_open else v >= self.lo
+        below = v < self.hi if self.hi_open else v <= self.hi
+        return above and below
+
+    def describe(self, tp: type = float) -> str:
+        fin = " and finite" if tp is float else ""
+        if self.text == "any":
+            return "finite" if tp is float else "an integer"
+        return f"{self.text}{fin}" if self.text[0] in "<>" else f"in {self.text}{fin}"
+
+
+def eval_number(text: str) -> float:
+    """``"0"``, ``"1e-3"``, ``"2**32"``: the numbers a domain may name."""
+    t = text.strip()
+    if "**" in t:
+        base, exp = t.split("**")
+        return float(base) ** float(exp)
+    return float(t)
+
+
+def numeric_fields(cls) -> dict[str, tuple[type, bool]]:
+    """``{name: (int | float, None allowed)}`` for the int/float fields of a config class."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        tp = _hints(cls)[f.name]
+        args = get_args(tp) if get_origin(tp) in (Union, types.UnionType) else (tp,)
+        base = [a for a in args if a is not type(None)]
+        if len(base) == 1 and base[0] in (int, float):
+            out[f.name] = (base[0], type(None) in args)
+    return out
+
+
+def check_domains(cfg: Any) -> None:
+    """Raise ConfigError (one line: field, value, allowed domain, fix) for the first numeric field
+    of ``cfg`` outside its declared domain; every float must be finite."""
+    domains = getattr(type(cfg), "__domains__", {})
+    for name, (tp, none_ok) in numeric_fields(type(cfg)).items():
+        v = getattr(cfg, name)
+        if v is None or isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        dom = domains.get(name)
+        ok = dom.contains(v) if dom is not None else (
+            not isinstance(v, float) or math.isfinite(v))
+        if not ok:
+            allowed = dom.describe(tp) if dom is not None else "finite"
+            default = next((f.default for f in dataclasses.fields(cfg) if f.name == name), None)
+            fix = "a value in that domain" + (", or none" if none_ok else "")
+            if default is not None and default is not dataclasses.MISSING:
+                fix = f"e.g. {default} (the default)"
+            elif none_ok:
+                fix += " (the default)"
+            raise ConfigError(name, f"must be {allowed}{' (or none)' if none_ok else ''}, got "
+                              f"{v}; set {fix}")
 
 
 # --------------------------------------------------------------------------------------- variants

@@ -21,7 +21,20 @@ def cache_dir(*parts: str) -> Path:
 
 
 def results_dir() -> Path:
-    return Path(os.environ.get("REPRO_RESULTS_DIR", "results")).resolve()
+    """``results/`` (or ``REPRO_RESULTS_DIR``); a ConfigError naming the variable when it, or a
+    folder above it, is a regular file."""
+    path = Path(os.environ.get("REPRO_RESULTS_DIR", "results")).resolve()
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                from repro.config import ConfigError
+
+                where = "is" if p == path else f"is under {p}, which is"
+                raise ConfigError("REPRO_RESULTS_DIR", f"{path} {where} a regular file, not a "
+                                  "directory; point REPRO_RESULTS_DIR at a directory (or unset "
+                                  "it for ./results)")
+            break
+    return path
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

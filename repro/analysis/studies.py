@@ -36,8 +36,17 @@ def load_model(config: dict, weights: str) -> LM:
 
     run = from_dict(RunConfig, config["run"] if "run" in config else config)
     model = LM(run.model)
-    state = torch.load(weights, map_location="cpu", weights_only=True)
-    model.load_state_dict(state)
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+    except Exception as e:  # noqa: BLE001 - missing, truncated, not ours: one line with the path
+        from repro.lit.checkpoint import CheckpointError
+
+        msg = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        raise CheckpointError(f"final weights {weights} are unreadable or corrupt ("
+                              f"{type(e).__name__}: {msg}); delete them and retrain that "
+                              "(arm, seed) with `repro run NAME --arm ARM --seeds SEED --force`"
+                              ) from None
     return model.eval()
 
 

@@ -34,6 +34,11 @@ class DataConfig:
     text_sample_by: str = "document"   # text: one document per file / paragraph / line
     train_epoch_windows: int = 1 << 20  # min windows in one (Lightning) train epoch; see datamodule
 
+    DOMAINS = {"vocab_size": "[2, 2**31)", "seq_len": ">= 2", "val_windows": ">= 1",
+               "synthetic_tokens": ">= 1", "synthetic_branching": ">= 1",
+               "data_seed": "[0, 2**32)", "val_fraction": "(0, 0.5)", "test_fraction": "(0, 0.5)",
+               "train_epoch_windows": ">= 1"}
+
     def __post_init__(self):
         s = self.source
         known = s in SOURCE_NAMES or any(s.startswith(p) and len(s) > len(p)

@@ -59,6 +59,99 @@ def local_files(cfg: DataConfig) -> list[Path]:
     return files
 
 
+CHECK_BYTES = 64 << 20  # check_source reads at most this much of each local file
+HUB_PROBE_S = 3.0  # connect timeout of the hub reachability probe
+
+
+def check_source(cfg: DataConfig) -> None:
+    """Fail fast, with one line naming the file (or the hub), on a source that would only fail
+    in the loader: local ``text:`` files that are not UTF-8 text (binary garbage), ``json:``
+    files that are not JSON lines of objects with ``text_column``, an ``hf:`` dataset while the
+    hub is unreachable (instead of ~60 s of retries). Called before any run is created."""
+    kind = cfg.source_kind
+    if kind in ("text", "json"):
+        for path in local_files(cfg):
+            _check_local_file(path, cfg, kind)
+    elif kind == "hf":
+        _check_hub(cfg)
+
+
+def _check_local_file(path: Path, cfg: DataConfig, kind: str) -> None:
+    import codecs
+
+    try:
+        with open(path, "rb") as f:
+            blob = f.read(CHECK_BYTES)
+    except OSError as e:
+        raise DataError(f"source {cfg.source!r}: cannot read {path} ({e.strerror or e})"
+                        ) from None
+    nul = blob.find(b"\x00")
+    if nul >= 0:
+        raise DataError(f"source {cfg.source!r}: {path} is binary, not text (NUL byte at offset "
+                        f"{nul}); point the source at UTF-8 text files")
+    try:
+        text = codecs.getincrementaldecoder("utf-8")().decode(blob, final=len(blob) <
+                                                                CHECK_BYTES)
+    except UnicodeDecodeError as e:
+        raise DataError(f"source {cfg.source!r}: {path} is not UTF-8 text (invalid byte at "
+                        f"offset {e.start}); convert it to UTF-8 or drop it") from None
+    if kind != "json":
+        return
+    lines = text.splitlines()
+    if len(blob) == CHECK_BYTES:
+        lines = lines[:-1]  # the last line may be cut by the read limit
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            if i == 1 and _whole_json(text, cfg):
+                return
+            raise DataError(f"source {cfg.source!r}: {path} line {i} is not valid JSON "
+                            f"({e.msg} at column {e.colno}); give JSON lines, one object per "
+                            "line") from None
+        if not isinstance(obj, dict):
+            raise DataError(f"source {cfg.source!r}: {path} line {i} is a JSON "
+                            f"{type(obj).__name__}, not an object; give one object per line")
+        if cfg.text_column not in obj:
+            raise DataError(f"source {cfg.source!r}: {path} line {i} has no key "
+                            f"{cfg.text_column!r} (keys: {', '.join(list(obj)[:8])}); set "
+                            "data.text_column")
+
+
+def _whole_json(text: str, cfg: DataConfig) -> bool:
+    """A whole-file JSON document the datasets json builder reads: a list of objects."""
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(obj, list) and all(isinstance(o, dict) and cfg.text_column in o
+                                         for o in obj)
+
+
+def hub_offline() -> bool:
+    return any(os.environ.get(k, "").strip().lower() in ("1", "true", "yes", "on")
+               for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+
+
+def _check_hub(cfg: DataConfig) -> None:
+    import socket
+    from urllib.parse import urlsplit
+
+    if hub_offline():
+        return  # offline mode: the loader uses the local HF cache (and says so if it is not there)
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    u = urlsplit(endpoint)
+    port = u.port or (443 if u.scheme == "https" else 80)
+    try:
+        socket.create_connection((u.hostname or "", port), timeout=HUB_PROBE_S).close()
+    except OSError as e:
+        raise DataError(f"source {cfg.source!r}: the Hugging Face hub {endpoint} is unreachable "
+                        f"({e.strerror or type(e).__name__}); connect to the network, or set "
+                        "HF_HUB_OFFLINE=1 to use a copy in the local HF cache") from None
+
+
 def cheap_fingerprint(cfg: DataConfig) -> str | None:
     """Content fingerprint computable without loading the data; None for hub datasets."""
     kind = cfg.source_kind
@@ -141,15 +234,25 @@ def load_text_splits(cfg: DataConfig) -> dict[str, list[str]]:
         raise DataError("source 'synthetic' has no text; use repro.data.synthetic")
     import datasets  # heavy; only the text sources need it
 
-    if kind == "hf":
-        name, _, conf = cfg.argument.partition(":")
-        dd = datasets.load_dataset(name, conf or None, revision=cfg.hf_revision)
-    else:
-        files = [str(p) for p in local_files(cfg)]
-        kwargs = {"sample_by": cfg.text_sample_by} if kind == "text" else {}
-        # local builds go under runs/cache, not the user's HF cache (they are cheap to redo)
-        dd = datasets.load_dataset(kind, data_files={cfg.hf_train_split: files},
-                                   cache_dir=str(cache_dir("hf_datasets")), **kwargs)
+    check_source(cfg)
+    try:
+        if kind == "hf":
+            name, _, conf = cfg.argument.partition(":")
+            dd = datasets.load_dataset(name, conf or None, revision=cfg.hf_revision)
+        else:
+            files = [str(p) for p in local_files(cfg)]
+            kwargs = {"sample_by": cfg.text_sample_by} if kind == "text" else {}
+            # local builds go under runs/cache, not the user's HF cache (they are cheap to redo)
+            dd = datasets.load_dataset(kind, data_files={cfg.hf_train_split: files},
+                                       cache_dir=str(cache_dir("hf_datasets")), **kwargs)
+    except (OSError, ValueError, datasets.exceptions.DatasetGenerationError) as e:
+        if isinstance(e, DataError):
+            raise
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        hint = "set HF_HUB_OFFLINE=1 only for datasets in the local HF cache, or connect" if \
+            kind == "hf" else "check the files"
+        raise DataError(f"source {cfg.source!r}: the datasets loader failed "
+                        f"({type(e).__name__}: {first}); {hint}") from None
     out = _from_dataset_dict(dd, cfg)
     for s in SPLITS:
         if not out[s]:

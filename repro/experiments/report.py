@@ -35,6 +35,34 @@ class MissingRunsError(RuntimeError):
     pass
 
 
+class IncompleteGridError(ValueError):
+    """``repro check`` found only some (arm, seed) runs and would replace a complete result."""
+
+
+def missing_runs(exp: Experiment, results: Results, seeds: list[int] | None) -> list:
+    """The (arm, seed) pairs of the grid with no finished run."""
+    seeds = list(seeds) if seeds else list(exp.seeds)
+    return [(a.name, s) for a in exp.arms for s in seeds if (a.name, s) not in results.runs]
+
+
+def describe_missing(missing: list) -> str:
+    """``dense seeds 1,2; switch-e4 seed 0``."""
+    by_arm: dict[str, list[int]] = {}
+    for a, s in missing:
+        by_arm.setdefault(a, []).append(s)
+    return "; ".join(f"{a} seed{'s' if len(v) > 1 else ''} {','.join(map(str, v))}"
+                     for a, v in by_arm.items())
+
+
+def _holds_complete_result(out: Path) -> bool:
+    import json
+
+    try:
+        return not json.loads((out / "claims.json").read_text()).get("missing")
+    except (OSError, ValueError):
+        return False
+
+
 def collect(exp: Experiment, uri: str, overrides: list[str] | None = None,
             seeds: list[int] | None = None, dm=None) -> Results:
     """Finished runs of every (arm, seed) of the experiment, found by run key."""
@@ -113,15 +141,30 @@ def _find_by_tags(uri: str, exp: Experiment, arm: str, seed: int, fingerprint: s
 
 
 def evaluate_claims(exp: Experiment, uri: str, overrides: list[str] | None,
-                    seeds: list[int] | None, out: Path):
+                    seeds: list[int] | None, out: Path, partial: bool = True, echo=None):
     """Collect the finished runs, run the eval-time studies (their figures go to ``out``) and
-    evaluate every claim: ``(results, claim_results, study_files)``."""
+    evaluate every claim: ``(results, claim_results, study_files)``.
+
+    Some (arm, seed) runs missing: ``results.missing`` lists them and ``echo`` says so; unless
+    ``partial``, IncompleteGridError is raised (before anything is written) when ``out`` already
+    holds a complete result."""
     # one data module for run keys and eval-time studies (its fingerprint does not depend on seed)
     dm = prepare_data(exp.run_config(exp.arms[0], overrides), 0)
     results = collect(exp, uri, overrides, seeds, dm)
     if not results.runs:
         raise MissingRunsError(f"no finished runs of {exp.name!r} at scale {exp.scale!r} in "
                                f"{uri}; run `repro run {exp.name} --scale {exp.scale}` first")
+    results.missing = missing = missing_runs(exp, results, seeds)
+    if missing:
+        total = len(missing) + len(results.runs)
+        what = f"{len(missing)} of {total} runs of {exp.name} [{exp.scale}] have not finished " \
+               f"({describe_missing(missing)})"
+        if not partial and _holds_complete_result(out):
+            raise IncompleteGridError(f"{what}; {out} holds a complete result that this check "
+                                      f"would replace: run `repro run {exp.name} --scale "
+                                      f"{exp.scale}` first, or pass --partial to overwrite it")
+        if echo is not None:
+            echo(f"[repro] partial check: {what}; results are marked partial")
     out.mkdir(parents=True, exist_ok=True)
     extra_files: list[Path] = []
     if exp.analyses:
@@ -135,10 +178,12 @@ def evaluate_claims(exp: Experiment, uri: str, overrides: list[str] | None,
 
 
 def check_experiment(exp: Experiment, uri: str | None = None, overrides: list[str] | None = None,
-                     seeds: list[int] | None = None, out_dir: Path | None = None):
+                     seeds: list[int] | None = None, out_dir: Path | None = None,
+                     partial: bool = False, echo=print):
     uri = ts.resolve_uri(uri)
     out = out_dir or results_dir() / exp.name / exp.scale
-    results, claim_results, extra_files = evaluate_claims(exp, uri, overrides, seeds, out)
+    results, claim_results, extra_files = evaluate_claims(exp, uri, overrides, seeds, out,
+                                                          partial=partial, echo=echo)
     files = write_outputs(exp, results, claim_results, out, overrides) + extra_files
     _log_summary_run(exp, uri, files, claim_results, results)
     return claim_results, out
@@ -174,6 +219,8 @@ def write_outputs(exp: Experiment, results: Results, claims: list[ClaimResult],
              f"Run at {_env_line(exp, overrides, results)}.", "",
              f"Seeds per arm: {', '.join(str(len(results.seeds(a))) for a in arms)} "
              f"({', '.join(arms)}). Matched: `{exp.matched_description()}`.", "",
+             *([f"**Partial**: no finished run for {describe_missing(results.missing)}.", ""]
+               if getattr(results, "missing", None) else []),
              "| claim | paper | source | measured (ours) | verdict | effect; seeds needed | "
              "rule |", "|---|---|---|---|---|---|---|"]
     for r in claims:
@@ -225,6 +272,7 @@ def write_outputs(exp: Experiment, results: Results, claims: list[ClaimResult],
         "experiment": exp.name, "version": exp.version, "title": exp.title, "scale": exp.scale,
         "paper": exp.paper, "env": _env_line(exp, overrides, results), "torch": torch.__version__,
         "seeds": {a: results.seeds(a) for a in arms}, "verdict_rule": VERDICT_RULE_ID,
+        "missing": [list(m) for m in getattr(results, "missing", [])],
         "claims": [{"name": r.claim.name, "statement": r.claim.statement,
                     "paper": r.claim.paper_figure, "source": r.claim.source,
                     "measured": r.measured, "verdict": r.verdict, "rule": r.rule,
@@ -389,14 +437,20 @@ def write_report(root: Path | None = None) -> Path:
     import json
 
     root = root or results_dir()
-    rows = []
+    rows, smoke = [], []
     for f in sorted(root.glob("*/*/claims.json")):
         d = json.loads(f.read_text())
+        if d.get("scale") == "smoke":  # a pipeline check, not evidence: never in the report
+            smoke.append(str(f.parent.relative_to(root)))
+            continue
         n_seeds = max((len(v) for v in d["seeds"].values()), default=0)
         old_rule = d.get("verdict_rule") != VERDICT_RULE_ID
         for c in d["claims"]:
             if old_rule:  # checked before the t-interval rule: say so on the row
                 c = {**c, "verdict": c["verdict"] + " (±1 sd rule)"}
+            if d.get("missing"):  # checked on an incomplete grid (repro check --partial)
+                c = {**c, "verdict": c["verdict"] + f" (partial: {len(d['missing'])} runs "
+                     "missing)"}
             rows.append((d["experiment"], d["scale"], c, n_seeds, d["env"],
                          f.parent.relative_to(root)))
     lines = ["# Results", "", "Generated by `repro report` from the `claims.json` files written "
@@ -420,6 +474,9 @@ def write_report(root: Path | None = None) -> Path:
         lines += ["", "Verdicts marked *(±1 sd rule)* come from claims.json files written "
                   "before the t-interval rule above: mean ± 1 sample std over seeds (about a 78% "
                   "interval at n = 3). Re-run `repro check` on their runs to apply the rule."]
+    if smoke:
+        lines += ["", f"Smoke-scale results ({', '.join(smoke)}) test the pipeline, not the "
+                  "claims, and are left out."]
     path = root / "README.md"
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, "\n".join(lines) + "\n")

@@ -57,6 +57,46 @@ def _precision(run: RunConfig, accelerator: str) -> str:
     return "bf16-mixed" if accelerator in ("gpu", "cuda") else "32-true"
 
 
+def check_device(run: RunConfig) -> None:
+    """Lightning-level settings this machine cannot honour, refused before any run is created:
+    an accelerator with no device behind it, and fp16 autocast on CPU (Lightning would train
+    bf16 there while the run records ``16-mixed``)."""
+    import torch
+
+    from repro.config import ConfigError
+
+    accel = run.trainer.accelerator
+    if accel in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError("trainer.accelerator", f"{accel!r} but no CUDA device is available; "
+                          "use trainer.accelerator=cpu (or auto) on this machine")
+    if accel == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("trainer.accelerator", "'mps' but no Apple MPS device is available; "
+                          "use trainer.accelerator=cpu (or auto) on this machine")
+    if run.train.precision == "16-mixed" and _accelerator(run) == "cpu":
+        raise ConfigError("train.precision", "'16-mixed' (fp16 autocast) needs CUDA: on CPU "
+                          "Lightning trains bf16 instead while the run would record 16-mixed; "
+                          "use auto, 32-true or bf16-mixed on CPU")
+
+
+def preflight(exp: Experiment, arms: list[str], overrides: list[str],
+              kind: str = "train") -> None:
+    """Everything checkable before the first MLflow run is created, for every arm of the command:
+    the resolved config (domains, memory estimate), scale-out, device and precision, and each
+    distinct data source (readable local files, a reachable hub)."""
+    from repro import dist
+    from repro.data.sources import check_source
+
+    sources = set()
+    for arm in arms:
+        run = exp.run_config(arm, overrides)
+        dist.check_run(run, kind)
+        check_device(run)
+        key = json.dumps(to_dict(run.data), sort_keys=True)
+        if key not in sources:
+            sources.add(key)
+            check_source(run.data)
+
+
 def prepare_data(run: RunConfig, seed: int):
     from repro.data import LMDataModule
     from repro.dist import per_rank_batch
@@ -84,6 +124,7 @@ def train_one(exp: Experiment, arm: str, seed: int, overrides: list[str], uri: s
 
     base = exp.run_config(arm, overrides)
     dist.check_run(base, kind)
+    check_device(base)
     dm = prepare_data(base, seed)
     run = replace(base, model=replace(base.model, vocab_size=dm.vocab_size))
     key = run_key(run, dm.fingerprint, seed)
@@ -435,6 +476,7 @@ def run_experiment(exp: Experiment, arms: list[str] | None = None, seeds: list[i
     arm_names = arms or [a.name for a in exp.arms]
     for a in arm_names:
         exp.arm(a)  # unknown arm -> error with close matches, before any training
+    preflight(exp, arm_names, overrides)
     seeds = list(seeds) if seeds else list(exp.seeds)
     for r in ts.mark_stale(uri, exp.name):
         echo(f"[repro] marked run {r.info.run_id[:8]} ({r.data.tags.get(ts.T_ARM)} seed "
@@ -449,6 +491,10 @@ def _train_grid(grid: list[tuple[Experiment, str, int]], overrides: list[str], u
                 threads: int | None) -> list[RunOutcome]:
     """Train ``grid`` in this process (``jobs == 1``) or in ``jobs`` child processes; raise
     RunFailed at the end if any run failed (the others still ran)."""
+    if jobs > max(len(grid), 1):
+        echo(f"[repro] --jobs {jobs}: only {len(grid)} run(s) to train; using {max(len(grid), 1)} "
+             "process(es)")
+        jobs = max(len(grid), 1)
     if jobs > 1:
         from repro.experiments.parallel import run_parallel
 
@@ -474,8 +520,10 @@ def plan_runs(exps: list[Experiment], seeds: list[int] | None, overrides: list[s
     fingerprints: dict[str, tuple[str, int]] = {}
     seen: set[str] = set()
     todo, total, finished = [], 0, 0
-    for exp in exps:
+    for exp in exps:  # every experiment checked before any data is built or run created
         exp.validate(overrides)
+        preflight(exp, [a.name for a in exp.arms], overrides)
+    for exp in exps:
         for arm in exp.arms:
             base = exp.run_config(arm, overrides)
             dkey = json.dumps(to_dict(base.data), sort_keys=True)

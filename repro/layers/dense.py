@@ -16,6 +16,8 @@ class DenseFFNConfig(FFNConfig):
     kind: str = "dense"
     d_ff: int = 352  # SwiGLU hidden width; ~8/3 * d_model keeps params equal to a 4d GELU FFN
 
+    DOMAINS = {"d_ff": ">= 1"}
+
     def __post_init__(self):
         check(self.d_ff >= 1, "d_ff", f"must be >= 1, got {self.d_ff}")
 

@@ -49,6 +49,8 @@ class FinedeepConfig(FFNConfig):
     gate: str = "sigmoid"  # sigmoid (paper) | softmax | none
     norm: bool = True  # RMSNorm before each sub-layer ("RMSNorm residuals", placement ours)
 
+    DOMAINS = {"d_ff": ">= 1", "n_sublayers": ">= 1", "n_experts": ">= 1"}
+
     def __post_init__(self):
         check(self.d_ff >= 1, "d_ff", f"must be >= 1, got {self.d_ff}")
         check(self.n_sublayers >= 1, "n_sublayers", f"must be >= 1, got {self.n_sublayers}")

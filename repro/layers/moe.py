@@ -55,6 +55,9 @@ class MoEConfig(FFNConfig):
     # NG-LBL coefficient (references.md §MoNE candidate formula, ours; the paper's is NF). 0: off.
     neuron_alpha: float = 0.0
 
+    DOMAINS = {"n_experts": ">= 1", "d_expert": ">= 1", "n_shared": ">= 0", "d_shared": ">= 1",
+               "neuron_ratio": "(0, 1]", "neuron_alpha": ">= 0"}
+
     def __post_init__(self):
         check(self.n_experts >= 1, "n_experts", f"must be >= 1, got {self.n_experts}")
         check(self.d_expert >= 1, "d_expert", f"must be >= 1, got {self.d_expert}")

@@ -32,6 +32,9 @@ class ModelConfig:
     norm_eps: float = 1e-5
     init_std: float = 0.02  # GPT-2 style N(0, 0.02); output projections scaled by 1/sqrt(2L)
 
+    DOMAINS = {"vocab_size": ">= 2", "d_model": ">= 2", "n_layers": ">= 1", "n_heads": ">= 1",
+               "rope_theta": "> 0", "norm_eps": "> 0", "init_std": "> 0"}
+
     def __post_init__(self):
         check(self.vocab_size >= 2, "vocab_size", f"must be >= 2, got {self.vocab_size}")
         check(self.d_model >= 2, "d_model", f"must be >= 2, got {self.d_model}")

@@ -35,6 +35,8 @@ class RouterConfig:
     # reduced-scale init, std = sqrt(0.1 / D) ([P-SW] §2.4 scales the init by s = 0.1).
     init_scale: float = 0.1
 
+    DOMAINS = {"z_loss": ">= 0", "init_scale": ">= 0"}
+
     def experts_per_token(self, n_experts: int) -> float:
         """Expected number of experts applied per token (for compute accounting)."""
         raise NotImplementedError

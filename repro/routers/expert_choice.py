@@ -67,6 +67,8 @@ class ExpertChoiceRouterConfig(RouterConfig):
     cap_iters: int = 100  # Dykstra iterations (max) [P-EC] §3.3
     z_loss: float = 0.0  # none in EC [C-EC]; optional
 
+    DOMAINS = {"capacity_factor": "> 0", "cap": ">= 1", "cap_lambda": "> 0", "cap_iters": ">= 1"}
+
     def __post_init__(self):
         self._check_common()
         check(self.capacity_factor > 0, "capacity_factor",

@@ -49,6 +49,9 @@ class GShardRouterConfig(RouterConfig):
     alpha: float = 0.01  # aux-loss multiplier: NF in GShard; 0.01 as [P-DSM] §4.1.3
     z_loss: float = 0.0  # optional router z-loss [P-ST] (1e-3 is the ST-MoE value)
 
+    DOMAINS = {"threshold": "> 0", "capacity_factor": "> 0", "eval_capacity_factor": "> 0",
+               "group_size": ">= 1", "alpha": ">= 0"}
+
     def __post_init__(self):
         self._check_common()
         check(self.policy in POLICIES, "policy",

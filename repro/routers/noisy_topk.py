@@ -45,6 +45,8 @@ class NoisyTopKRouterConfig(RouterConfig):
     noise_eps: float = 1e-2  # floor added to softplus std [ours; reference code uses 1e-2]
     init_scale: float = 0.0  # W_g and W_noise zero-initialised [P-SHZ App. A]
 
+    DOMAINS = {"top_k": ">= 1", "w_importance": ">= 0", "w_load": ">= 0", "noise_eps": ">= 0"}
+
     def __post_init__(self):
         self._check_common()
         check(self.top_k >= 1, "top_k", f"must be >= 1, got {self.top_k}")

@@ -31,6 +31,8 @@ class SwitchRouterConfig(RouterConfig):
     alpha: float = 0.01  # load-balance alpha [P-SW Eq. 4], chosen by their 1e-1..1e-5 sweep
     z_loss: float = 1e-3  # router z-loss c_z [P-ST Eq. 5-6]
 
+    DOMAINS = {"capacity_factor": "> 0", "eval_capacity_factor": "> 0", "alpha": ">= 0"}
+
     def __post_init__(self):
         self._check_common()
         for name in ("capacity_factor", "eval_capacity_factor"):

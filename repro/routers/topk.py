@@ -36,6 +36,9 @@ class TopKRouterConfig(RouterConfig):
     capacity_factor: float | None = None  # None: no capacity, no drops
     eval_capacity_factor: float | None = None  # [P-ST] uses 2.0 at eval; None: same as training
 
+    DOMAINS = {"top_k": ">= 1", "alpha": ">= 0", "capacity_factor": "> 0",
+               "eval_capacity_factor": "> 0"}
+
     def __post_init__(self):
         self._check_common()
         check(self.top_k >= 1, "top_k", f"must be >= 1, got {self.top_k}")

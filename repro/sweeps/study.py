@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import math
 import os
 import socket
 import subprocess
@@ -90,7 +91,13 @@ def open_storage(url: str | None) -> optuna.storages.RDBStorage:
     kwargs = {}
     if url.startswith("sqlite:///"):
         path = Path(url[len("sqlite:///"):])
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError("--storage", f"cannot create the directory {path.parent} of the "
+                              f"sqlite storage ({e.strerror or type(e).__name__}: a file is in "
+                              "the way or it is not writable); give a path under a writable "
+                              "directory") from None
         kwargs = {"connect_args": {"timeout": 120}}
     from optuna.storages import RetryHeartbeatStaleTrialCallback
 
@@ -469,15 +476,24 @@ def run_workers(spec: SweepSpec, ctx: Context, parent_run_id: str, deadline: flo
 
 def sweep(spec: SweepSpec, echo=print) -> dict:
     """Run (or resume) the sweep; returns the summary written to results/."""
-    from repro.experiments.runner import prepare_data
+    from repro.experiments.runner import preflight, prepare_data
     from repro.sweeps import record
 
     if spec.trials < 1:
         raise ConfigError("--trials", f"must be >= 1, got {spec.trials}")
     if spec.workers < 1:
         raise ConfigError("--workers", f"must be >= 1, got {spec.workers}")
-    if spec.timeout is not None and spec.timeout <= 0:
-        raise ConfigError("--timeout", f"must be > 0 seconds, got {spec.timeout}")
+    if spec.timeout is not None and not (math.isfinite(spec.timeout) and spec.timeout > 0):
+        raise ConfigError("--timeout", f"must be a finite number of seconds > 0, got "
+                          f"{spec.timeout} (e.g. --timeout 3600, or leave it out for no limit)")
+    if not 0 <= spec.seed < 2**32:
+        raise ConfigError("--seed", f"sampler seed {spec.seed} is out of range (allowed: 0 <= "
+                          "seed < 2**32)")
+    from repro.experiments.base import get_experiment
+
+    exp = get_experiment(spec.experiment, spec.scale)
+    exp.arm(spec.arm)
+    preflight(exp, [spec.arm], list(spec.overrides), kind="trial")  # before storage and runs
     ctx = Context(spec)
     prepare_data(ctx.base, ctx.seed)  # data errors fail here once, caches are built once
     reaped = reap(ctx)
