@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from repro.compute import ffn_count, moe_d_expert_for_ffn_flops
+from repro.experiments import analyses
 from repro.experiments.base import Arm, Experiment, register_experiment
 from repro.experiments.claims import PairedMetricClaim
 from repro.experiments.scales import preset
@@ -70,6 +71,9 @@ def moe_vs_dense(scale: str) -> Experiment:
               "(arXiv 2101.03961)",
         arms=arms, matched="ffn_flops", recipe=p.recipe, data=p.data, seeds=p.seeds,
         claims=claims, baseline="dense",
+        # the diagnostic behind a Switch deficit without drops: how much expert output the gate
+        # lets through (renormalised top-2: 1; Switch: the top-1 probability)
+        analyses=(analyses.gate_mass(("top2-e8", "switch-e8")),),
         notes="The control every other verdict leans on. Both MoE arms are dropless, so a "
               "deficit cannot come from token dropping (the Switch arms of switch-vs-dense drop "
               "at capacity factor 1.25); their expert widths are derived by "

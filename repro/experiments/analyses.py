@@ -231,3 +231,49 @@ def experts_per_token(arms: tuple[str, ...]):
                       "fraction of tokens (val)", grid=False)]
 
     return run
+
+
+def gate_mass(arms: tuple[str, ...]):
+    """How much of each token's expert output survives the gate: the mean over validation
+    tokens of sum_i g_i(x) over the experts a token was dispatched to (``gate_mass``, averaged
+    over layers). 1.0 for renormalised top-k; for Switch top-1 it is the mean top-1 probability
+    p_e(x) [P-SW Eq. 2], ~1/E while the router is near-uniform, so the expert's contribution to
+    the residual stream is scaled down by that factor; drops lower it further."""
+
+    def run(exp, results: Results, ctx: Context) -> list[Path]:
+        from repro.analysis import studies as S
+        from repro.experiments.plots import plt
+
+        per_arm: dict[str, list[float]] = {}
+        for arm, _seed, rec, model in _models(results, arms):
+            masses: list[float] = []
+
+            def hook(_mod, inputs, routing, masses=masses):
+                n = inputs[0].shape[0]  # N tokens routed in this call
+                masses.append(float(routing.weight.detach().float().sum()) / max(n, 1))
+
+            handles = [b.router.register_forward_hook(hook) for b in S.moe_blocks(model)]
+            try:
+                model.eval()
+                with torch.no_grad():
+                    for x, _ in ctx.batches:
+                        model(x)
+            finally:
+                for h in handles:
+                    h.remove()
+            if masses:
+                rec.metrics["gate_mass"] = sum(masses) / len(masses)
+                per_arm.setdefault(arm, []).append(rec.metrics["gate_mass"])
+        if not per_arm:
+            return []
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        names = list(per_arm)
+        ax.bar(names, [sum(v) / len(v) for v in per_arm.values()],
+               label="mean over seeds")
+        for i, v in enumerate(per_arm.values()):
+            ax.plot([i] * len(v), v, "k.", label="seeds" if i == 0 else None)
+        return [_save(fig, ax, ctx.out / "gate_mass.png", "arm",
+                      "mean gate mass per token (val)", f"{exp.name}: how much expert output "
+                      "passes the gate", grid=False)]
+
+    return run

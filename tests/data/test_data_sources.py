@@ -57,7 +57,7 @@ def test_json_source_and_column(tmp_path, monkeypatch):
     f.write_text("".join(json.dumps({"body": _doc(i, 30), "id": i}) + "\n" for i in range(40)))
     s = load_text_splits(DataConfig(source=f"json:{f}", text_column="body"))
     assert [len(s[k]) for k in ("train", "val", "test")] == [36, 2, 2]
-    with pytest.raises(DataError, match="no column 'text'.*body"):
+    with pytest.raises(DataError, match="no key 'text'.*body.*data.text_column"):
         load_text_splits(DataConfig(source=f"json:{f}"))
 
 
