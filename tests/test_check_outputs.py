@@ -36,3 +36,17 @@ def test_check_writes_whole_run_drops_intervals_and_gaps(tmp_runs):
     assert (out / "gap-speedup-e4.png").stat().st_size > 0
     md = (out / "claims.md").read_text()
     assert "Student-t 95% confidence interval" in md and "Loss gaps along the training" in md
+
+
+def test_check_includes_seeds_grown_beyond_the_experiments(tmp_runs):
+    """After `--seeds auto` grew an experiment, a plain `repro check` uses every seed that all
+    arms finished; a seed only some arms have (a ragged grid) is left out."""
+    sets = ["--set", "train.max_steps=4", "--set", "train.eval_every=2"]
+    base = ["moe-vs-dense", "--scale", "smoke", *sets]
+    assert main(["run", *base, "--seeds", "0,1,5", "--no-progress"]) == 0
+    assert main(["run", *base, "--arm", "dense", "--seeds", "6", "--no-progress"]) == 0
+    assert main(["check", *base]) == 0
+    out = tmp_runs / "results" / "moe-vs-dense" / "smoke"
+    payload = json.loads((out / "claims.json").read_text())
+    assert payload["seeds"] == {a: [0, 1, 5] for a in ("dense", "top2-e8", "switch-e8")}
+    assert all(c["n"] == 3 for c in payload["claims"])

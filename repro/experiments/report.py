@@ -39,6 +39,18 @@ class IncompleteGridError(ValueError):
     """``repro check`` found only some (arm, seed) runs and would replace a complete result."""
 
 
+def extra_seeds(exp: Experiment, uri: str) -> list[int]:
+    """Seeds beyond the experiment's own that have finished training runs at its scale (in any
+    MLflow experiment: shared arms are tagged with the experiment that trained them first);
+    `repro check` tries them, so an experiment grown by `repro run --seeds auto` is checked on
+    every seed it has."""
+    flt = f"tags.`{ts.T_SCALE}` = '{exp.scale}' and tags.`{ts.T_KIND}` = 'train'"
+    found = {int(r.data.tags[ts.T_SEED]) for r in ts.search_runs(uri, None, flt,
+                                                                  statuses=("FINISHED",))
+             if (r.data.tags.get(ts.T_SEED) or "").isdigit()}
+    return sorted(found - set(exp.seeds))
+
+
 def missing_runs(exp: Experiment, results: Results, seeds: list[int] | None) -> list:
     """The (arm, seed) pairs of the grid with no finished run."""
     seeds = list(seeds) if seeds else list(exp.seeds)
@@ -150,7 +162,18 @@ def evaluate_claims(exp: Experiment, uri: str, overrides: list[str] | None,
     holds a complete result."""
     # one data module for run keys and eval-time studies (its fingerprint does not depend on seed)
     dm = prepare_data(exp.run_config(exp.arms[0], overrides), 0)
+    grown = seeds is None  # the default: the experiment's seeds plus any grown by --seeds auto
+    if grown:
+        seeds = list(exp.seeds) + extra_seeds(exp, uri)
     results = collect(exp, uri, overrides, seeds, dm)
+    if grown and len(seeds) > len(exp.seeds):
+        # an extra seed counts only when every arm has finished it (a grid, never a ragged one)
+        arms = [a.name for a in exp.arms]
+        complete = [s for s in seeds[len(exp.seeds):] if all((a, s) in results.runs
+                                                               for a in arms)]
+        results.runs = {k: v for k, v in results.runs.items()
+                        if k[1] in exp.seeds or k[1] in complete}
+        seeds = list(exp.seeds) + complete
     if not results.runs:
         raise MissingRunsError(f"no finished runs of {exp.name!r} at scale {exp.scale!r} in "
                                f"{uri}; run `repro run {exp.name} --scale {exp.scale}` first")
