@@ -1,6 +1,7 @@
 """Every registered experiment runs end to end at smoke scale (real sqlite MLflow store)."""
 
 import pytest
+from _store import isolated_store
 
 from repro.experiments.base import EXPERIMENTS, get_experiment, load_experiments
 
@@ -11,16 +12,8 @@ NAMES = EXPERIMENTS.names()
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     root = tmp_path_factory.mktemp("exp")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("REPRO_RUNS_DIR", str(root / "runs"))
-    mp.setenv("REPRO_RESULTS_DIR", str(root / "results"))
-    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-    from repro.tracking import store as ts
-
-    ts.client.cache_clear()
-    yield root
-    ts.client.cache_clear()
-    mp.undo()
+    with isolated_store(root):
+        yield root
 
 
 @pytest.mark.parametrize("scale", ["smoke", "cpu", "cpu-v1", "gpu"])

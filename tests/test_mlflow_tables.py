@@ -7,6 +7,7 @@ import math
 import re
 
 import pytest
+from _store import isolated_store
 
 from repro.cli import main
 from repro.tracking import store as ts
@@ -27,19 +28,13 @@ def _load(uri, artifact, run_id):
 def checked(tmp_path_factory):
     """One smoke-scale run (2 arms x 2 seeds) and two `repro check`s, in an isolated store."""
     tmp = tmp_path_factory.mktemp("mlflow-tables")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("REPRO_RUNS_DIR", str(tmp / "runs"))
-    mp.setenv("REPRO_RESULTS_DIR", str(tmp / "results"))
-    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-    ts.client.cache_clear()
-    seeds = ",".join(map(str, SEEDS))
-    assert main(["run", EXP, "--scale", "smoke", "--arm", ",".join(ARMS), "--seeds", seeds,
-                 "--no-progress"]) == 0
-    assert main(["check", EXP, "--scale", "smoke", "--seeds", seeds]) == 0
-    assert main(["check", EXP, "--scale", "smoke", "--seeds", seeds]) == 0
-    yield ts.resolve_uri(), tmp
-    ts.client.cache_clear()
-    mp.undo()
+    with isolated_store(tmp) as uri:
+        seeds = ",".join(map(str, SEEDS))
+        assert main(["run", EXP, "--scale", "smoke", "--arm", ",".join(ARMS), "--seeds", seeds,
+                     "--no-progress"]) == 0
+        assert main(["check", EXP, "--scale", "smoke", "--seeds", seeds]) == 0
+        assert main(["check", EXP, "--scale", "smoke", "--seeds", seeds]) == 0
+        yield uri, tmp
 
 
 def test_run_names_carry_the_scale(checked):

@@ -136,20 +136,16 @@ def hub_offline() -> bool:
 
 
 def _check_hub(cfg: DataConfig) -> None:
-    import socket
-    from urllib.parse import urlsplit
+    from repro.net import unreachable
 
     if hub_offline():
         return  # offline mode: the loader uses the local HF cache (and says so if it is not there)
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    u = urlsplit(endpoint)
-    port = u.port or (443 if u.scheme == "https" else 80)
-    try:
-        socket.create_connection((u.hostname or "", port), timeout=HUB_PROBE_S).close()
-    except OSError as e:
+    why = unreachable(endpoint, HUB_PROBE_S, default_host="")
+    if why:
         raise DataError(f"source {cfg.source!r}: the Hugging Face hub {endpoint} is unreachable "
-                        f"({e.strerror or type(e).__name__}); connect to the network, or set "
-                        "HF_HUB_OFFLINE=1 to use a copy in the local HF cache") from None
+                        f"({why}); connect to the network, or set HF_HUB_OFFLINE=1 to use a "
+                        "copy in the local HF cache")
 
 
 def cheap_fingerprint(cfg: DataConfig) -> str | None:

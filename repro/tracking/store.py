@@ -134,17 +134,12 @@ class RetryingClient:
 
 def _probe_http(uri: str, timeout: float = 5.0) -> None:
     """Fail in seconds, not after MLflow's minutes of HTTP retries, when nothing listens."""
-    import socket
-    from urllib.parse import urlparse
+    from repro.net import unreachable
 
-    u = urlparse(uri)
-    port = u.port or (443 if u.scheme == "https" else 80)
-    try:
-        socket.create_connection((u.hostname or "localhost", port), timeout=timeout).close()
-    except OSError as e:
-        raise TrackingError(f"tracking URI {uri!r} is unreachable (nothing answers on "
-                            f"{u.hostname}:{port}: {e.strerror or e}); start the server or pass "
-                            "--tracking-uri / MLFLOW_TRACKING_URI") from None
+    why = unreachable(uri, timeout)
+    if why:
+        raise TrackingError(f"tracking URI {uri!r} is unreachable (nothing answers on {why}); "
+                            "start the server or pass --tracking-uri / MLFLOW_TRACKING_URI")
 
 
 def _open_client(uri: str):
