@@ -12,7 +12,14 @@ Arms (all FLOP-matched per routed token, router FLOPs paid for):
   Mixtral style), **dropless** (no capacity: every token reaches both experts), Switch balance
   loss alpha 0.01 and z-loss 1e-3 [P-ST];
 * ``switch-e8``: Switch top-1 of 8 experts, dropless (capacity off in training and eval) so that
-  token dropping cannot explain a deficit; the gate is the raw p_e(x) [P-SW Eq. 2].
+  token dropping cannot explain a deficit; the gate is the raw p_e(x) [P-SW Eq. 2];
+* ``switch-e8-cf1.25``: the same Switch with the paper's capacity (1.25 in training, 2.0 at
+  evaluation [P-ST]): against ``switch-e8`` it isolates what token dropping costs.
+
+Read together: top2-e8 vs dense is the control; switch-e8 vs top2-e8 shows what the top-1 gate
+costs (the gate-mass study measures how much expert output the gate lets through);
+switch-e8-cf1.25 vs switch-e8 what capacity drops cost (the drop-rate claim and drop_curves.png
+show the drops over the whole run).
 """
 
 from __future__ import annotations
@@ -22,12 +29,13 @@ from dataclasses import replace
 from repro.compute import ffn_count, moe_d_expert_for_ffn_flops
 from repro.experiments import analyses
 from repro.experiments.base import Arm, Experiment, register_experiment
-from repro.experiments.claims import PairedMetricClaim
+from repro.experiments.claims import MetricClaim, PairedMetricClaim
 from repro.experiments.scales import preset
 from repro.layers.dense import DenseFFNConfig
 from repro.layers.moe import MoEConfig
 from repro.routers.switch import SwitchRouterConfig
 from repro.routers.topk import TopKRouterConfig
+from repro.tracking.store import M_DROP_MEAN
 
 N_EXPERTS = 8
 
@@ -44,25 +52,37 @@ def moe_vs_dense(scale: str) -> Experiment:
 
     top2 = matched(TopKRouterConfig(top_k=2, normalize=True, alpha=0.01, z_loss=1e-3))
     switch = matched(SwitchRouterConfig(capacity_factor=None, eval_capacity_factor=None))
+    capped = matched(SwitchRouterConfig())  # CF 1.25 train / 2.0 eval [P-ST]
     arms = (
         Arm("dense", p.model(dense_ffn), f"dense SwiGLU, d_ff={p.d_ff}"),
         Arm("top2-e8", p.model(top2), f"top-2 of {N_EXPERTS} experts of d_ff={top2.d_expert}, "
             "renormalised gates, dropless, alpha 0.01, z-loss 1e-3"),
         Arm("switch-e8", p.model(switch), f"Switch top-1 of {N_EXPERTS} experts of d_ff="
             f"{switch.d_expert}, dropless, alpha 0.01, z-loss 1e-3"),
+        Arm("switch-e8-cf1.25", p.model(capped), "the same Switch with capacity factor 1.25 "
+            "(train) / 2.0 (eval)"),
     )
     claims = (
         PairedMetricClaim(
             name="top2-beats-dense", statement=f"top-2 of {N_EXPERTS} experts ends below the "
             "FLOP-matched dense model in val loss", paper_figure="lower loss at equal FLOPs in "
-            "every MoE paper (e.g. Switch-Base 64E vs T5-Base: -0.1 neg. log ppl early, 7x "
-            "faster)", source="[P-SHZ] Table 1; [P-SW] §3.1, Fig. 1", arm="dense",
+            "every MoE paper (e.g. Switch-Base -1.561 vs T5-Base -1.731 neg. log perplexity "
+            "after 100K steps)", source="[P-SW] Table 1, §3.1; [P-SHZ]", arm="dense",
             other="top2-e8"),
         PairedMetricClaim(
             name="switch-beats-dense", statement=f"dropless Switch top-1 of {N_EXPERTS} experts "
             "ends below the FLOP-matched dense model in val loss", paper_figure="Switch-Base "
             "beats T5-Base at equal FLOPs from 2 experts up", source="[P-SW] §3.1, Fig. 4",
             arm="dense", other="switch-e8"),
+        PairedMetricClaim(
+            name="capacity-costs-quality", statement="capacity 1.25 costs quality: the CF-1.25 "
+            "Switch ends above the dropless one in val loss", paper_figure="Table 1 sweeps CF "
+            "2.0 / 1.25 / 1.0 (fewer drops, better quality per step)", source="[P-SW] §2.2, "
+            "Table 1", arm="switch-e8-cf1.25", other="switch-e8"),
+        MetricClaim(
+            name="drop-rate", statement="the CF-1.25 Switch drops fewer than 2% of its tokens "
+            "(train, mean over the whole run)", paper_figure="typically < 1%",
+            source="[P-SW] §2.2", arm="switch-e8-cf1.25", metric=M_DROP_MEAN, threshold=0.02),
     )
     return Experiment(
         name="moe-vs-dense", version="1", scale=scale,
@@ -73,7 +93,7 @@ def moe_vs_dense(scale: str) -> Experiment:
         claims=claims, baseline="dense",
         # the diagnostic behind a Switch deficit without drops: how much expert output the gate
         # lets through (renormalised top-2: 1; Switch: the top-1 probability)
-        analyses=(analyses.gate_mass(("top2-e8", "switch-e8")),),
+        analyses=(analyses.gate_mass(("top2-e8", "switch-e8", "switch-e8-cf1.25")),),
         notes="The control every other verdict leans on. Both MoE arms are dropless, so a "
               "deficit cannot come from token dropping (the Switch arms of switch-vs-dense drop "
               "at capacity factor 1.25); their expert widths are derived by "
