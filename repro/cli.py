@@ -233,6 +233,8 @@ def _all_experiments(args) -> list:
 
 
 def cmd_run(args) -> int:
+    if args.verbose:
+        os.environ["REPRO_VERBOSE"] = "1"  # repro.experiments.runner.VERBOSE_ENV; children too
     from repro.experiments.runner import run_experiment, run_suite
 
     if args.name == "all":
@@ -469,6 +471,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "and its seeds-needed figure is within --max-seeds")
     sp.add_argument("--max-seeds", type=int, default=10,
                     help="cap for --seeds auto (default 10)")
+    sp.add_argument("-v", "--verbose", action="store_true",
+                    help="show Lightning's INFO lines and third-party deprecation warnings")
     sp.add_argument("--force", action="store_true", help="retrain even if a finished run exists")
     sp.add_argument("--no-progress", action="store_true", help="no progress bars")
     sp.add_argument("--jobs", type=int, default=1,

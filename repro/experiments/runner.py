@@ -108,6 +108,27 @@ def prepare_data(run: RunConfig, seed: int):
     return dm
 
 
+VERBOSE_ENV = "REPRO_VERBOSE"  # `repro run --verbose` sets it (children inherit it)
+
+
+def quiet_third_party() -> None:
+    """Unless REPRO_VERBOSE is set: no Lightning INFO lines ("GPU available: False", the
+    litlogger tip, ...) and no third-party deprecation warnings around each run; warnings and
+    errors still show."""
+    if os.environ.get(VERBOSE_ENV):
+        return
+    import logging
+
+    import lightning.pytorch  # noqa: F401 - its import sets its logger to INFO: override after
+
+    for name in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for mod in (r"lightning(\..*)?", r"pytorch_lightning(\..*)?", r"torchmetrics(\..*)?",
+                r"mlflow(\..*)?"):
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=mod)
+        warnings.filterwarnings("ignore", category=FutureWarning, module=mod)
+
+
 def train_one(exp: Experiment, arm: str, seed: int, overrides: list[str], uri: str,
               progress: bool = True, force: bool = False, *, extra_tags: dict | None = None,
               callbacks: list | None = None, kind: str = "train",
@@ -122,6 +143,7 @@ def train_one(exp: Experiment, arm: str, seed: int, overrides: list[str], uri: s
     from repro import dist
     from repro.tracking.locks import file_lock, lock_path
 
+    quiet_third_party()
     base = exp.run_config(arm, overrides)
     dist.check_run(base, kind)
     check_device(base)
