@@ -94,9 +94,15 @@ def moe_vs_dense(scale: str) -> Experiment:
         # the diagnostic behind a Switch deficit without drops: how much expert output the gate
         # lets through (renormalised top-2: 1; Switch: the top-1 probability)
         analyses=(analyses.gate_mass(("top2-e8", "switch-e8", "switch-e8-cf1.25")),),
-        notes="The control every other verdict leans on. Both MoE arms are dropless, so a "
-              "deficit cannot come from token dropping (the Switch arms of switch-vs-dense drop "
-              "at capacity factor 1.25); their expert widths are derived by "
-              "repro.compute.moe_d_expert_for_ffn_flops so that FFN FLOPs per token, router "
-              "included, equal the dense unit's. The loss-gap table shows where along the "
-              "budget the MoE pulls ahead (if it does).")
+        extra={"control": True},  # `repro report` puts its first claim at the top
+        notes="The control every other verdict leans on. top2-e8 and switch-e8 are dropless, "
+              "so a deficit of theirs cannot come from token dropping; switch-e8-cf1.25 adds "
+              "the paper's capacity to isolate what drops cost. Expert widths are derived by "
+              "repro.compute.moe_d_expert_for_ffn_flops so that FFN FLOPs per routed token, "
+              "router included, equal the dense unit's. Where to look: the loss-gap table "
+              "(does a gap open, close or stay flat, and from which step does it keep its "
+              "sign), gate_mass in summary.csv and gate_mass.png (renormalised top-2 passes "
+              "all of its expert output; Switch passes its top-1 probability, so a near-uniform "
+              "router scales the expert's contribution down) and drop_curves.png (capacity "
+              "drops concentrate in the first steps, when the router is near-uniform but its "
+              "argmax is shared by many tokens).")
