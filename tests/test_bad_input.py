@@ -362,6 +362,7 @@ class TestPartialCheck:
         monkeypatch.setattr(report, "prepare_data", lambda *a, **k: None)
         monkeypatch.setattr(report, "collect", lambda *a, **k: _fake_results(
             [("dense", 0), ("dense", 1)]))
+        monkeypatch.setattr(report, "extra_seeds", lambda *a, **k: [])  # no store here
         # the case: 2 of 12 (arm, seed) runs finished
         return replace(get_experiment("switch-vs-dense", "smoke"), analyses=(), claims=(),
                        seeds=(0, 1, 2))

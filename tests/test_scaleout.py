@@ -101,8 +101,9 @@ def test_ddp_two_cpu_processes_match_single_process(tmp_runs):
                             echo=lambda *a: None)
     assert [o.status for o in single] == ["trained", "trained"]
     p = _repro(["run", EXP, "--scale", "smoke", "--arm", ",".join(arms), "--seeds", "0",
-                "--no-progress", *[x for o in STEPS + DDP2 for x in ("--set", o)]], _env())
-    assert "GLOBAL_RANK: 1" in p.stdout + p.stderr  # really two processes
+                "--no-progress", "--verbose", *[x for o in STEPS + DDP2 for x in ("--set", o)]],
+               _env())
+    assert "GLOBAL_RANK: 1" in p.stdout + p.stderr  # really two processes (a Lightning INFO line)
     uri = ts.resolve_uri()
     runs = ts.search_runs(uri, EXP)
     assert len(runs) == 4, [r.data.params.get("trainer.devices") for r in runs]  # rank 1: none
