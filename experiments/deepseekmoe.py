@@ -71,8 +71,9 @@ def deepseekmoe_ablation(scale: str) -> Experiment:
         notes="GShard x1.5 (f) is a reference with 1.5x the expert params and is not matched; "
               "it is the comparison partner of deepseekmoe-redundancy. Why the finest "
               "segmentation may not help at cpu scale: (d) has 63 routed experts of width "
-              "d_ff/4 = 86, each seeing about 7/63 of the tokens for 400 steps; the benefit of "
-              "fine-grained combinations [P-DSM] needs experts that have specialised.")
+              "d_ff/4 (96; 88 at cpu-v1), each seeing about 7/63 of the tokens for 1000 steps "
+              "(400 at cpu-v1); the benefit of fine-grained combinations [P-DSM] needs experts "
+              "that have specialised.")
 
 
 @register_experiment("deepseekmoe-redundancy")

@@ -78,7 +78,7 @@ def ec_convergence(scale: str) -> Experiment:
               "measured here. Why EC may not win here: causal position grouping gives each "
               "expert C = 2 x 32 / 8 = 8 picks among the 32 tokens of one position, far less "
               "choice than the paper's batch-wide groups (leaky in a decoder), and 8 experts "
-              "for 400 steps are far from its 100M-parameter, 64-expert setting.")
+              "for 1000 steps (400 at cpu-v1) are far from its 100M-parameter, 64-expert setting.")
 
 
 @register_experiment("ec-capacity-factor-sweep")

@@ -57,8 +57,9 @@ def finedeep_sparse(scale: str) -> Experiment:
         notes="NSAR(tau) = P(|SiLU(z W_gate)| > tau) over validation tokens (our reading of the "
               "acronym; threshold ours, curve over tau in nsar.png). Why Finedeep may trail "
               "dense here: it splits the same FLOPs into M sequential sub-layers of K narrow "
-              "gated experts, each with its own RMSNorm; in 400 steps the extra depth and "
-              "gating are still being learned, while the paper trains for billions of tokens.")
+              "gated experts, each with its own RMSNorm; in 1000 steps (400 at cpu-v1) the "
+              "extra depth and gating are still being learned, while the paper trains for "
+              "billions of tokens.")
 
 
 @register_experiment("finedeep-mk-ablation")

@@ -68,9 +68,10 @@ def shazeer_balance_ablation(scale: str) -> Experiment:
         notes="Balance statistics are the validation-time routing metrics of the final "
               "evaluation (noise off at eval). 0.02 nats is our equivalence margin; the paper's "
               "table has no error bars. Why quality may favour no balance loss at cpu scale: "
-              "with 400 steps of 4K tokens, 64 experts of width d each see about 1/16 of the "
-              "tokens when balanced, while a collapsed router trains a few experts on most "
-              "tokens, which is the better use of a short budget; the paper's gain from balance "
+              "with 1000 steps of 4K tokens (400 at cpu-v1), 64 experts of width d each see "
+              "about 1/16 of the tokens when balanced, while a collapsed router trains a few "
+              "experts on most tokens, which is the better use of a short budget; the paper's "
+              "gain from balance "
               "comes from long 1B-word training. The losses shape the noisy, smoothed training "
               "load; the max/mean load here is the hard top-k count at eval with noise off, "
               "which a larger weight need not lower.")
