@@ -67,6 +67,7 @@ def switch_vs_dense(scale: str) -> Experiment:
               "reported speedup is the upper bound steps_dense / (last step + one eval "
               "interval), so then compare the final losses. Known reasons a top-1 MoE can trail "
               "dense at this scale: a short budget (cpu: 1000 steps of 4K tokens; cpu-v1: 400) "
-              "in which each expert sees 1/E of the tokens, and the Switch gate p_e(x) (near 1/E while the "
-              "router is still nearly uniform) scaling every expert output down; longer runs "
+              "in which each expert sees 1/E of the tokens, and the Switch gate p_e(x) (near 1/E "
+              "while the router is still nearly uniform) scaling every expert output down "
+              "(moe-vs-dense measures it: gate_mass); longer runs "
               "(--set train.max_steps=...) or the gpu scale test whether the gap closes.")
