@@ -215,13 +215,9 @@ def _epochs(data, tokens: int) -> str:
         n = len(build_token_splits(data).tokens["train"])
     except Exception:  # noqa: BLE001 - show, don't fail
         return ""
-    return f" = {tokens / max(n, 1):.2f} epochs of {fmt_count_lazy(n)} train tokens"
-
-
-def fmt_count_lazy(x: float) -> str:
     from repro.compute import fmt_count
 
-    return fmt_count(x)
+    return f" = {tokens / max(n, 1):.2f} epochs of {fmt_count(n)} train tokens"
 
 
 def _all_experiments(args) -> list:

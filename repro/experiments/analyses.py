@@ -68,7 +68,7 @@ def pruning(arms: tuple[str, ...], ratios=(1.0, .8, .6, .5, .4, .3, .2, .1, .05)
     """MoNE training-free pruning curve: metrics prune_loss@rho and prune_delta@rho."""
 
     def run(exp, results: Results, ctx: Context) -> list[Path]:
-        from repro.analysis import studies as S  # noqa: F401 (lazy: torchmetrics)
+        from repro.analysis import studies as S  # lazy: torchmetrics
         per_arm: dict[str, list[dict[float, float]]] = {}
         for arm, _seed, rec, model in _models(results, arms):
             curve = S.pruning_curve(model, ctx.batches, ratios, score)
@@ -88,7 +88,7 @@ def pruning(arms: tuple[str, ...], ratios=(1.0, .8, .6, .5, .4, .3, .2, .1, .05)
 
 def expert_masking(arms: tuple[str, ...], fracs=(0.0, 1 / 16, 1 / 8, 1 / 4)):
     def run(exp, results: Results, ctx: Context) -> list[Path]:
-        from repro.analysis import studies as S  # noqa: F401 (lazy: torchmetrics)
+        from repro.analysis import studies as S  # lazy: torchmetrics
         per_arm: dict[str, list[dict[float, float]]] = {}
         for arm, _seed, rec, model in _models(results, arms):
             curve = S.expert_masking_curve(model, ctx.batches, fracs)
@@ -108,7 +108,7 @@ def shared_knockout(arm: str, ks: tuple[int, ...] = ()):
     """Drop the shared expert (+1 routed) and vary the active routed count ([P-DSM] §4.5)."""
 
     def run(exp, results: Results, ctx: Context) -> list[Path]:
-        from repro.analysis import studies as S  # noqa: F401 (lazy: torchmetrics)
+        from repro.analysis import studies as S  # lazy: torchmetrics
         per_arm: dict[str, list[dict[float, float]]] = {}
         for a, _seed, rec, model in _models(results, (arm,)):
             base = S.eval_loss(model, ctx.batches)
@@ -131,7 +131,7 @@ def sparsity(arms: tuple[str, ...]):
     """NSAR(tau) and activation histograms: metrics nsar@tau, act_mean_abs."""
 
     def run(exp, results: Results, ctx: Context) -> list[Path]:
-        from repro.analysis import studies as S  # noqa: F401 (lazy: torchmetrics)
+        from repro.analysis import studies as S  # lazy: torchmetrics
         from repro.experiments.plots import plt
 
         per_arm: dict[str, list[dict[float, float]]] = {}
@@ -170,7 +170,6 @@ def routing_load(arms: tuple[str, ...]):
     """Per-expert load on validation data (sorted, normalised), pooled over layers and seeds."""
 
     def run(exp, results: Results, ctx: Context) -> list[Path]:
-        from repro.analysis import studies as S  # noqa: F401 (lazy: torchmetrics)
         from repro.experiments.plots import plt
 
         loads: dict[str, list[torch.Tensor]] = {}
@@ -204,7 +203,6 @@ def experts_per_token(arms: tuple[str, ...]):
     bins = ("0", "1", "2", "3", "4", "gt4")
 
     def run(exp, results: Results, ctx: Context) -> list[Path]:
-        from repro.analysis import studies as S  # noqa: F401 (lazy: torchmetrics)
         from repro.experiments.plots import plt
 
         per_arm: dict[str, list[list[float]]] = {}

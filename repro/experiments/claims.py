@@ -158,11 +158,6 @@ class BudgetGaps:
             return "changed sign"
         return "opening" if change > tol else "closing" if change < -tol else "flat"
 
-    def fmt(self) -> str:
-        parts = [f"{int(100 * f)}% (step {s}): {iv.mean:+.4f}" for f, (s, iv) in self.at.items()]
-        cross = f"; sign since step {self.crossover}" if self.crossover is not None else ""
-        return f"gap {self.minus}-{self.plus}: " + ", ".join(parts) + f"; {self.trend}{cross}"
-
 
 def budget_gaps(results: Results, plus: str, minus: str) -> BudgetGaps | None:
     """The paired val-loss gap of ``minus`` over ``plus`` at every shared eval step."""
