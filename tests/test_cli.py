@@ -64,7 +64,7 @@ def test_run_and_check_smoke_end_to_end(tmp_runs, capsys):
     assert main(["check", "switch-vs-dense", "--scale", "smoke", "--seeds", "0,1"]) == 0
     out_dir = tmp_runs / "results" / "switch-vs-dense" / "smoke"
     claims = (out_dir / "claims.md").read_text()
-    assert any(v in claims for v in ("**reproduced**", "**not reproduced**", "**inconclusive**"))
+    _assert_verdicts_follow_the_rule(out_dir, claims)
     assert (out_dir / "summary.csv").read_text().count("\n") == 9
     assert (out_dir / "val_curves.png").stat().st_size > 1000
     summary = [r for r in store.search_runs(uri, "switch-vs-dense")
@@ -76,3 +76,31 @@ def test_run_and_check_smoke_end_to_end(tmp_runs, capsys):
     assert "switch-vs-dense/smoke/claims.md" not in report
     assert "the step speedup grows with the number of experts" not in report
     assert "Smoke-scale results (switch-vs-dense/smoke)" in report
+
+
+def _assert_verdicts_follow_the_rule(out_dir, claims_md):
+    """Each verdict must be the one its stated rule gives for its stated interval, and that
+    interval must be the t-based 95% CI of its stated mean/sd/n (recomputed here with scipy)."""
+    import json
+    import math
+    import re
+
+    from scipy import stats as sps
+
+    data = json.loads((out_dir / "claims.json").read_text())
+    checked = 0
+    for c in data["claims"]:
+        assert f"**{c['verdict']}**" in claims_md, c["name"]
+        m = re.search(r"95% CI ([<>]) ([+-]?[0-9.eE+-]+)$", c["rule"])
+        if m is None or c.get("ci95") is None or c["n"] < 2 or "every consecutive" in c["rule"]:
+            continue  # a combined verdict over several intervals: test_claims::test_speedup_and_increasing_claims
+        half = sps.t.ppf(0.975, c["n"] - 1) * c["sd"] / math.sqrt(c["n"])
+        lo, hi = c["ci95"]
+        assert lo == pytest.approx(c["mean"] - half, abs=1e-9), c["name"]
+        assert hi == pytest.approx(c["mean"] + half, abs=1e-9), c["name"]
+        x = float(m.group(2))
+        good, bad = (lo > x, hi < x) if m.group(1) == ">" else (hi < x, lo > x)
+        want = "reproduced" if good else "not reproduced" if bad else "inconclusive"
+        assert c["verdict"] == want, (c["name"], c["rule"], c["ci95"], c["verdict"])
+        checked += 1
+    assert checked >= 2, "no claim with a one-sided interval rule was checked"
