@@ -12,7 +12,8 @@ import torch
 from repro.bench import BenchSpec, format_table, run_bench
 from repro.bench.layer import LayerCase, bench_group, dense_width, moe_config
 from repro.bench.run import COLUMNS
-from repro.layers.moe import BMM_MAX_PAD, MoEFFN
+from repro.layers.dispatch import BMM_MAX_PAD, Assignments
+from repro.layers.moe import MoEFFN
 from tests._moe_factories import D, init_module, moe_cfg
 
 TINY = dict(d_model=32, hidden=64, tokens=128, seq_len=16, reps=1, warmup=0, device="cpu",
@@ -106,17 +107,24 @@ def test_fused_slots_with_capacity_drops_and_nothing_routed():
     _check_equal(ref, m, torch.randn(1, 1, D))  # a single token
 
 
+def _assign(counts, full=False):
+    counts = torch.tensor(counts)  # [E]
+    A = int(counts.sum())
+    return Assignments(torch.zeros(A, dtype=torch.long), torch.ones(A), counts, full,
+                       int(counts[0]) if full else None)
+
+
 def test_auto_picks_bmm_when_balanced_else_a_grouped_backend():
     m = MoEFFN(moe_cfg("topk", backend="auto", n_experts=4), D)
     xf = torch.randn(64, D)
-    balanced = torch.tensor([32, 32, 32, 32])
-    skewed = torch.tensor([120, 4, 2, 2])  # E * max / A = 3.75 > BMM_MAX_PAD
+    balanced = _assign([32, 32, 32, 32])
+    skewed = _assign([120, 4, 2, 2])  # E * max / A = 3.75 > BMM_MAX_PAD
     assert 4 * 120 / 128 > BMM_MAX_PAD
-    assert m.dispatch_backend(xf, balanced, None, False) == "bmm"
-    assert m.dispatch_backend(xf, skewed, None, False) in ("grouped_mm", "loop")
-    assert m.dispatch_backend(xf, skewed, 32, True) == "bmm"  # expert-major full slots
+    assert m.dispatch_backend(xf, balanced) == "bmm"
+    assert m.dispatch_backend(xf, skewed) in ("grouped_mm", "loop")
+    assert m.dispatch_backend(xf, _assign([32] * 4, full=True)) == "bmm"  # expert-major full
     fixed = MoEFFN(moe_cfg("topk", backend="loop", n_experts=4), D)
-    assert fixed.dispatch_backend(xf, balanced, None, False) == "loop"
+    assert fixed.dispatch_backend(xf, balanced) == "loop"
 
 
 @pytest.mark.gpu

@@ -23,6 +23,7 @@ import torch
 
 from repro.compute import match_dense_to
 from repro.layers.dense import SwiGLU
+from repro.layers.dispatch import sort_assignments
 from repro.layers.moe import MoEConfig, MoEFFN
 from repro.routers import ROUTERS
 
@@ -231,12 +232,11 @@ def resolved_backend(m: MoEFFN, x: torch.Tensor) -> str:
     """The backend ``auto`` (or an explicit choice) runs for this block on this input."""
     with torch.no_grad():
         B, T, D = x.shape
-        xf = x.reshape(B * T, D)
+        xf = x.reshape(B * T, D)  # [N, D]
         r = m.router(xf, (B, T))
-        E = m.cfg.n_experts
-        full = r.expert_major and r.capacity is not None and r.expert.numel() == E * r.capacity
-        counts = torch.bincount(r.expert, minlength=E)  # [E]
-        return m.dispatch_backend(xf, counts, r.capacity, full)
+        s = sort_assignments(r.token, r.expert, r.weight, m.cfg.n_experts, r.capacity,
+                             r.expert_major)
+        return m.dispatch_backend(xf, s)
 
 
 def with_backend(cfg: MoEConfig, backend: str) -> MoEConfig:

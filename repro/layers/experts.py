@@ -36,7 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-BACKENDS = ("auto", "grouped_mm", "loop", "bmm")
+from repro.layers.dispatch import ExpertWeights, grouped_matmul, grouped_mm_ok, slot_index
+
 # MoNE neuron top-k implementations. ``auto`` -> ``mask``: measured 2026-11-26 on the 2-core CPU
 # (fp32, E=8, F=256, D=128, 8192 tokens, top-2, fwd+bwd, glibc mmap off, 5 interleaved rounds,
 # machine shared with other jobs), time relative to the plain MoE (rho=1): mask 1.13 (rho=0.5) and
@@ -44,42 +45,6 @@ BACKENDS = ("auto", "grouped_mm", "loop", "bmm")
 # memory-bound GEMVs and their backward is a scatter-add, so gather only pays with real kernels.
 NEURON_IMPLS = ("auto", "mask", "gather")
 GATHER_CHUNK = 512  # rows per chunk in the gather implementation (bounds the [n, k, D] gathers)
-
-
-def _grouped_mm_ok(x: torch.Tensor, *dims: int) -> bool:
-    """torch._grouped_mm needs every row stride to be a multiple of 16 bytes: all of D and F
-    must be multiples of 16 / element size (4 in fp32, 8 in bf16)."""
-    align = 16 // x.element_size()
-    if any(d % align for d in (x.shape[-1], *dims)):
-        return False
-    return hasattr(torch, "_grouped_mm") and x.dtype in (torch.float32, torch.bfloat16) and (
-        x.device.type == "cpu" or (x.device.type == "cuda"
-                                   and torch.cuda.get_device_capability(x.device)[0] >= 9))
-
-
-def grouped_matmul(x: torch.Tensor, w: torch.Tensor, counts: torch.Tensor,
-                   offs: torch.Tensor | None, backend: str) -> torch.Tensor:
-    """Row group g of x [A, Din] times w[g] [Din, Dout] -> [A, Dout]; groups given by counts [E]."""
-    if backend == "grouped_mm":
-        return torch._grouped_mm(x, w.to(x.dtype), offs=offs)
-    # loop backend: contiguous slices, one GEMM per non-empty expert
-    sizes = counts.tolist()
-    outs = [x_g @ w[g].to(x.dtype) for g, x_g in enumerate(torch.split(x, sizes)) if sizes[g] > 0]
-    if not outs:
-        return x.new_zeros(0, w.shape[-1])
-    return torch.cat(outs, dim=0)
-
-
-def slot_index(counts: torch.Tensor, C: int) -> torch.Tensor:
-    """Slot of each expert-sorted row in a flattened [E, C] layout: e * C + position in group.
-
-    counts [E] -> slot [A] (A = counts.sum(), every count <= C).
-    """
-    E = counts.numel()
-    e_of_row = torch.repeat_interleave(torch.arange(E, device=counts.device), counts)  # [A]
-    starts = counts.cumsum(0) - counts  # [E]
-    A = e_of_row.numel()
-    return torch.arange(A, device=counts.device) - starts[e_of_row] + e_of_row * C  # [A]
 
 
 class Experts(nn.Module):
@@ -90,6 +55,10 @@ class Experts(nn.Module):
         self.w_up = nn.Parameter(torch.empty(n_experts, d_model, d_expert))
         self.w_down = nn.Parameter(torch.empty(n_experts, d_expert, d_model))
 
+    @property
+    def weights(self) -> ExpertWeights:
+        return ExpertWeights(self.w_gate, self.w_up, self.w_down)
+
     def init_weights(self, std: float, out_std: float) -> None:
         nn.init.normal_(self.w_gate, std=std)
         nn.init.normal_(self.w_up, std=std)
@@ -97,7 +66,7 @@ class Experts(nn.Module):
 
     def resolve_backend(self, x: torch.Tensor, backend: str) -> str:
         if backend == "auto":
-            return "grouped_mm" if _grouped_mm_ok(x, self.d_expert) else "loop"
+            return "grouped_mm" if grouped_mm_ok(x, self.d_expert) else "loop"
         return backend
 
     def forward(self, x_sorted: torch.Tensor, counts: torch.Tensor, backend: str = "auto",
@@ -136,9 +105,6 @@ class Experts(nn.Module):
         else:
             slot = slot_index(counts, C)  # [A]
             xp = x_sorted.new_zeros(E * C, D).index_copy(0, slot, x_sorted).view(E, C, D)
-        if neuron_k is None:
-            out = self.forward_slots(xp).view(E * C, D)  # [E*C, D]
-            return (out if full else out.index_select(0, slot)), None  # [A, D]
         dt = x_sorted.dtype
         a = F.silu(torch.bmm(xp, self.w_gate.to(dt)))  # [E, C, F]; zero rows stay zero
         nl = None
@@ -151,17 +117,6 @@ class Experts(nn.Module):
         u = torch.bmm(xp, self.w_up.to(dt))  # [E, C, F]
         out = torch.bmm(a * u, self.w_down.to(dt)).view(E * C, D)  # [E*C, D]
         return (out if full else out.index_select(0, slot)), nl  # [A, D]
-
-    def forward_slots(self, xp: torch.Tensor) -> torch.Tensor:
-        """Expert-major slots through their experts with three bmm: xp [E, C, D] -> [E, C, D].
-
-        Rows of a slot are independent, so padding rows (any finite values) only produce outputs
-        that the caller discards or weights by 0; their gradient contributions are then exactly 0.
-        """
-        dt = xp.dtype
-        a = F.silu(torch.bmm(xp, self.w_gate.to(dt)))  # [E, C, F]
-        u = torch.bmm(xp, self.w_up.to(dt))  # [E, C, F]
-        return torch.bmm(a * u, self.w_down.to(dt))  # [E, C, D]
 
     def _forward_gather(self, x_sorted, counts, backend, neuron_k, neuron_loss):
         """MoNE gather implementation: full gate projection, then per token only the kept rows of
