@@ -4,11 +4,14 @@ One block covers the token-choice methods by configuration:
 * Switch top-1 / plain top-k / GShard / Shazeer / Expert Choice: choose the router;
 * DeepSeekMoE [P-DSM] §3: fine-grained experts (small ``d_expert``, many experts, larger top-k)
   plus ``n_shared`` always-on shared experts;
-* MoNE [S-MoNE]: ``neuron_ratio < 1`` keeps the top ceil(rho F) neurons inside each routed expert
-  (``neuron_impl`` mask | gather | auto; optional NG-LBL balance loss ``neuron_alpha``).
+* MoNE [S-MoNE]: ``neuron_ratio < 1`` keeps the top ceil(rho F) neurons inside each routed expert,
+  a change of the experts' activation (``repro.layers.mone``; ``neuron_impl`` mask | gather | auto;
+  optional NG-LBL balance loss ``neuron_alpha``).
 
 Forward: h = sum_shared FFN_s(x) + sum_{(t,e,g) in routing} g * FFN_e(x_t)   ([P-DSM] Eq. 9-11)
-(the residual is added by the transformer block, not here).
+with FFN_e(x) = W_down[e] (act(x W_gate[e]) * (x W_up[e])), act = SiLU or MoNE's top-k of it
+(the residual is added by the transformer block, not here). Grouping the (t, e, g) by expert and
+the backends that run them live in ``repro.layers.dispatch``.
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ from repro.config import ConfigError, check, config, variant
 from repro.layers import dispatch
 from repro.layers.base import FFN_BLOCKS, AuxLoss, FFNConfig, FFNOutput
 from repro.layers.dense import SwiGLU
-from repro.layers.dispatch import BACKENDS, Assignments, sort_assignments
-from repro.layers.experts import NEURON_IMPLS, Experts, keep_top_neurons, neurons_kept
+from repro.layers.dispatch import BACKENDS, Act, Assignments, sort_assignments
+from repro.layers.experts import Experts
+from repro.layers.mone import NEURON_IMPLS, NeuronTopK, gather_experts, neurons_kept
 from repro.routers import ROUTERS, RouterConfig
 from repro.routers.topk import TopKRouterConfig
 
@@ -102,6 +106,14 @@ class MoEFFN(nn.Module):
             aux = {**aux, "neuron_balance": AuxLoss(nl, self.cfg.neuron_alpha)}
         return FFNOutput(y.view(B, T, D), aux, r.stats)
 
+    def activation(self) -> Act:
+        """The routed experts' activation: SiLU, or MoNE's SiLU with its neuron top-k when it
+        keeps fewer than F neurons ([S-MoNE]; recording its mask when NG-LBL is on)."""
+        k = self.cfg.neuron_k
+        if k is None or k >= self.cfg.d_expert:
+            return F.silu
+        return NeuronTopK(k, record=self.cfg.neuron_alpha > 0)
+
     def dispatch_backend(self, xf: torch.Tensor, s: Assignments) -> str:
         """The backend this call runs: the configured one, or what ``auto`` picks
         (``dispatch.choose_backend``). MoNE blocks keep the per-row backends."""
@@ -109,21 +121,18 @@ class MoEFFN(nn.Module):
                                        rows_only=self.cfg.neuron_k is not None)
 
     def routed(self, xf: torch.Tensor, s: Assignments) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The routed experts' term y [N, D] for sorted assignments ``s``, and the NG-LBL value
-        (None unless MoNE with neuron_alpha > 0)."""
-        cfg = self.cfg
+        """The routed term y [N, D] = sum_{(t,e,g)} g * FFN_e(x_t) for the sorted assignments
+        ``s``, and the NG-LBL value (None unless MoNE with neuron_alpha > 0)."""
+        w, act = self.experts.weights, self.activation()
         backend = self.dispatch_backend(xf, s)
-        if cfg.neuron_k is None:
-            return dispatch.RUN[backend](xf, s, self.experts.weights, F.silu), None
-        mone = cfg.neuron_k is not None
-        x_sorted = dispatch.permute(xf, s)  # [A, D]
-        out, nl = self.experts(x_sorted, s.counts, backend, cfg.neuron_k, capacity=s.capacity,
-                               neuron_impl="gather" if cfg.neuron_impl == "gather" else "mask",
-                               neuron_loss=mone and cfg.neuron_alpha > 0)  # [A, D]
-        return dispatch.unpermute(xf, s, out), nl  # [N, D]
+        if isinstance(act, NeuronTopK) and self.cfg.neuron_impl == "gather":
+            return gather_experts(xf, s, w, act.k, backend, neuron_loss=act.record)
+        y = dispatch.RUN[backend](xf, s, w, act)  # [N, D]
+        return y, (act.balance_loss(s.counts) if isinstance(act, NeuronTopK) and act.record
+                   else None)
 
     def activations(self, x: torch.Tensor) -> torch.Tensor:
-        """Routed SiLU gate activations [A, F] (after MoNE masking) for sparsity studies.
+        """Routed gate activations act(x W_gate) [A, F] (after MoNE masking) for sparsity studies.
 
         Eval-only: the rows are grouped by expert and run with the ``loop`` backend, since only
         the set of activation values matters here, not their order or speed.
@@ -133,6 +142,5 @@ class MoEFFN(nn.Module):
         r = self.router(xf, (B, T))
         s = sort_assignments(r.token, r.expert, r.weight, self.cfg.n_experts)
         xs = dispatch.permute(xf, s)  # [A, D] grouped by expert
-        a = F.silu(dispatch.grouped_matmul(xs, self.experts.w_gate, s.counts, None,
-                                           "loop"))  # [A, F]
-        return a if self.cfg.neuron_k is None else keep_top_neurons(a, self.cfg.neuron_k)
+        return self.activation()(dispatch.grouped_matmul(xs, self.experts.w_gate, s.counts, None,
+                                                         "loop"))  # [A, F]
