@@ -114,17 +114,21 @@ def _assign(counts, full=False):
                        int(counts[0]) if full else None)
 
 
-def test_auto_picks_bmm_when_balanced_else_a_grouped_backend():
-    m = MoEFFN(moe_cfg("topk", backend="auto", n_experts=4), D)
+def test_static_rule_grouped_mm_first_then_bmm_by_padding():
+    m = MoEFFN(moe_cfg("topk", backend="static", n_experts=4), D)
     xf = torch.randn(64, D)
     balanced = _assign([32, 32, 32, 32])
     skewed = _assign([120, 4, 2, 2])  # E * max / A = 3.75 > BMM_MAX_PAD
     assert 4 * 120 / 128 > BMM_MAX_PAD
-    assert m.dispatch_backend(xf, balanced) == "bmm"
-    assert m.dispatch_backend(xf, skewed) in ("grouped_mm", "loop")
+    assert m.dispatch_backend(xf, balanced) == "grouped_mm"  # D=16, F=8: aligned fp32 rows
     assert m.dispatch_backend(xf, _assign([32] * 4, full=True)) == "bmm"  # expert-major full
+    odd = MoEFFN(moe_cfg("topk", backend="static", n_experts=4, d_expert=6), D)  # 24-byte rows
+    assert odd.dispatch_backend(xf, balanced) == "bmm"
+    assert odd.dispatch_backend(xf, skewed) == "loop"
     fixed = MoEFFN(moe_cfg("topk", backend="loop", n_experts=4), D)
     assert fixed.dispatch_backend(xf, balanced) == "loop"
+    auto = MoEFFN(moe_cfg("topk", backend="auto", n_experts=4), D)  # probe off in tests: the rule
+    assert auto.dispatch_backend(xf, balanced) == "grouped_mm"
 
 
 @pytest.mark.gpu

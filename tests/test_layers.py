@@ -223,7 +223,7 @@ def test_backends_identical_outputs_and_grads(router):
     ref = init_module(MoEFFN(moe_cfg(**base, backend="loop"), D)).train()
     x = torch.randn(8, 8, D)
     results = {}
-    for backend in ("loop", "grouped_mm", "bmm", "auto"):
+    for backend in ("loop", "grouped_mm", "bmm", "auto", "static"):
         m = MoEFFN(moe_cfg(**base, backend=backend), D).train()
         m.load_state_dict(ref.state_dict())
         torch.manual_seed(5)  # same routing noise / random policy draws

@@ -41,7 +41,7 @@ class MoEConfig(FFNConfig):
     n_shared: int = 0  # K_s shared experts, always active [P-DSM] §3.2
     d_shared: int | None = None  # hidden width of one shared expert (default: d_expert)
     neuron_ratio: float = 1.0  # MoNE rho: share of each routed expert's neurons kept per token
-    backend: str = "auto"  # dispatch backend: auto | grouped_mm | loop | bmm
+    backend: str = "auto"  # dispatch backend: auto (measured) | grouped_mm | loop | bmm | static
     neuron_impl: str = "auto"  # MoNE top-k implementation: auto (= mask, measured) | mask | gather
     # NG-LBL coefficient (references.md §MoNE candidate formula, ours; the paper's is NF). 0: off.
     neuron_alpha: float = 0.0
@@ -115,16 +115,16 @@ class MoEFFN(nn.Module):
         return NeuronTopK(k, record=self.cfg.neuron_alpha > 0)
 
     def dispatch_backend(self, xf: torch.Tensor, s: Assignments) -> str:
-        """The backend this call runs: the configured one, or what ``auto`` picks
-        (``dispatch.choose_backend``). MoNE blocks keep the per-row backends."""
+        """The backend this call runs: the configured one, or what ``auto`` picks for this shape
+        (``repro.layers.dispatch``: measured once per shape, or the static rule)."""
         return dispatch.choose_backend(self.cfg.backend, xf, s, self.experts.weights,
-                                       rows_only=self.cfg.neuron_k is not None)
+                                       self.activation())
 
     def routed(self, xf: torch.Tensor, s: Assignments) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The routed term y [N, D] = sum_{(t,e,g)} g * FFN_e(x_t) for the sorted assignments
         ``s``, and the NG-LBL value (None unless MoNE with neuron_alpha > 0)."""
         w, act = self.experts.weights, self.activation()
-        backend = self.dispatch_backend(xf, s)
+        backend = dispatch.choose_backend(self.cfg.backend, xf, s, w, act)  # may probe: first
         if isinstance(act, NeuronTopK) and self.cfg.neuron_impl == "gather":
             return gather_experts(xf, s, w, act.k, backend, neuron_loss=act.record)
         y = dispatch.RUN[backend](xf, s, w, act)  # [N, D]
