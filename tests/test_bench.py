@@ -54,6 +54,27 @@ def test_reference_check_rejects_wrong_backend():
     assert by["grouped_mm"]["ref_ok"] and by["loop"]["ref_ok"]
 
 
+def test_bench_times_auto_itself_and_shows_its_probed_choice(monkeypatch):
+    from repro.layers import dispatch
+
+    def timer(name, fn):  # fake: says bmm is fastest, whatever the clock says
+        fn()
+        return {"bmm": 1.0, "grouped_mm": 2.0, "loop": 3.0}[name]
+
+    monkeypatch.setattr(dispatch, "POLICY", dispatch.AutoPolicy(timer=timer, reps=1, probe=True,
+                                                                disk=False))
+    rows = bench_group("topk", 8, 2, backends=["auto", "loop", "grouped_mm", "bmm"], **TINY)
+    auto = next(r for r in rows if r["backend"] == "auto")
+    assert auto["resolved_backend"] == "bmm" and auto["ref_ok"]
+    assert auto["auto_choice"] == "probe grouped_mm=2000.0 bmm=1000.0 loop=3000.0 ms"
+    assert auto["ratio"] == auto["ratio"] and "timed as" not in auto["note"]  # timed itself
+    by = {b: dict(auto, section="layer", backend=b, ratio=v) for b, v in
+          (("auto", 1.2), ("bmm", 1.2), ("grouped_mm", 1.1), ("loop", 1.5))}
+    line = next(ln for ln in format_table(list(by.values()), "cpu").splitlines()
+                if ln.startswith("topk "))
+    assert line.endswith("   bmm (fastest here: grouped_mm)")
+
+
 def test_bench_cases_are_flop_matched():
     from repro.compute import ffn_count
 
