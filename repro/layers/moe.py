@@ -124,7 +124,8 @@ class MoEFFN(nn.Module):
         """The routed term y [N, D] = sum_{(t,e,g)} g * FFN_e(x_t) for the sorted assignments
         ``s``, and the NG-LBL value (None unless MoNE with neuron_alpha > 0)."""
         w, act = self.experts.weights, self.activation()
-        backend = dispatch.choose_backend(self.cfg.backend, xf, s, w, act)  # may probe: first
+        # chosen before the real call (a first call of a shape under auto times the backends)
+        backend = dispatch.choose_backend(self.cfg.backend, xf, s, w, act)
         if isinstance(act, NeuronTopK) and self.cfg.neuron_impl == "gather":
             return gather_experts(xf, s, w, act.k, backend, neuron_loss=act.record)
         y = dispatch.RUN[backend](xf, s, w, act)  # [N, D]
