@@ -3,6 +3,9 @@ import os
 import pytest
 
 os.environ.setdefault("MALLOC_MMAP_MAX_", "0")
+# Dispatch ``auto`` takes its static rule in tests (no timing probe: deterministic and fast);
+# tests/test_dispatch.py drives the probe with a fake timer. Forked CLI children inherit this.
+os.environ.setdefault("REPRO_DISPATCH_PROBE", "0")
 
 import torch  # noqa: E402
 

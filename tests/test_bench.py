@@ -12,7 +12,8 @@ import torch
 from repro.bench import BenchSpec, format_table, run_bench
 from repro.bench.layer import LayerCase, bench_group, dense_width, moe_config
 from repro.bench.run import COLUMNS
-from repro.layers.moe import BMM_MAX_PAD, MoEFFN
+from repro.layers.dispatch import BMM_MAX_PAD, Assignments
+from repro.layers.moe import MoEFFN
 from tests._moe_factories import D, init_module, moe_cfg
 
 TINY = dict(d_model=32, hidden=64, tokens=128, seq_len=16, reps=1, warmup=0, device="cpu",
@@ -51,6 +52,27 @@ def test_reference_check_rejects_wrong_backend():
     assert not by["bmm"]["ref_ok"] and "differs from loop" in by["bmm"]["note"]
     assert by["bmm"]["ratio"] != by["bmm"]["ratio"]  # nan: never timed
     assert by["grouped_mm"]["ref_ok"] and by["loop"]["ref_ok"]
+
+
+def test_bench_times_auto_itself_and_shows_its_probed_choice(monkeypatch):
+    from repro.layers import dispatch
+
+    def timer(name, fn):  # fake: says bmm is fastest, whatever the clock says
+        fn()
+        return {"bmm": 1.0, "grouped_mm": 2.0, "loop": 3.0}[name]
+
+    monkeypatch.setattr(dispatch, "POLICY", dispatch.AutoPolicy(timer=timer, reps=1, probe=True,
+                                                                disk=False))
+    rows = bench_group("topk", 8, 2, backends=["auto", "loop", "grouped_mm", "bmm"], **TINY)
+    auto = next(r for r in rows if r["backend"] == "auto")
+    assert auto["resolved_backend"] == "bmm" and auto["ref_ok"]
+    assert auto["auto_choice"] == "probe grouped_mm=2000.0 bmm=1000.0 loop=3000.0 ms"
+    assert auto["ratio"] == auto["ratio"] and "timed as" not in auto["note"]  # timed itself
+    by = {b: dict(auto, section="layer", backend=b, ratio=v) for b, v in
+          (("auto", 1.2), ("bmm", 1.2), ("grouped_mm", 1.1), ("loop", 1.5))}
+    line = next(ln for ln in format_table(list(by.values()), "cpu").splitlines()
+                if ln.startswith("topk "))
+    assert line.endswith("   bmm (fastest here: grouped_mm)")
 
 
 def test_bench_cases_are_flop_matched():
@@ -106,17 +128,28 @@ def test_fused_slots_with_capacity_drops_and_nothing_routed():
     _check_equal(ref, m, torch.randn(1, 1, D))  # a single token
 
 
-def test_auto_picks_bmm_when_balanced_else_a_grouped_backend():
-    m = MoEFFN(moe_cfg("topk", backend="auto", n_experts=4), D)
+def _assign(counts, full=False):
+    counts = torch.tensor(counts)  # [E]
+    A = int(counts.sum())
+    return Assignments(torch.zeros(A, dtype=torch.long), torch.ones(A), counts, full,
+                       int(counts[0]) if full else None)
+
+
+def test_static_rule_grouped_mm_first_then_bmm_by_padding():
+    m = MoEFFN(moe_cfg("topk", backend="static", n_experts=4), D)
     xf = torch.randn(64, D)
-    balanced = torch.tensor([32, 32, 32, 32])
-    skewed = torch.tensor([120, 4, 2, 2])  # E * max / A = 3.75 > BMM_MAX_PAD
+    balanced = _assign([32, 32, 32, 32])
+    skewed = _assign([120, 4, 2, 2])  # E * max / A = 3.75 > BMM_MAX_PAD
     assert 4 * 120 / 128 > BMM_MAX_PAD
-    assert m.dispatch_backend(xf, balanced, None, False) == "bmm"
-    assert m.dispatch_backend(xf, skewed, None, False) in ("grouped_mm", "loop")
-    assert m.dispatch_backend(xf, skewed, 32, True) == "bmm"  # expert-major full slots
+    assert m.dispatch_backend(xf, balanced) == "grouped_mm"  # D=16, F=8: aligned fp32 rows
+    assert m.dispatch_backend(xf, _assign([32] * 4, full=True)) == "bmm"  # expert-major full
+    odd = MoEFFN(moe_cfg("topk", backend="static", n_experts=4, d_expert=6), D)  # 24-byte rows
+    assert odd.dispatch_backend(xf, balanced) == "bmm"
+    assert odd.dispatch_backend(xf, skewed) == "loop"
     fixed = MoEFFN(moe_cfg("topk", backend="loop", n_experts=4), D)
-    assert fixed.dispatch_backend(xf, balanced, None, False) == "loop"
+    assert fixed.dispatch_backend(xf, balanced) == "loop"
+    auto = MoEFFN(moe_cfg("topk", backend="auto", n_experts=4), D)  # probe off in tests: the rule
+    assert auto.dispatch_backend(xf, balanced) == "grouped_mm"
 
 
 @pytest.mark.gpu

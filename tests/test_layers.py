@@ -12,9 +12,9 @@ from _moe_factories import F_EXPERT, D, E, ffn_cfg, init_module, moe_cfg
 from repro.config import ConfigError, apply_overrides
 from repro.layers import FFN_BLOCKS, build_ffn
 from repro.layers.dense import DenseFFN, DenseFFNConfig
-from repro.layers.experts import keep_top_neurons
 from repro.layers.finedeep import FinedeepConfig, FinedeepFFN
 from repro.layers.moe import MoEConfig, MoEFFN
+from repro.layers.mone import keep_top_neurons
 from repro.models import LM, ModelConfig
 from repro.routers import ROUTERS
 from repro.routers.base import Routing
@@ -200,7 +200,7 @@ def test_mone_gather_equals_mask(rho, backend):
 
 
 def test_neuron_balance_loss_is_one_at_uniform_use():
-    from repro.layers.experts import neuron_balance_loss
+    from repro.layers.mone import neuron_balance_loss
 
     # 4 tokens of one expert, F=4, K_n=2: every neuron kept by half the tokens, equal |a|
     mask = torch.tensor([[1, 1, 0, 0], [0, 0, 1, 1], [1, 1, 0, 0], [0, 0, 1, 1]], dtype=torch.bool)
@@ -223,7 +223,7 @@ def test_backends_identical_outputs_and_grads(router):
     ref = init_module(MoEFFN(moe_cfg(**base, backend="loop"), D)).train()
     x = torch.randn(8, 8, D)
     results = {}
-    for backend in ("loop", "grouped_mm", "bmm", "auto"):
+    for backend in ("loop", "grouped_mm", "bmm", "auto", "static"):
         m = MoEFFN(moe_cfg(**base, backend=backend), D).train()
         m.load_state_dict(ref.state_dict())
         torch.manual_seed(5)  # same routing noise / random policy draws

@@ -22,8 +22,8 @@ from collections.abc import Iterable
 import torch
 
 from repro.layers.dense import DenseFFN
-from repro.layers.experts import keep_top_neurons, neurons_kept
 from repro.layers.moe import MoEFFN
+from repro.layers.mone import keep_top_neurons, neurons_kept
 from repro.metrics import ActivationSparsity
 from repro.models.lm import LM
 from repro.routers.base import Routing

@@ -13,7 +13,8 @@ def add_arguments(sp) -> None:
     sp.add_argument("--experts", default=None, help="comma-separated E values (default "
                     "8,16,64,256; k=2 below 64, k=8 from 64, activated FLOPs fixed)")
     sp.add_argument("--backends", default=None,
-                    help="comma-separated dispatch backends (default auto,loop,grouped_mm,bmm)")
+                    help="comma-separated dispatch backends (default auto,loop,grouped_mm,bmm; "
+                    "static: auto's fallback rule)")
     sp.add_argument("--sweep-routers", default=None,
                     help="routers for the E values other than 8 and 64 (default: --routers)")
     sp.add_argument("--dtype", default="float32", help="float32 | bfloat16")
@@ -47,8 +48,9 @@ def _ints(text: str, flag: str) -> tuple[int, ...]:
 def bench_main(args) -> int:
     import torch
 
-    from repro.bench.run import BACKEND_NAMES, BenchSpec, format_table, run_bench
+    from repro.bench.run import BenchSpec, format_table, run_bench
     from repro.cli import UserError
+    from repro.layers.dispatch import BACKENDS
     from repro.routers import ROUTERS
 
     if args.device not in ("cpu", "cuda"):
@@ -72,9 +74,9 @@ def bench_main(args) -> int:
                 raise UserError(f"--sweep-routers: {ROUTERS.unknown_message(r)}")
     if args.backends:
         bs = tuple(b.strip() for b in args.backends.split(",") if b.strip())
-        bad = [b for b in bs if b not in BACKEND_NAMES]
+        bad = [b for b in bs if b not in BACKENDS]
         if bad:
-            raise UserError(f"--backends: unknown {bad[0]!r} (allowed: {', '.join(BACKEND_NAMES)})")
+            raise UserError(f"--backends: unknown {bad[0]!r} (allowed: {', '.join(BACKENDS)})")
         kw["backends"] = bs  # loop always runs once as the reference; timed only if listed
     if args.experts:
         kw["experts"] = _ints(args.experts, "--experts")

@@ -26,8 +26,8 @@ TARGETS = {"cpu": {"e8": 1.10, "e64": 1.25, "growth": 1.15, "train": 0.95},
 COLUMNS = ["section", "device", "device_name", "torch", "dtype", "router", "backend",
            "resolved_backend", "n_experts", "top_k", "d_model", "d_expert", "d_ff_dense", "hidden",
            "tokens", "reps", "dense_ms", "moe_ms", "ratio", "ratio_min", "ratio_max",
-           "tokens_per_s", "ref_max_err", "ref_ok", "threads", "alloc_policy", "load_before",
-           "load_after", "note"]
+           "tokens_per_s", "ref_max_err", "ref_ok", "auto_choice", "threads", "alloc_policy",
+           "load_before", "load_after", "note"]
 
 
 @dataclass
@@ -118,8 +118,9 @@ def run_bench(spec: BenchSpec, log=print) -> tuple[list[dict], Path]:
             la = load()
             for r in group:
                 r.update(meta, section="layer", load_before=lb, load_after=la)
+                how = f" [{r['auto_choice']}]" if r.get("auto_choice") else ""
                 log(f"[bench] E={E:<3d} k={k} {router:13s} {r['backend']:10s} -> "
-                    f"{r['resolved_backend']:10s} ratio {r['ratio']:.3f} "
+                    f"{r['resolved_backend']:10s}{how} ratio {r['ratio']:.3f} "
                     f"(dense {r['dense_ms']:.0f} ms){'  ' + r['note'] if r['note'] else ''}")
             rows += group
     if spec.train:
@@ -201,7 +202,8 @@ def _ratio(rows, router, E, backend="auto"):
 
 def best_ratio(rows, router, E) -> tuple[float, str]:
     cands = [(r["ratio"], r["backend"]) for r in rows if r.get("section") == "layer"
-             and r["router"] == router and r["n_experts"] == E and r["backend"] != "auto"
+             and r["router"] == router and r["n_experts"] == E
+             and r["backend"] not in ("auto", "static")
              and not math.isnan(r["ratio"])]
     return min(cands) if cands else (math.nan, "")
 
@@ -239,7 +241,8 @@ def format_table(rows: list[dict], device: str) -> str:
     if layer:
         backends = list(dict.fromkeys(r["backend"] for r in layer))
         lines.append("MoE fwd+bwd / dense SwiGLU of equal activated FLOPs (median of per-round "
-                     "ratios; auto's pick at the right)")
+                     "ratios; at the right the backend auto ran, and the fastest measured here "
+                     "when that differs)")
         lines.append(f"{'router':14s} {'E':>4s} {'k':>2s} "
                      + " ".join(f"{b:>10s}" for b in backends) + "   auto ->")
         for router in dict.fromkeys(r["router"] for r in layer):
@@ -258,6 +261,9 @@ def format_table(rows: list[dict], device: str) -> str:
                     else:
                         cells.append(f"{r['ratio']:>10.3f}")
                 auto = rs.get("auto", {}).get("resolved_backend", "")
+                _, fastest = best_ratio(rows, router, E)
+                if auto and fastest and fastest != auto:
+                    auto += f" (fastest here: {fastest})"
                 k = next(iter(rs.values()))["top_k"]
                 lines.append(f"{router:14s} {E:>4d} {k!s:>2s} " + " ".join(cells) + f"   {auto}")
     tr = [r for r in rows if r.get("section") == "train"]
