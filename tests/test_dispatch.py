@@ -143,3 +143,38 @@ def test_heavy_padding_keeps_bmm_out_of_the_probe():
                              None)
     assert dispatch.eligible(xf, s, 8) == ["grouped_mm", "loop"]
     assert dispatch.eligible(xf, s, 6) == ["loop"]  # unaligned F: nothing to measure
+
+
+def test_disk_cache_is_on_by_default_and_a_waiting_process_takes_the_first_answer(
+        tmp_runs, monkeypatch):
+    """Concurrent processes (``--jobs``) and a resumed run must run the backend the first
+    measurement chose: the decider waits on the lock held by whoever is measuring, then reads
+    the stored answer instead of timing again."""
+    import threading
+
+    monkeypatch.delenv(dispatch.CACHE_ENV, raising=False)
+    assert dispatch.AutoPolicy(probe=True).on_disk
+    monkeypatch.setenv(dispatch.CACHE_ENV, "0")
+    assert not dispatch.AutoPolicy(probe=True).on_disk
+    monkeypatch.delenv(dispatch.CACHE_ENV)
+
+    m, _ = pair("loop")
+    xf = torch.randn(16, D)
+    r = m.router(xf, (2, 8))
+    s = dispatch.sort_assignments(r.token, r.expert, r.weight, m.cfg.n_experts)
+    w, act = m.experts.weights, torch.nn.functional.silu
+    key = dispatch.probe_key(xf, s, w, act)
+
+    def boom(name, fn):
+        raise AssertionError("the waiting process measured instead of reading the answer")
+
+    got: list = []
+    waiter = threading.Thread(target=lambda: got.append(
+        dispatch.AutoPolicy(timer=boom, probe=True).decide(xf, s, w, act)))
+    with dispatch._disk_lock():  # "another process" is measuring this shape
+        waiter.start()
+        waiter.join(timeout=0.5)
+        assert waiter.is_alive(), "the decider did not wait for the lock"
+        dispatch._disk_store(key, "loop")
+    waiter.join(timeout=10)
+    assert [(d.backend, d.source) for d in got] == [("loop", "disk")]

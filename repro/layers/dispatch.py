@@ -40,9 +40,14 @@ below; ``auto`` (the default) measures.
 * **Cache key** (``probe_key``): device, compute dtype (autocast's when on), E, D, F, routed rows
   rounded up to a power of two, layout (expert-major full slots / capacity / routed) with the
   ``bmm`` padding rounded up to a power of two, intra-op threads, fwd or fwd+bwd, activation
-  name. Decisions live in ``POLICY`` for the process; with ``REPRO_DISPATCH_CACHE=1`` also in
-  ``runs/cache/dispatch/auto-torch<version>-<cpu model>.json`` (off by default: a decision timed
-  on a loaded machine would outlive the load). An unreadable or malformed file is ignored.
+  name. Decisions live in ``POLICY`` for the process and in
+  ``runs/cache/dispatch/auto-torch<version>-<cpu model>.json``: the first process on a machine
+  to meet a shape measures it (under a file lock, so concurrent ``--jobs`` processes wait and
+  reuse its answer) and every later process, a resumed run included, takes the stored answer.
+  That keeps one run's numerics on one backend across kill/resume (resume is bitwise exact),
+  at the price that a decision timed on a loaded machine outlives the load: delete the file to
+  re-measure. ``REPRO_DISPATCH_CACHE=0`` keeps decisions in the process only. An unreadable or
+  malformed file is ignored.
 * **Static rule** (``REPRO_DISPATCH_PROBE=0``, ``backend=static``, compile tracing; tests run
   with it): expert-major full slots (Expert Choice) -> ``bmm``; else ``grouped_mm`` where it runs;
   else ``bmm`` while E * (largest group) <= ``BMM_MAX_PAD`` x routed rows; else ``loop``. Derived
@@ -58,6 +63,7 @@ below; ``auto`` (the default) measures.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -77,7 +83,7 @@ Act = Callable[[torch.Tensor], torch.Tensor]
 # config values of MoEConfig.backend: ``auto`` (measured), the three backends, ``static`` (the rule)
 BACKENDS = ("auto", "grouped_mm", "loop", "bmm", "static")
 PROBE_ENV = "REPRO_DISPATCH_PROBE"  # "0": auto never measures, it takes the static rule
-CACHE_ENV = "REPRO_DISPATCH_CACHE"  # "1": auto also keeps its decisions on disk
+CACHE_ENV = "REPRO_DISPATCH_CACHE"  # "0": auto keeps its decisions in the process only
 # static rule: without grouped_mm, bmm while E * (largest group) <= BMM_MAX_PAD * routed rows
 BMM_MAX_PAD = 3.0
 
@@ -293,7 +299,7 @@ class AutoPolicy:
 
     @property
     def on_disk(self) -> bool:
-        return self._disk if self._disk is not None else os.environ.get(CACHE_ENV, "0") == "1"
+        return self._disk if self._disk is not None else os.environ.get(CACHE_ENV, "1") != "0"
 
     def choose(self, xf: torch.Tensor, s: Assignments, w: ExpertWeights, act: Act) -> str:
         return self.decide(xf, s, w, act).backend
@@ -310,16 +316,17 @@ class AutoPolicy:
         names = eligible(xf, s, d_expert)
         if len(names) == 1 or torch.compiler.is_compiling():  # never time inside a trace
             return Decision(static_backend(xf, s, d_expert), "static", {})
-        stored = _disk_load(key) if self.on_disk else None
-        if stored in names:
-            hit = Decision(stored, "disk", {})
-        else:
-            ms = self.measure(xf, s, w, act, names)
-            if not ms:  # nothing ran: the rule, uncached
-                return Decision(static_backend(xf, s, d_expert), "static", {})
-            hit = Decision(min(ms, key=ms.get), "probe", ms)
-            if self.on_disk:
-                _disk_store(key, hit.backend)
+        with _disk_lock() if self.on_disk else contextlib.nullcontext():
+            stored = _disk_load(key) if self.on_disk else None
+            if stored in names:
+                hit = Decision(stored, "disk", {})
+            else:
+                ms = self.measure(xf, s, w, act, names)
+                if not ms:  # nothing ran: the rule, uncached
+                    return Decision(static_backend(xf, s, d_expert), "static", {})
+                hit = Decision(min(ms, key=ms.get), "probe", ms)
+                if self.on_disk:
+                    _disk_store(key, hit.backend)
         self.decisions[key] = hit
         return hit
 
@@ -367,6 +374,24 @@ def _disk_path() -> Path:
 
     cpu = re.sub(r"[^A-Za-z0-9]+", "-", _cpu_model()).strip("-")[:60] or "cpu"
     return cache_dir("dispatch") / f"auto-torch{torch.__version__.split('+')[0]}-{cpu}.json"
+
+
+@contextlib.contextmanager
+def _disk_lock():
+    """An exclusive flock beside the cache file: one process measures a shape, the others wait
+    and read its answer. Where no lock can be taken (a read-only store) it runs unlocked."""
+    from repro.tracking.locks import file_lock
+
+    try:
+        lock = file_lock(_disk_path().with_suffix(".lock"))
+        lock.__enter__()
+    except OSError:
+        lock = None
+    try:
+        yield
+    finally:
+        if lock is not None:
+            lock.__exit__(None, None, None)
 
 
 def _cpu_model() -> str:
