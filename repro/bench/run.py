@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 
 from repro.bench.layer import bench_group, default_top_k
+from repro.routers import ROUTERS
 
-ROUTER_NAMES = ("topk", "switch", "gshard", "noisy_topk", "expert_choice")
 BACKEND_NAMES = ("auto", "loop", "grouped_mm", "bmm")
 
 # issue 6 targets, as ratios to the dense SwiGLU of equal activated FLOPs
@@ -33,7 +33,8 @@ COLUMNS = ["section", "device", "device_name", "torch", "dtype", "router", "back
 @dataclass
 class BenchSpec:
     device: str = "cpu"
-    routers: tuple[str, ...] = ROUTER_NAMES
+    # default: every registered router (a new router is benchmarked without an edit here)
+    routers: tuple[str, ...] = field(default_factory=lambda: tuple(ROUTERS.names()))
     sweep_routers: tuple[str, ...] | None = None  # routers for E not in (8, 64); None: routers
     experts: tuple[int, ...] = (8, 16, 64, 256)
     backends: tuple[str, ...] = BACKEND_NAMES
