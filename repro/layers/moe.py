@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from repro.config import ConfigError, check, config, variant
+from repro.config import ConfigError, check, config
 from repro.layers.base import FFN_BLOCKS, AuxLoss, FFNConfig, FFNOutput
 from repro.layers.dense import SwiGLU
 from repro.layers.experts import (
@@ -40,10 +40,8 @@ from repro.routers.topk import TopKRouterConfig
 BMM_MAX_PAD = 3.0
 
 
-@variant("moe")
 @config
 class MoEConfig(FFNConfig):
-    kind: str = "moe"
     n_experts: int = 8  # E routed experts
     d_expert: int = 352  # F, hidden width of one routed expert
     router: RouterConfig = TopKRouterConfig()
