@@ -1,8 +1,20 @@
 import os
+import shutil
+import tempfile
 
 import pytest
 
 os.environ.setdefault("MALLOC_MMAP_MAX_", "0")
+
+# Tests never write into the checkout (or a user's store): before anything is imported, the whole
+# session (and every child process it starts) gets its own project root under a temporary
+# folder: store, token cache (runs/cache) and results. Tests that need a fresh store of their own
+# use ``tmp_runs`` / ``tests/_store.py``, which point REPRO_RUNS_DIR / REPRO_RESULTS_DIR further.
+SESSION_HOME = tempfile.mkdtemp(prefix="repro-tests-")
+os.environ["REPRO_HOME"] = SESSION_HOME
+os.environ["REPRO_RUNS_DIR"] = os.path.join(SESSION_HOME, "runs")
+os.environ["REPRO_RESULTS_DIR"] = os.path.join(SESSION_HOME, "results")
+os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 import torch  # noqa: E402
 
@@ -23,3 +35,7 @@ def tmp_runs(tmp_path, monkeypatch):
     store.client.cache_clear()
     yield tmp_path
     store.client.cache_clear()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(SESSION_HOME, ignore_errors=True)

@@ -1,5 +1,6 @@
 """``repro bench``: run the layer grid (routers x backends x E) and the training-loop check, write
-the CSV + PNG under ``results/bench/`` and print the table with the issue's targets."""
+the CSV + PNG under the project's ``results/bench/`` and print the table with the issue's
+targets."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 import torch
 
 from repro.bench.layer import bench_group, default_top_k
+from repro.paths import results_dir
 from repro.routers import ROUTERS
 
 BACKEND_NAMES = ("auto", "loop", "grouped_mm", "bmm")
@@ -51,7 +53,7 @@ class BenchSpec:
     threads: int | None = None
     quick: bool = False
     update: bool = False  # merge into an existing CSV, replacing the rows this run re-measured
-    out_dir: str = "results/bench"
+    out_dir: str = ""  # "": <results>/bench (repro.paths.results_dir: the project's results/)
     wrong_backend: dict = field(default_factory=dict)  # tests: perturb a backend's module
 
     @classmethod
@@ -97,6 +99,7 @@ def run_bench(spec: BenchSpec, log=print) -> tuple[list[dict], Path]:
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[spec.dtype]
     if spec.device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("no CUDA device")
+    out = Path(spec.out_dir) if spec.out_dir else results_dir() / "bench"  # fail before timing
     threads = spec.threads or min(torch.get_num_threads(), os.cpu_count() or 1)
     torch.set_num_threads(threads)
     policy = set_allocator_policy() if spec.device == "cpu" else "torch CUDA caching allocator"
@@ -137,7 +140,6 @@ def run_bench(spec: BenchSpec, log=print) -> tuple[list[dict], Path]:
             log(f"[bench] train {r['backend']:13s} {r['tokens_per_s']:.0f} tok/s, "
                 f"ratio to bare {r['ratio']:.3f}")
         rows += tr
-    out = Path(spec.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tv = torch.__version__.split("+")[0]
     stem = f"bench-{spec.device}-torch{tv}" + ("-quick" if spec.quick else "")
