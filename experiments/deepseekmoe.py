@@ -4,6 +4,12 @@ All arms of the ablation keep total expert params = 16 FFN units and activated =
 (references.md §DeepSeekMoE). The gate is the paper's form: raw softmax affinity of the selected
 experts, no renormalisation [P-DSM Eq. 11], expert-level balance factor alpha_1 = 0.01, no token
 dropping.
+
+Arm names: the paper calls its baseline (a) "GShard" (16 experts, top-2). Ours is that layout
+with the ``topk`` router and the DeepSeekMoE gate above, NOT the registered ``gshard`` router
+(random second expert, capacity drops), so the arms are named ``topk2`` and ``topk2-x1.5``
+(results committed before the rename call them ``gshard`` / ``gshard-x1.5``; runs are found by
+run key, which does not contain the arm name, so the existing runs still match).
 """
 
 from __future__ import annotations
@@ -34,14 +40,15 @@ def _arms(scale: str) -> dict[str, Arm]:
                                  n_shared=n_shared, d_shared=width if n_shared else None))
 
     return {
-        "gshard": Arm("gshard", moe(16, U, 2), "(a) 0 shared + 16 routed of 1 unit, top-2"),
+        "topk2": Arm("topk2", moe(16, U, 2), "(a) 0 shared + 16 routed of 1 unit, top-2 "
+                       "([P-DSM]'s GShard layout)"),
         "shared": Arm("shared", moe(15, U, 1, 1), "(b) 1 shared + 15 routed of 1 unit, top-1"),
         "fine-x2": Arm("fine-x2", moe(31, U // 2, 3, 1),
                        "(c) 1 shared + 31 routed of 1/2 unit, top-3"),
         "deepseekmoe": Arm("deepseekmoe", moe(63, U // 4, 7, 1),
                            "(d) 1 shared + 63 routed of 1/4 unit, top-7"),
-        "gshard-x1.5": Arm("gshard-x1.5", moe(16, U * 3 // 2, 2),
-                           "(f) 16 routed of 1.5 units, top-2 (GShard x1.5)"),
+        "topk2-x1.5": Arm("topk2-x1.5", moe(16, U * 3 // 2, 2),
+                          "(f) 16 routed of 1.5 units, top-2 ([P-DSM]'s GShard x1.5)"),
     }
 
 
@@ -49,14 +56,16 @@ def _arms(scale: str) -> dict[str, Arm]:
 def deepseekmoe_ablation(scale: str) -> Experiment:
     p = preset(scale)
     a = _arms(scale)
-    order = ("gshard", "shared", "fine-x2", "deepseekmoe")
+    order = ("topk2", "shared", "fine-x2", "deepseekmoe")
     claims = (
-        PairedMetricClaim(name="dsm-beats-gshard", statement="DeepSeekMoE (d) ends below "
-                          "GShard (a) at equal total and activated params",
+        PairedMetricClaim(name="dsm-beats-topk2", statement="DeepSeekMoE (d) ends below "
+                          "the top-2 baseline (a) ([P-DSM]'s GShard) at equal total and "
+                          "activated params",
                           paper_figure="Pile loss 1.808 vs 1.867 (2B)",
-                          source="[P-DSM] Table 1", arm="gshard", other="deepseekmoe"),
-        IncreasingClaim(name="ablation-order", statement="each step helps: GShard > +shared > "
-                        "+fine x2 > +fine x4 in val loss", paper_figure="improves a majority of "
+                          source="[P-DSM] Table 1", arm="topk2", other="deepseekmoe"),
+        IncreasingClaim(name="ablation-order", statement="each step helps: top-2 (GShard) > "
+                        "+shared > +fine x2 > +fine x4 in val loss",
+                        paper_figure="improves a majority of "
                         "benchmarks at each step (normalised bars, no numbers)",
                         source="[P-DSM] §4.4, Fig. 3", arm_order=order,
                         quantity="final_val_loss"),
@@ -64,12 +73,13 @@ def deepseekmoe_ablation(scale: str) -> Experiment:
     return Experiment(
         name="deepseekmoe-ablation", version="1", scale=scale,
         title="DeepSeekMoE ablation: shared expert and fine-grained segmentation", paper=SOURCE,
-        arms=tuple(a[n] for n in order) + (a["gshard-x1.5"],), matched="total_params",
+        arms=tuple(a[n] for n in order) + (a["topk2-x1.5"],), matched="total_params",
         match_groups=(order,), also_matched=(("activated_params", (order,)),),
         recipe=p.recipe, data=p.data, seeds=p.seeds, claims=claims,
         analyses=(analyses.routing_load(order),),
-        notes="GShard x1.5 (f) is a reference with 1.5x the expert params and is not matched; "
-              "it is the comparison partner of deepseekmoe-redundancy. Why the finest "
+        notes="topk2-x1.5 (f, [P-DSM]'s GShard x1.5) is a reference with 1.5x the expert "
+              "params and is not matched; it is the comparison partner of "
+              "deepseekmoe-redundancy. Why the finest "
               "segmentation may not help at cpu scale: (d) has 63 routed experts of width "
               "d_ff/4 (96; 88 at cpu-v1), each seeing about 7/63 of the tokens for 1000 steps "
               "(400 at cpu-v1); the benefit of fine-grained combinations [P-DSM] needs experts "
@@ -82,9 +92,10 @@ def deepseekmoe_redundancy(scale: str) -> Experiment:
     a = _arms(scale)
     claims = (
         PairedMetricClaim(name="less-redundant", statement="disabling the top 1/4 of routed "
-                          "experts hurts DeepSeekMoE more than GShard x1.5",
+                          "experts hurts DeepSeekMoE more than the top-2 x1.5 baseline "
+                          "([P-DSM]'s GShard x1.5)",
                           paper_figure="DeepSeekMoE's Pile loss rises faster (curve only)",
-                          source="[P-DSM] §4.5, Fig. 4", arm="deepseekmoe", other="gshard-x1.5",
+                          source="[P-DSM] §4.5, Fig. 4", arm="deepseekmoe", other="topk2-x1.5",
                           metric="mask_delta@0.25"),
         MetricClaim(name="shared-irreplaceable", statement="dropping the shared expert (and "
                     "activating one more routed expert) raises val loss by > 0.05 nats",
@@ -95,14 +106,14 @@ def deepseekmoe_redundancy(scale: str) -> Experiment:
     return Experiment(
         name="deepseekmoe-redundancy", version="1", scale=scale,
         title="DeepSeekMoE: expert redundancy and the shared expert (eval-time)", paper=SOURCE,
-        arms=(a["deepseekmoe"], a["gshard-x1.5"]), matched="none", recipe=p.recipe,
+        arms=(a["deepseekmoe"], a["topk2-x1.5"]), matched="none", recipe=p.recipe,
         data=p.data, seeds=p.seeds, claims=claims,
-        analyses=(analyses.expert_masking(("deepseekmoe", "gshard-x1.5")),
+        analyses=(analyses.expert_masking(("deepseekmoe", "topk2-x1.5")),
                   analyses.shared_knockout("deepseekmoe", ks=(3, 4, 5, 6, 7))),
         notes="Eval-time interventions on the checkpoints of deepseekmoe-ablation (runs are "
               "shared by run key). The paper pairs the two arms because they start at the same "
               "loss; ours may not, so compare the deltas, not the levels. Masking the top 1/4 "
-              "of routed experts removes both of GShard x1.5's choices (top-2 of 16, 4 masked) "
+              "of routed experts removes both of topk2-x1.5's choices (top-2 of 16, 4 masked) "
               "and re-routes to its 5th/6th, while DeepSeekMoE keeps its shared expert, so it "
               "can degrade less whatever the routed experts' redundancy; the paper's claim "
               "rests on routed experts that specialised over 100B+ tokens.")

@@ -1,7 +1,10 @@
 """Analytic compute accounting: total params, activated params per token, FLOPs per token.
 
 Every registered FFN block has an accountant here (house rule 4: each number has a formula and a
-test that compares it with the built module). Conventions (references.md §Conventions):
+test that compares it with the built module). What a router contributes is counted by its own
+config, next to its fields: ``param_count``, ``experts_per_token``, ``slots_per_token``
+(``repro/routers/base.py``), so a new router needs nothing here. Conventions
+(references.md §Conventions):
 
 * activated params per token = weights that multiply a token, averaged over tokens (expected value
   for routers whose expert count per token varies, e.g. Expert Choice: E*C/N = capacity factor);
@@ -84,8 +87,9 @@ def _finedeep(cfg, d_model: int) -> FFNCount:
 
 
 def router_params(router_cfg, d_model: int, n_experts: int) -> int:
-    fn = getattr(router_cfg, "param_count", None)
-    return fn(d_model, n_experts) if fn else d_model * n_experts  # W_r: [D, E]
+    """The router's parameters; each router config counts its own (``RouterConfig.param_count``,
+    next to its ``experts_per_token`` and ``slots_per_token``)."""
+    return router_cfg.param_count(d_model, n_experts)
 
 
 def ffn_count(ffn_cfg, d_model: int) -> FFNCount:

@@ -17,6 +17,7 @@ changes ``kind`` resets that node to the new variant's defaults before other ove
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -25,7 +26,7 @@ import types
 import typing
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
-from repro.registry import Registry
+from repro.registry import Registry, RegistryError
 
 C = TypeVar("C")
 
@@ -170,17 +171,75 @@ def variant_family(base: type[C]) -> type[C]:
 
 
 def variant(name: str):
-    """Register a config subclass under ``name`` in its base's family; sets its ``kind`` default."""
+    """Register a config subclass under ``name`` in its base's family and make ``name`` its
+    ``kind`` default. Components (routers, FFN blocks) need not call it: registering the component
+    in its ``ComponentRegistry`` does it for their ``Config``."""
 
     def deco(cls):
         fam = _family_of(cls)
         if fam is None:
             raise TypeError(f"{cls.__name__} has no variant_family base")
+        if _VARIANT_ATTR in vars(cls):
+            raise TypeError(f"{cls.__name__} is a variant family base; register a subclass")
+        fields = vars(cls).get("__dataclass_fields__", {})
+        kind = fields.get("kind")
+        if kind is None or not (cls.__init__.__kwdefaults__ or {}).keys() >= {"kind"}:
+            raise TypeError(f"{cls.__name__} must be a @config dataclass with a kind field")
+        inherited = getattr(cls, "KIND", "")  # a subclass of a registered config inherits it
+        if kind.default not in ("", name, inherited):
+            raise TypeError(f"{cls.__name__}: kind default {kind.default!r} disagrees with the "
+                            f"registered name {name!r}; drop the kind default (registration "
+                            "sets it)")
         fam.register(name, cls)
+        if kind.default != name:  # set the dataclass default after the fact: field, __init__
+            kind = copy.copy(kind)  # the Field object is shared with the base class
+            kind.default = name
+            fields["kind"] = kind
+            cls.__init__.__kwdefaults__["kind"] = name
+            cls.kind = name
         cls.KIND = name
         return cls
 
     return deco
+
+
+class ComponentRegistry(Registry):
+    """Registry of model components (routers, FFN blocks): classes derived from ``base`` whose
+    ``Config`` is their own subclass of the variant family ``config_base``.
+
+    ``@REG.register("name")`` on the component class is the one place its name is written: it
+    becomes the class's ``KIND`` and its config's ``kind`` default (the config is registered under
+    it in the family, so ``from_dict`` and ``--set ...kind=name`` find it). A config that already
+    carries ``@variant`` must carry the same name. ``unregister`` undoes both.
+    """
+
+    def __init__(self, kind: str, *, base: type, config_base: type):
+        super().__init__(kind, base=base)
+        self.config_base = config_base
+
+    def _stamp(self, name: str, cls) -> None:
+        cfg = vars(cls).get("Config")
+        if not (isinstance(cfg, type) and issubclass(cfg, self.config_base)
+                and cfg is not self.config_base):
+            raise RegistryError(f"{self.kind} {name!r}: {cls.__name__} needs its own Config, a "
+                                f"@config subclass of {self.config_base.__name__}")
+        registered = vars(cfg).get("KIND")
+        if registered is None:
+            try:
+                variant(name)(cfg)
+            except TypeError as e:
+                raise RegistryError(f"{self.kind} {name!r}: {e}") from None
+        elif registered != name:
+            raise RegistryError(f"{self.kind} {name!r}: its Config {cfg.__name__} is registered "
+                                f"as {registered!r}; use one name (drop the @variant)")
+        cls.KIND = name
+
+    def unregister(self, name: str):
+        cls = super().unregister(name)
+        fam = _family_of(self.config_base)
+        if fam is not None and name in fam:
+            fam.unregister(name)
+        return cls
 
 
 def _family_of(cls) -> Registry | None:

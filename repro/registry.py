@@ -1,7 +1,10 @@
 """A small generic registry: register / get / names, with loud failures.
 
 Every component chosen by name (routers, FFN blocks, experiments, search spaces) lives in one of
-these. Duplicate names raise; unknown names raise with close matches ("did you mean").
+these. Duplicate names raise; unknown names raise with close matches ("did you mean"). A registry
+made with ``base=`` refuses anything that is not a subclass of ``base``. Model components (routers,
+FFN blocks) use ``repro.config.ComponentRegistry``, which also stamps the registered name onto
+the class and its config, so the name is written once.
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ class RegistryError(KeyError):
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, *, base: type | None = None):
         self.kind = kind  # human name used in messages, e.g. "router"
+        self.base = base  # when set, only subclasses of it may be registered
         self._items: dict[str, T] = {}
 
     def register(self, name: str, obj: T | None = None) -> Callable[[T], T] | T:
@@ -33,8 +37,22 @@ class Registry(Generic[T]):
             raise RegistryError(f"{self.kind} name must be a non-empty string, got {name!r}")
         if name in self._items:
             raise RegistryError(f"duplicate {self.kind} name {name!r}: already registered")
+        if self.base is not None and not (isinstance(obj, type) and issubclass(obj, self.base)):
+            got = obj.__name__ if isinstance(obj, type) else type(obj).__name__ + " instance"
+            raise RegistryError(f"{self.kind} {name!r}: {got} is not a subclass of "
+                                f"{self.base.__name__}; derive it from {self.base.__name__}")
+        self._stamp(name, obj)
         self._items[name] = obj
         return obj
+
+    def _stamp(self, name: str, obj: T) -> None:
+        """Hook run before ``obj`` is stored (subclasses stamp the name onto it; may raise)."""
+
+    def unregister(self, name: str) -> T:
+        """Remove ``name`` and return what was registered (tests register throwaway entries)."""
+        if name not in self._items:
+            raise RegistryError(self.unknown_message(name))
+        return self._items.pop(name)
 
     def get(self, name: str, *, field: str | None = None) -> T:
         try:

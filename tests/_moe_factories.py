@@ -1,38 +1,36 @@
 """Small configs for every registered router and FFN block (shared by the layer/router tests).
 
-Adding a router or FFN block to a registry without a factory here fails the registry-wide tests,
-on purpose: every registered component gets the same checks.
+Driven by the registries: a router or FFN block is built from its own config's defaults, with the
+few overrides below where a default does not fit the tiny test shapes (D=16, E=4). A newly
+registered component therefore gets every registry-wide test without an edit here.
 """
 
 from __future__ import annotations
 
 import torch
 
-from repro.layers.dense import DenseFFNConfig
-from repro.layers.finedeep import FinedeepConfig
+from repro.layers import FFN_BLOCKS
 from repro.layers.moe import MoEConfig
-from repro.routers.expert_choice import ExpertChoiceRouterConfig
-from repro.routers.gshard import GShardRouterConfig
-from repro.routers.noisy_topk import NoisyTopKRouterConfig
-from repro.routers.switch import SwitchRouterConfig
-from repro.routers.topk import TopKRouterConfig
+from repro.routers import ROUTERS
 
 D = 16  # model width used by the small tests
 E = 4  # routed experts
 F_EXPERT = 8  # hidden width of one expert
 
+# test-size overrides of config defaults; a component not listed runs with its defaults
+ROUTER_TEST_KW: dict[str, dict] = {
+    "noisy_topk": dict(top_k=2),  # default k=4 would route to every one of E=4 experts
+}
+FFN_TEST_KW: dict[str, dict] = {
+    "dense": dict(d_ff=32),
+    "finedeep": dict(d_ff=32, n_sublayers=2, n_experts=2),
+}
+
 
 def router_cfg(name: str, **kw):
-    base = {
-        "topk": lambda: TopKRouterConfig(top_k=2, **kw),
-        "switch": lambda: SwitchRouterConfig(**kw),
-        "noisy_topk": lambda: NoisyTopKRouterConfig(top_k=2, **kw),
-        "gshard": lambda: GShardRouterConfig(**kw),
-        "expert_choice": lambda: ExpertChoiceRouterConfig(**kw),
-    }
-    if name not in base:
-        raise KeyError(f"no test factory for router {name!r}: add one to tests/_moe_factories.py")
-    return base[name]()
+    """The registered router ``name``'s config at test size (``kw`` override)."""
+    cls = ROUTERS.get(name).Config
+    return cls(**{**ROUTER_TEST_KW.get(name, {}), **kw})
 
 
 def moe_cfg(router: str = "topk", **kw) -> MoEConfig:
@@ -42,15 +40,11 @@ def moe_cfg(router: str = "topk", **kw) -> MoEConfig:
 
 
 def ffn_cfg(name: str):
-    base = {
-        "dense": lambda: DenseFFNConfig(d_ff=32),
-        "moe": lambda: moe_cfg("topk", n_shared=1),
-        "finedeep": lambda: FinedeepConfig(d_ff=32, n_sublayers=2, n_experts=2),
-    }
-    if name not in base:
-        raise KeyError(f"no test factory for FFN block {name!r}: "
-                       "add one to tests/_moe_factories.py")
-    return base[name]()
+    """The registered FFN block ``name``'s config at test size (the MoE block: top-k routed
+    experts plus one shared expert)."""
+    if name == "moe":
+        return moe_cfg("topk", n_shared=1)
+    return FFN_BLOCKS.get(name).Config(**FFN_TEST_KW.get(name, {}))
 
 
 def init_module(mod: torch.nn.Module, std: float = 0.2) -> torch.nn.Module:

@@ -1,4 +1,6 @@
 import os
+import shutil
+import tempfile
 
 import pytest
 
@@ -6,6 +8,16 @@ os.environ.setdefault("MALLOC_MMAP_MAX_", "0")
 # Dispatch ``auto`` takes its static rule in tests (no timing probe: deterministic and fast);
 # tests/test_dispatch.py drives the probe with a fake timer. Forked CLI children inherit this.
 os.environ.setdefault("REPRO_DISPATCH_PROBE", "0")
+
+# Tests never write into the checkout (or a user's store): before anything is imported, the whole
+# session (and every child process it starts) gets its own project root under a temporary
+# folder: store, token cache (runs/cache) and results. Tests that need a fresh store of their own
+# use ``tmp_runs`` / ``tests/_store.py``, which point REPRO_RUNS_DIR / REPRO_RESULTS_DIR further.
+SESSION_HOME = tempfile.mkdtemp(prefix="repro-tests-")
+os.environ["REPRO_HOME"] = SESSION_HOME
+os.environ["REPRO_RUNS_DIR"] = os.path.join(SESSION_HOME, "runs")
+os.environ["REPRO_RESULTS_DIR"] = os.path.join(SESSION_HOME, "results")
+os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 import torch  # noqa: E402
 
@@ -26,3 +38,7 @@ def tmp_runs(tmp_path, monkeypatch):
     store.client.cache_clear()
     yield tmp_path
     store.client.cache_clear()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(SESSION_HOME, ignore_errors=True)

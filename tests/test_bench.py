@@ -14,6 +14,7 @@ from repro.bench.layer import LayerCase, bench_group, dense_width, moe_config
 from repro.bench.run import COLUMNS
 from repro.layers.dispatch import BMM_MAX_PAD, Assignments
 from repro.layers.moe import MoEFFN
+from repro.routers import ROUTERS
 from tests._moe_factories import D, init_module, moe_cfg
 
 TINY = dict(d_model=32, hidden=64, tokens=128, seq_len=16, reps=1, warmup=0, device="cpu",
@@ -75,15 +76,30 @@ def test_bench_times_auto_itself_and_shows_its_probed_choice(monkeypatch):
     assert line.endswith("   bmm (fastest here: grouped_mm)")
 
 
-def test_bench_cases_are_flop_matched():
+@pytest.mark.parametrize("router", ROUTERS.names())
+def test_bench_cases_are_flop_matched(router):
     from repro.compute import ffn_count
 
-    for router in ("topk", "switch", "gshard", "noisy_topk", "expert_choice"):
-        for E in (8, 64):
-            cfg = moe_config(LayerCase(router, E, 2 if E < 64 else 8, 256, 2048), "auto")
-            d_ff = dense_width(cfg, 256)
-            assert cfg.d_expert % 8 == 0  # 16-byte rows: grouped_mm can run every case
-            assert abs(6 * 256 * d_ff / ffn_count(cfg, 256).flops - 1) < 0.01
+    for E in (8, 64):
+        cfg = moe_config(LayerCase(router, E, 2 if E < 64 else 8, 256, 2048), "auto")
+        d_ff = dense_width(cfg, 256)
+        assert cfg.d_expert % 8 == 0  # 16-byte rows: grouped_mm can run every case
+        assert abs(6 * 256 * d_ff / ffn_count(cfg, 256).flops - 1) < 0.01
+
+
+@pytest.mark.parametrize("router", ROUTERS.names())
+def test_bench_group_checks_every_router(router):
+    """Each registered router runs the bench's reference check on every backend (tiny shapes)."""
+    rows = bench_group(router, 8, 2, backends=["loop", "grouped_mm", "bmm"], **TINY)
+    assert [r["backend"] for r in rows] == ["loop", "grouped_mm", "bmm"]
+    assert all(r["ref_ok"] and r["router"] == router for r in rows), rows
+
+
+def test_bench_defaults_cover_every_router():
+    from repro.bench.lm_throughput import method_arms
+
+    assert BenchSpec().routers == tuple(ROUTERS.names())
+    assert set(ROUTERS.names()) <= set(method_arms(32, 64))
 
 
 # ------------------------------------------------------------------- dispatch paths (no timing)

@@ -32,3 +32,114 @@ def test_unknown_has_close_matches_and_one_line():
     assert "\n" not in msg
     assert "did you mean 'switch'" in msg and "model.ffn.router.kind" in msg
     assert "expert_choice, switch, topk" in msg
+
+
+# ------------------------------------------------------------------- base class and stamping
+def test_base_refuses_other_types_in_one_line():
+    class Base:
+        pass
+
+    class Good(Base):
+        pass
+
+    r = Registry("widget", base=Base)
+    r.register("good", Good)
+    for bad, what in ((int, "int"), (Good(), "Good instance")):
+        with pytest.raises(RegistryError) as e:
+            r.register("bad", bad)
+        msg = str(e.value)
+        assert "\n" not in msg and f"widget 'bad': {what} is not a subclass of Base" in msg
+    assert r.names() == ["good"]
+
+
+def test_unregister():
+    r = Registry("widget")
+    r.register("a", 1)
+    assert r.unregister("a") == 1 and "a" not in r
+    with pytest.raises(RegistryError, match="unknown widget 'a'"):
+        r.unregister("a")
+
+
+def _throwaway_router(config_kind_default=None):
+    """A router class with its own config (optionally with a hand-typed kind default)."""
+    from repro.config import config
+    from repro.routers import Router, RouterConfig
+
+    if config_kind_default is None:
+        @config
+        class Cfg(RouterConfig):
+            width: int = 3
+    else:
+        @config
+        class Cfg(RouterConfig):
+            kind: str = config_kind_default
+
+    class R(Router):
+        Config = Cfg
+
+    return R
+
+
+def test_router_registration_stamps_the_name_once():
+    import dataclasses
+
+    from repro.config import apply_overrides, from_dict, to_dict, variant_names
+    from repro.layers.moe import MoEConfig
+    from repro.routers import ROUTERS, RouterConfig
+
+    R = _throwaway_router()
+    ROUTERS.register("throwaway_stamp", R)
+    try:
+        assert R.KIND == "throwaway_stamp" and R.Config.KIND == "throwaway_stamp"
+        assert R.Config().kind == "throwaway_stamp"
+        assert {f.name: f.default for f in dataclasses.fields(R.Config)}["kind"] == \
+            "throwaway_stamp"
+        assert RouterConfig().kind == ""  # the base's default is untouched
+        assert "throwaway_stamp" in variant_names(RouterConfig)
+        # the config family finds it by name: dict round trip and --set ...kind=
+        assert type(from_dict(RouterConfig, to_dict(R.Config()))) is R.Config
+        moe = apply_overrides(MoEConfig(), ["router.kind=throwaway_stamp", "router.width=5"])
+        assert type(moe.router) is R.Config and moe.router.width == 5
+    finally:
+        ROUTERS.unregister("throwaway_stamp")
+    assert "throwaway_stamp" not in ROUTERS
+    assert "throwaway_stamp" not in variant_names(RouterConfig)
+
+
+def test_component_registry_refuses_wrong_base_missing_config_and_disagreeing_names():
+    from torch import nn
+
+    from repro.layers import FFN_BLOCKS
+    from repro.routers import ROUTERS, Router, RouterConfig
+
+    class NotARouter(nn.Module):
+        Config = RouterConfig
+
+    class NoOwnConfig(Router):
+        pass
+
+    cases = [
+        (ROUTERS, NotARouter, "NotARouter is not a subclass of Router"),
+        (ROUTERS, NoOwnConfig, "NoOwnConfig needs its own Config, a @config subclass of "
+                               "RouterConfig"),
+        (ROUTERS, _throwaway_router("topk"), "kind default 'topk' disagrees with the "
+                                             "registered name 'throwaway_x'"),
+        (FFN_BLOCKS, _throwaway_router(), "needs its own Config, a @config subclass of "
+                                          "FFNConfig"),
+    ]
+    for reg, cls, msg in cases:
+        with pytest.raises(RegistryError) as e:
+            reg.register("throwaway_x", cls)
+        assert msg in str(e.value) and "\n" not in str(e.value)
+        assert "throwaway_x" not in reg
+    from repro.config import variant_names
+    assert "throwaway_x" not in variant_names(RouterConfig)
+
+
+def test_registered_components_carry_their_registered_name():
+    from repro.layers import FFN_BLOCKS
+    from repro.routers import ROUTERS
+
+    for reg in (ROUTERS, FFN_BLOCKS):
+        for name, cls in reg.items():
+            assert cls.KIND == name and cls.Config.KIND == name and cls.Config().kind == name

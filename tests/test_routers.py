@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -477,3 +479,48 @@ def test_model_code_imports_no_training_stack():
         res = subprocess.run([sys.executable, "-c", f"import {mod}"], capture_output=True,
                              text=True)
         assert res.returncode == 0, res.stderr
+
+
+# ------------------------------------------------------ a new router gets its tests for free
+def test_a_new_router_is_tested_and_benchmarked_without_other_edits():
+    """Register a throwaway router (tests/_probe_router.py) and nothing else: the factories and
+    the bench pick it up in process, and a child pytest run over the router, layer, compute and
+    bench test files collects and passes every registry-wide test for it."""
+    import _probe_router as probe
+
+    from repro.bench import BenchSpec
+    from repro.bench.layer import router_config
+    from repro.bench.lm_throughput import method_arms
+    from repro.config import variant_names
+    from repro.routers import RouterConfig
+
+    probe.register()
+    try:
+        assert router_cfg(probe.NAME).kind == probe.NAME
+        assert probe.NAME in BenchSpec().routers and probe.NAME in method_arms(32, 64)
+        assert router_config(probe.NAME, 3).top_k == 3
+    finally:
+        probe.unregister()
+    assert probe.NAME not in ROUTERS and probe.NAME not in variant_names(RouterConfig)
+    assert probe.NAME not in BenchSpec().routers
+
+    code = ("import sys, pytest, _probe_router; _probe_router.register(); "
+            "sys.exit(pytest.main(sys.argv[1:]))")
+    files = ["tests/test_routers.py", "tests/test_layers.py", "tests/test_compute.py",
+             "tests/test_bench.py"]
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(root / "tests"), str(root), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", code, *files, "-p", "no:cacheprovider", "-k",
+                          probe.NAME, "-rA", "-q"], cwd=root, env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    passed = {line.split("::")[1].split("[")[0] for line in out.stdout.splitlines()
+              if line.startswith("PASSED ") and probe.NAME in line}
+    assert passed >= {  # the registry-wide tests of each file, now run for the probe
+        "test_router_contract", "test_every_parameter_gets_a_gradient",
+        "test_each_aux_loss_alone_trains_the_router", "test_identical_seeds_identical_routing",
+        "test_identical_seeds_identical_lm_outputs", "test_backends_identical_outputs_and_grads",
+        "test_lm_trains_under_bf16_autocast", "test_ffn_params_equal_module",
+        "test_model_params_equal_module", "test_bench_cases_are_flop_matched",
+        "test_bench_group_checks_every_router"}, out.stdout[-3000:]

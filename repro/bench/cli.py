@@ -28,7 +28,8 @@ def add_arguments(sp) -> None:
                     help="tiny shapes, seconds: a smoke run (writes a *-quick.csv)")
     sp.add_argument("--update", action="store_true",
                     help="merge into the existing CSV, replacing only the re-measured rows")
-    sp.add_argument("--out", default="results/bench", help="output folder (default results/bench)")
+    sp.add_argument("--out", default="", help="output folder (default: the project's "
+                    "results/bench; see README 'Where runs and results live')")
     sp.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
 

@@ -20,10 +20,7 @@ from repro.layers.dense import DenseFFNConfig
 from repro.layers.finedeep import FinedeepConfig
 from repro.layers.moe import MoEConfig
 from repro.models.lm import LM, ModelConfig
-from repro.routers.expert_choice import ExpertChoiceRouterConfig
-from repro.routers.gshard import GShardRouterConfig
-from repro.routers.noisy_topk import NoisyTopKRouterConfig
-from repro.routers.switch import SwitchRouterConfig
+from repro.routers import ROUTERS
 from repro.routers.topk import TopKRouterConfig
 
 
@@ -40,12 +37,8 @@ def method_arms(d_model: int, d_ff: int, n_experts: int = 8) -> dict[str, object
         return replace(cfg, d_expert=_align(moe_d_expert_for_ffn_flops(target, cfg, d_model)))
 
     arms: dict[str, object] = {"dense": DenseFFNConfig(d_ff=d_ff)}
-    arms["switch"] = fit(MoEConfig(n_experts=E, router=SwitchRouterConfig()))
-    arms["topk"] = fit(MoEConfig(n_experts=E, router=TopKRouterConfig(top_k=2)))
-    arms["gshard"] = fit(MoEConfig(n_experts=E, router=GShardRouterConfig()))
-    arms["noisy_topk"] = fit(MoEConfig(n_experts=E, router=NoisyTopKRouterConfig(top_k=2)))
-    arms["expert_choice"] = fit(MoEConfig(n_experts=E, router=ExpertChoiceRouterConfig(
-        capacity_factor=2.0)))
+    for name, router in ROUTERS.items():  # every registered router, at 2 experts per token
+        arms[name] = fit(MoEConfig(n_experts=E, router=router.Config().with_experts_per_token(2)))
     # DeepSeekMoE: m=4 fine-grained, 1 shared of the same width, top-3 routed of 4E-1
     dsm = MoEConfig(n_experts=4 * E - 1, n_shared=1, router=TopKRouterConfig(
         top_k=3, normalize=False))

@@ -1,5 +1,6 @@
 """``repro bench``: run the layer grid (routers x backends x E) and the training-loop check, write
-the CSV + PNG under ``results/bench/`` and print the table with the issue's targets."""
+the CSV + PNG under the project's ``results/bench/`` and print the table with the issue's
+targets."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from pathlib import Path
 import torch
 
 from repro.bench.layer import bench_group, default_top_k
+from repro.paths import results_dir
+from repro.routers import ROUTERS
 
-ROUTER_NAMES = ("topk", "switch", "gshard", "noisy_topk", "expert_choice")
 BACKEND_NAMES = ("auto", "loop", "grouped_mm", "bmm")
 
 # issue 6 targets, as ratios to the dense SwiGLU of equal activated FLOPs
@@ -33,7 +35,8 @@ COLUMNS = ["section", "device", "device_name", "torch", "dtype", "router", "back
 @dataclass
 class BenchSpec:
     device: str = "cpu"
-    routers: tuple[str, ...] = ROUTER_NAMES
+    # default: every registered router (a new router is benchmarked without an edit here)
+    routers: tuple[str, ...] = field(default_factory=lambda: tuple(ROUTERS.names()))
     sweep_routers: tuple[str, ...] | None = None  # routers for E not in (8, 64); None: routers
     experts: tuple[int, ...] = (8, 16, 64, 256)
     backends: tuple[str, ...] = BACKEND_NAMES
@@ -50,7 +53,7 @@ class BenchSpec:
     threads: int | None = None
     quick: bool = False
     update: bool = False  # merge into an existing CSV, replacing the rows this run re-measured
-    out_dir: str = "results/bench"
+    out_dir: str = ""  # "": <results>/bench (repro.paths.results_dir: the project's results/)
     wrong_backend: dict = field(default_factory=dict)  # tests: perturb a backend's module
 
     @classmethod
@@ -96,6 +99,7 @@ def run_bench(spec: BenchSpec, log=print) -> tuple[list[dict], Path]:
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[spec.dtype]
     if spec.device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("no CUDA device")
+    out = Path(spec.out_dir) if spec.out_dir else results_dir() / "bench"  # fail before timing
     threads = spec.threads or min(torch.get_num_threads(), os.cpu_count() or 1)
     torch.set_num_threads(threads)
     policy = set_allocator_policy() if spec.device == "cpu" else "torch CUDA caching allocator"
@@ -137,7 +141,6 @@ def run_bench(spec: BenchSpec, log=print) -> tuple[list[dict], Path]:
             log(f"[bench] train {r['backend']:13s} {r['tokens_per_s']:.0f} tok/s, "
                 f"ratio to bare {r['ratio']:.3f}")
         rows += tr
-    out = Path(spec.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tv = torch.__version__.split("+")[0]
     stem = f"bench-{spec.device}-torch{tv}" + ("-quick" if spec.quick else "")

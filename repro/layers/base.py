@@ -10,13 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+from torch import nn
 
-from repro.config import config, variant_family
-from repro.registry import Registry
+from repro.config import ComponentRegistry, config, variant_family
 from repro.routers.base import AuxLoss  # noqa: F401  (re-export; torch-only router contract)
-
-# name -> nn.Module class with a ``Config`` attribute (the matching FFNConfig variant)
-FFN_BLOCKS: Registry = Registry("FFN block")
 
 
 @variant_family
@@ -25,6 +22,12 @@ class FFNConfig:
     """Base of the FFN block configs; ``kind`` names the block in ``FFN_BLOCKS``."""
 
     kind: str = ""
+
+
+# name -> nn.Module class with its own ``Config`` (an FFNConfig subclass); registering stamps the
+# name onto both (see ``repro.config.ComponentRegistry``)
+FFN_BLOCKS: ComponentRegistry = ComponentRegistry("FFN block", base=nn.Module,
+                                                  config_base=FFNConfig)
 
 
 @dataclass

@@ -6,14 +6,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from repro.config import check, config, variant
+from repro.config import check, config
 from repro.layers.base import FFN_BLOCKS, FFNConfig, FFNOutput
 
 
-@variant("dense")
 @config
 class DenseFFNConfig(FFNConfig):
-    kind: str = "dense"
     d_ff: int = 352  # SwiGLU hidden width; ~8/3 * d_model keeps params equal to a 4d GELU FFN
 
     DOMAINS = {"d_ff": ">= 1"}

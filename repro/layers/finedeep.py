@@ -32,17 +32,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from repro.config import check, config, variant
+from repro.config import check, config
 from repro.layers.base import FFN_BLOCKS, FFNConfig, FFNOutput
 from repro.layers.norms import RMSNorm
 
 GATES = ("sigmoid", "softmax", "none")
 
 
-@variant("finedeep")
 @config
 class FinedeepConfig(FFNConfig):
-    kind: str = "finedeep"
     d_ff: int = 352  # hidden width of the dense SwiGLU being partitioned
     n_sublayers: int = 2  # M sequential sub-layers (NF in the sources)
     n_experts: int = 4  # K experts per sub-layer (NF in the sources)

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from repro.config import ConfigError, check, config, variant
+from repro.config import ConfigError, check, config
 from repro.layers import dispatch
 from repro.layers.base import FFN_BLOCKS, AuxLoss, FFNConfig, FFNOutput
 from repro.layers.dense import SwiGLU
@@ -31,10 +31,8 @@ from repro.routers import ROUTERS, RouterConfig
 from repro.routers.topk import TopKRouterConfig
 
 
-@variant("moe")
 @config
 class MoEConfig(FFNConfig):
-    kind: str = "moe"
     n_experts: int = 8  # E routed experts
     d_expert: int = 352  # F, hidden width of one routed expert
     router: RouterConfig = TopKRouterConfig()

@@ -17,11 +17,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from repro.config import check, config, variant_family
-from repro.registry import Registry
-
-# name -> Router subclass (with a ``Config`` attribute)
-ROUTERS: Registry = Registry("router")
+from repro.config import ComponentRegistry, check, config, variant_family
 
 
 @variant_family
@@ -46,6 +42,15 @@ class RouterConfig:
         whether or not a token fills them); None for a method without capacity. Compute
         accounting uses it for the "executed" FLOPs next to the "per routed token" ones."""
         return None
+
+    def param_count(self, d_model: int, n_experts: int) -> int:
+        """Parameters of the router (compute accounting; a test compares it with the module)."""
+        return d_model * n_experts  # W_r: [D, E]
+
+    def with_experts_per_token(self, k: int) -> RouterConfig:
+        """This config set to apply ``k`` experts per token where the method has a free K (the
+        benchmarks use it to run every router at one K); a fixed-K method returns itself."""
+        return self
 
     def validate_for(self, n_experts: int) -> None:
         """Cross-field checks against the block (raise ConfigError with a field name)."""
@@ -84,7 +89,13 @@ class Routing:
 
 
 class Router(nn.Module):
+    """Base of every router. A router is registered once, ``@ROUTERS.register("name")`` on its
+    class, with its own ``Config`` (a ``@config`` subclass of ``RouterConfig``, no ``kind``
+    default): the registration stamps ``name`` as the class's ``KIND`` and its config's ``kind``.
+    Its tests and benchmarks then come from the registry (tests/routers, ``repro bench``)."""
+
     Config: type[RouterConfig] = RouterConfig
+    KIND: str = ""  # set by the registration
 
     def __init__(self, cfg: RouterConfig, d_model: int, n_experts: int):
         super().__init__()
@@ -110,6 +121,10 @@ class Router(nn.Module):
     def forward(self, x: torch.Tensor, shape: tuple[int, int] | None = None) -> Routing:
         # x: [N, D] with N = B*T flattened row-major; shape = (B, T) when known
         raise NotImplementedError
+
+
+# name -> Router subclass; registering stamps the name onto the class and its Config
+ROUTERS: ComponentRegistry = ComponentRegistry("router", base=Router, config_base=RouterConfig)
 
 
 # ------------------------------------------------------------------------ shared router pieces

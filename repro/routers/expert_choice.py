@@ -35,11 +35,12 @@ softmax over dim 1), never ``softmax(-1).t()``, which torch.compile differentiat
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
 
-from repro.config import check, config, variant
+from repro.config import check, config
 from repro.routers.base import (
     ROUTERS,
     AuxLoss,
@@ -55,10 +56,8 @@ GROUPS = ("position", "sequence", "batch")
 CAP_METHODS = ("greedy", "dykstra")
 
 
-@variant("expert_choice")
 @config
 class ExpertChoiceRouterConfig(RouterConfig):
-    kind: str = "expert_choice"
     capacity_factor: float = 2.0  # c: EC-CF2 matches GShard top-2 compute [P-EC] §4
     group: str = "position"  # routing group: position | sequence | batch (see module docstring)
     cap: int | None = None  # EC-CAPb: at most b experts per token (None: uncapped EC-CF)
@@ -81,6 +80,9 @@ class ExpertChoiceRouterConfig(RouterConfig):
               f"unknown capped-EC method {self.cap_method!r} (allowed: {', '.join(CAP_METHODS)})")
         check(self.cap_lambda > 0, "cap_lambda", f"must be > 0, got {self.cap_lambda}")
         check(self.cap_iters >= 1, "cap_iters", f"must be >= 1, got {self.cap_iters}")
+
+    def with_experts_per_token(self, k: int) -> RouterConfig:
+        return dataclasses.replace(self, capacity_factor=float(k))  # E*C/N = c
 
     def experts_per_token(self, n_experts: int) -> float:
         return float(self.capacity_factor)  # E*C/n = c on average [P-EC] §3.2

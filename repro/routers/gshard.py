@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from repro.config import check, config, variant
+from repro.config import check, config
 from repro.routers.base import (
     ROUTERS,
     AuxLoss,
@@ -36,10 +36,8 @@ from repro.routers.base import (
 POLICIES = ("all", "random")
 
 
-@variant("gshard")
 @config
 class GShardRouterConfig(RouterConfig):
-    kind: str = "gshard"
     policy: str = "random"  # second-expert policy: all | random  [C-GS]
     threshold: float = 0.5  # random policy: keep e2 with prob min(1, g2/threshold) [C-GS comment]
     random_at_eval: bool = True  # Lingvo applies the random policy regardless of mode [C-GS]

@@ -15,13 +15,14 @@ undefined; then, as in the authors' reference code, Load is the hard count (no g
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from repro.config import check, config, variant
+from repro.config import check, config
 from repro.routers.base import (
     ROUTERS,
     AuxLoss,
@@ -34,10 +35,8 @@ from repro.routers.base import (
 )
 
 
-@variant("noisy_topk")
 @config
 class NoisyTopKRouterConfig(RouterConfig):
-    kind: str = "noisy_topk"
     top_k: int = 4  # k = 4 for the flat MoEs [P-SHZ App. C]
     w_importance: float = 0.1  # 0.1 in the 1B-word LM runs [P-SHZ App. C] (0.01 for MT, App. E)
     w_load: float = 0.1  # 0.1 in the 1B-word LM runs [P-SHZ App. C]
@@ -53,6 +52,9 @@ class NoisyTopKRouterConfig(RouterConfig):
         check(self.w_importance >= 0, "w_importance", f"must be >= 0, got {self.w_importance}")
         check(self.w_load >= 0, "w_load", f"must be >= 0, got {self.w_load}")
         check(self.noise_eps >= 0, "noise_eps", f"must be >= 0, got {self.noise_eps}")
+
+    def with_experts_per_token(self, k: int) -> RouterConfig:
+        return dataclasses.replace(self, top_k=k)
 
     def experts_per_token(self, n_experts: int) -> float:
         return float(self.top_k)

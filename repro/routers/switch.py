@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from repro.config import check, config, variant
+from repro.config import check, config
 from repro.routers.base import (
     ROUTERS,
     AuxLoss,
@@ -19,10 +19,8 @@ from repro.routers.base import (
 )
 
 
-@variant("switch")
 @config
 class SwitchRouterConfig(RouterConfig):
-    kind: str = "switch"
     # [P-ST] trains at 1.25 and evaluates at 2.0. None = no capacity in that mode: the dropless
     # variant (every token reaches its expert; the sorted/grouped backends then run exactly N
     # expert rows, the padded bmm backend sizes its slots to the largest group)

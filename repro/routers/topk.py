@@ -7,9 +7,11 @@ alpha_1 (the loss form is shared with Switch, see ``balance_loss``).
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
-from repro.config import check, config, variant
+from repro.config import check, config
 from repro.routers.base import (
     ROUTERS,
     AuxLoss,
@@ -24,10 +26,8 @@ from repro.routers.base import (
 )
 
 
-@variant("topk")
 @config
 class TopKRouterConfig(RouterConfig):
-    kind: str = "topk"
     top_k: int = 2
     # renormalise the kept top-k probabilities to sum to 1 (GShard/Mixtral style). DeepSeekMoE's
     # paper equations do not renormalise [P-DSM Eq. 11], so its arms set normalize=false.
@@ -46,6 +46,9 @@ class TopKRouterConfig(RouterConfig):
         for name in ("capacity_factor", "eval_capacity_factor"):
             v = getattr(self, name)
             check(v is None or v > 0, name, f"must be > 0 (or none for no capacity), got {v}")
+
+    def with_experts_per_token(self, k: int) -> RouterConfig:
+        return dataclasses.replace(self, top_k=k)
 
     def experts_per_token(self, n_experts: int) -> float:
         return float(self.top_k)
