@@ -174,3 +174,16 @@ def test_cuda_backends_match_loop():
     rows = bench_group("topk", 8, 2, backends=["loop", "grouped_mm", "bmm", "auto"],
                        **{**TINY, "device": "cuda", "dtype": torch.bfloat16})
     assert all(r["ref_ok"] or "failed" in r["note"] for r in rows), rows
+
+
+def test_lm_throughput_times_every_method_flop_matched_at_a_preset_shape():
+    from repro.bench.lm_throughput import lm_throughput, scale_shape
+
+    shape = scale_shape("smoke")
+    assert shape["vocab"] == 96 and shape["d_ff"] == 88  # the preset's, not hand-typed
+    rows = lm_throughput(steps=1, rounds=1, warmup=0, echo=lambda *_: None, **shape)
+    by = {r["method"]: r for r in rows}
+    assert set(ROUTERS.names()) | {"dense", "deepseekmoe", "mone", "finedeep"} <= set(by)
+    for r in rows:
+        assert r["tokens_per_s"] > 0 and r["rel_dense"] > 0
+        assert abs(r["ffn_flops"] / by["dense"]["ffn_flops"] - 1) < 0.05, r

@@ -104,14 +104,29 @@ def lm_throughput(d_model=128, n_layers=2, n_heads=4, d_ff=344, vocab=4096, seq_
     return rows
 
 
+def scale_shape(scale: str = "cpu") -> dict:
+    """The LM shape of a scale preset (repro.experiments.scales), as lm_throughput kwargs."""
+    from repro.experiments.scales import PRESETS
+
+    p = PRESETS[scale]
+    return dict(d_model=p.d_model, n_layers=p.n_layers, n_heads=p.n_heads, d_ff=p.d_ff,
+                vocab=p.data.vocab_size, seq_len=p.data.seq_len, batch=p.recipe.batch_size)
+
+
 if __name__ == "__main__":
     import argparse
+    import platform
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scale", default="cpu", help="the preset whose LM shape to time "
+                    "(default cpu: the calibrated scale)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--threads", type=int, default=0)
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
-    lm_throughput(rounds=a.rounds, steps=a.steps)
+    shape = scale_shape(a.scale)
+    print(f"scale {a.scale}: {shape}; torch {torch.__version__}, {torch.get_num_threads()} "
+          f"threads, {platform.machine()}")
+    lm_throughput(rounds=a.rounds, steps=a.steps, **shape)
