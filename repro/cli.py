@@ -348,6 +348,82 @@ def _port_free(host: str, port: int) -> bool:
             return False
 
 
+SERVE_GRACE_S = 5.0  # after SIGTERM, how long a server gets before SIGKILL
+
+
+def _signal_group(pgid: int, sig: int) -> bool:
+    """Send ``sig`` to process group ``pgid``; False when the group has no process left."""
+    try:
+        os.killpg(pgid, sig)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def _stop_group(pgid: int, grace: float = SERVE_GRACE_S) -> None:
+    """SIGTERM every process of the group, SIGKILL what is left after ``grace`` seconds."""
+    import signal
+    import time
+
+    if not _signal_group(pgid, signal.SIGTERM):
+        return
+    end = time.monotonic() + grace
+    while time.monotonic() < end:
+        if not _signal_group(pgid, 0):
+            return
+        time.sleep(0.05)
+    _signal_group(pgid, signal.SIGKILL)
+
+
+def _serve(cmd: list[str]) -> int:
+    """Run a server command (``mlflow ui``, ``optuna-dashboard``) until it exits or this process
+    gets SIGINT / SIGTERM / SIGHUP; then stop the server *and every process it started*.
+
+    The server runs in its own session (process group), so its workers (gunicorn / uvicorn
+    children) can be stopped as one group: before, a SIGTERM to ``repro ui`` killed only this
+    process and left the server running. Returns the server's exit code, 0 after Ctrl-C, or
+    128 + the signal number after SIGTERM / SIGHUP."""
+    import signal
+    import time
+
+    got: list[int] = []
+    procs: list[subprocess.Popen] = []
+
+    def on_signal(signum, frame):
+        got.append(signum)
+        for p in procs:
+            _signal_group(p.pid, signal.SIGTERM)  # the wait below then returns
+
+    sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    old = {s: signal.signal(s, on_signal) for s in sigs}  # before the start: no gap
+    try:
+        procs.append(subprocess.Popen(cmd, start_new_session=True))
+        proc = procs[0]
+        if got:  # a signal came while it started
+            _signal_group(proc.pid, signal.SIGTERM)
+        kill_at = None
+        while True:
+            try:
+                rc = proc.wait(timeout=0.2)
+                break
+            except subprocess.TimeoutExpired:
+                if got and kill_at is None:
+                    kill_at = time.monotonic() + SERVE_GRACE_S
+                elif kill_at is not None and time.monotonic() > kill_at:
+                    _signal_group(proc.pid, signal.SIGKILL)  # it ignored SIGTERM
+    finally:
+        for p in procs:
+            _stop_group(p.pid)  # workers that outlived their parent (or an error above)
+        for s, h in old.items():
+            signal.signal(s, h)
+    if got:
+        print(f"[repro] stopped the server ({signal.Signals(got[0]).name})", file=sys.stderr)
+        return 0 if got[0] == signal.SIGINT else 128 + got[0]
+    return rc
+
+
 def cmd_ui(args) -> int:
     from repro.tracking.store import resolve_uri
 
@@ -368,10 +444,7 @@ def cmd_ui(args) -> int:
     if args.dry_run:
         print(" ".join(cmd))
         return 0
-    try:
-        return subprocess.call(cmd)
-    except KeyboardInterrupt:
-        return 0
+    return _serve(cmd)
 
 
 def cmd_sweep(args) -> int:
@@ -427,10 +500,7 @@ def cmd_dashboard(args) -> int:
     if args.dry_run:
         print(" ".join(redact(c) for c in cmd))
         return 0
-    try:
-        return subprocess.call(cmd)
-    except KeyboardInterrupt:
-        return 0
+    return _serve(cmd)
 
 
 # --------------------------------------------------------------------------------------- parser
