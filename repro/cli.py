@@ -65,6 +65,7 @@ def _positive(flag: str, value: int | None) -> int | None:
 
 
 MAX_JOBS_PER_CPU = 4
+MAX_SEEDS = 10  # default cap of `repro run --seeds auto`
 
 
 def _jobs(value: int | None) -> int | None:
@@ -151,6 +152,9 @@ def cmd_show(args) -> int:
 
     exp = _experiment(args)
     overrides = args.set or []
+    only = _arms(args.arm)
+    for a in only or []:
+        exp.arm(a)  # unknown arm -> one line with close matches
     print(f"{exp.name} v{exp.version} [{exp.scale}]: {exp.title}")
     print(f"paper: {exp.paper}")
     run0 = exp.run_config(exp.arms[0], overrides)  # the resolved config, --set included
@@ -173,7 +177,8 @@ def cmd_show(args) -> int:
     print(f"  {'arm':18s} {'total':>9s} {'activated':>10s} {'FFN act.':>9s} {'FFN FLOPs/tok':>14s} "
           f"{'FLOPs/tok':>10s} {'FFN/attn/head':>14s}  description")
     padded = []
-    for arm in exp.arms:
+    shown = [a for a in exp.arms if only is None or a.name in only]
+    for arm in shown:
         run = exp.run_config(arm, overrides)
         c = model_count(run.model, run.data.seq_len)
         split = "/".join(f"{100 * v:.0f}" for v in c.flop_split().values()) + "%"
@@ -194,7 +199,7 @@ def cmd_show(args) -> int:
     if args.verbose:
         import json
 
-        for arm in exp.arms:
+        for arm in shown:
             print(f"--- {arm.name}")
             print(json.dumps(to_dict(exp.run_config(arm, overrides)), indent=1))
     return 0
@@ -233,6 +238,9 @@ def cmd_run(args) -> int:
         os.environ["REPRO_VERBOSE"] = "1"  # repro.experiments.runner.VERBOSE_ENV; children too
     from repro.experiments.runner import run_experiment, run_suite
 
+    if args.max_seeds is not None and args.seeds != "auto":
+        raise UserError("--max-seeds: only applies to --seeds auto (it caps how many seeds auto "
+                        "may grow to); add --seeds auto or drop --max-seeds")
     if args.name == "all":
         if args.arm is not None:
             raise UserError("--arm: cannot be combined with `repro run all` (arms belong to one "
@@ -258,7 +266,8 @@ def cmd_run(args) -> int:
         outcomes = []
         seeds = run_auto_seeds(exp, lambda s: outcomes.extend(run_experiment(exp, seeds=s, **kw)),
                                resolve_uri(args.tracking_uri), args.set or [],
-                               _positive("--max-seeds", args.max_seeds))
+                               _positive("--max-seeds", args.max_seeds
+                                         if args.max_seeds is not None else MAX_SEEDS))
         outcomes = list({o.run_id: o for o in outcomes}.values())
         print(f"[repro] --seeds auto settled on seeds {','.join(map(str, seeds))}")
     else:
@@ -291,6 +300,12 @@ def cmd_doctor(args) -> int:
 
 def cmd_check(args) -> int:
     from repro.experiments.report import IncompleteGridError, MissingRunsError, check_experiment
+
+    if args.arm is not None:
+        raise UserError("--arm: `repro check` evaluates claims that compare the experiment's "
+                        "arms, so it always reads every arm (a subset would replace results/ "
+                        "with claims it cannot evaluate); drop --arm (`repro run --arm` trains "
+                        "a subset)")
 
     if args.name == "all":
         checked, missing, kept = 0, [], []
@@ -333,6 +348,11 @@ def _print_verdicts(results, out, prefix: str = "") -> None:
 
 def cmd_report(args) -> int:
     from repro.experiments.report import write_report
+
+    if args.tracking_uri is not None:
+        raise UserError("--tracking-uri: `repro report` reads only the claims.json files that "
+                        "`repro check` wrote under results/ (REPRO_RESULTS_DIR), never MLflow; "
+                        "pass --tracking-uri to `repro check`")
 
     path = write_report()
     print(f"[repro] wrote {path}")
@@ -527,6 +547,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(fn=cmd_ls)
     sp = sub.add_parser("show", help="arms, compute accounting and claims of an experiment")
     common(sp)
+    sp.add_argument("--arm", help="only these arms in the table (comma-separated; matching "
+                    "is still checked over every arm)")
     sp.add_argument("-v", "--verbose", action="store_true", help="print resolved configs")
     sp.set_defaults(fn=cmd_show)
     sp = sub.add_parser("run", help="train every (arm, seed) of an experiment")
@@ -535,8 +557,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seeds", help="comma-separated seeds (default: the experiment's), or "
                     "auto: train the default seeds, then add seeds while a claim is inconclusive "
                     "and its seeds-needed figure is within --max-seeds")
-    sp.add_argument("--max-seeds", type=int, default=10,
-                    help="cap for --seeds auto (default 10)")
+    sp.add_argument("--max-seeds", type=int, default=None,
+                    help=f"cap for --seeds auto (default {MAX_SEEDS})")
     sp.add_argument("-v", "--verbose", action="store_true",
                     help="show Lightning's INFO lines and third-party deprecation warnings")
     sp.add_argument("--force", action="store_true", help="retrain even if a finished run exists")
@@ -556,12 +578,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(fn=cmd_doctor)
     sp = sub.add_parser("check", help="evaluate claims over seeds, write results/NAME/")
     common(sp)
-    sp.add_argument("--seeds", help="comma-separated seeds (default: the experiment's)")
+    sp.add_argument("--seeds", help="comma-separated seeds (default: the experiment's, plus "
+                    "seeds that every arm finished)")
+    sp.add_argument("--arm", help=argparse.SUPPRESS)  # refused with the reason (cmd_check)
     sp.add_argument("--partial", action="store_true",
                     help="with some (arm, seed) runs missing, overwrite a complete result "
                          "anyway (the new one is marked partial)")
     sp.set_defaults(fn=cmd_check)
-    sp = sub.add_parser("report", help="regenerate results/README.md over all experiments")
+    sp = sub.add_parser("report", help="regenerate results/README.md over all experiments "
+                        "(reads results/ only)")
+    sp.add_argument("--tracking-uri", default=None, help=argparse.SUPPRESS)  # refused: cmd_report
     sp.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     sp.set_defaults(fn=cmd_report)
     sp = sub.add_parser("ui", help="MLflow UI on the same store (127.0.0.1 by default)")
