@@ -7,6 +7,7 @@ traceback unless ``--debug`` is given.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import socket
 import subprocess
@@ -66,6 +67,7 @@ def _positive(flag: str, value: int | None) -> int | None:
 
 MAX_JOBS_PER_CPU = 4
 MAX_SEEDS = 10  # default cap of `repro run --seeds auto`
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def _jobs(value: int | None) -> int | None:
@@ -301,6 +303,9 @@ def cmd_doctor(args) -> int:
 def cmd_check(args) -> int:
     from repro.experiments.report import IncompleteGridError, MissingRunsError, check_experiment
 
+    from repro.paths import check_free_space, results_dir
+
+    check_free_space(results_dir())  # disk full: refuse before any result file is replaced
     if args.arm is not None:
         raise UserError("--arm: `repro check` evaluates claims that compare the experiment's "
                         "arms, so it always reads every arm (a subset would replace results/ "
@@ -651,6 +656,12 @@ def main(argv: list[str] | None = None) -> int:
         print("repro: interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # noqa: BLE001
+        if isinstance(e, OSError) and e.errno in _DISK_FULL and not args.debug:
+            # disk full while writing (the atomic writers name the file, and leave the old one)
+            print(f"repro: error: cannot write {e.filename or '(unknown file)'}: {e.strerror}; "
+                  "free space (or set REPRO_RESULTS_DIR / REPRO_RUNS_DIR elsewhere) and rerun; "
+                  "no file was left half-written", file=sys.stderr)
+            return 1
         # both classes exist only if their modules were imported (see _user_errors)
         RunInterrupted = getattr(sys.modules.get("repro.lit.checkpoint"), "RunInterrupted", ())
         RunFailed = getattr(sys.modules.get("repro.experiments.runner"), "RunFailed", ())
