@@ -302,7 +302,6 @@ def cmd_doctor(args) -> int:
 
 def cmd_check(args) -> int:
     from repro.experiments.report import IncompleteGridError, MissingRunsError, check_experiment
-
     from repro.paths import check_free_space, results_dir
 
     check_free_space(results_dir())  # disk full: refuse before any result file is replaced
