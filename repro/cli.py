@@ -7,6 +7,7 @@ traceback unless ``--debug`` is given.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import socket
 import subprocess
@@ -65,6 +66,8 @@ def _positive(flag: str, value: int | None) -> int | None:
 
 
 MAX_JOBS_PER_CPU = 4
+MAX_SEEDS = 10  # default cap of `repro run --seeds auto`
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def _jobs(value: int | None) -> int | None:
@@ -151,6 +154,9 @@ def cmd_show(args) -> int:
 
     exp = _experiment(args)
     overrides = args.set or []
+    only = _arms(args.arm)
+    for a in only or []:
+        exp.arm(a)  # unknown arm -> one line with close matches
     print(f"{exp.name} v{exp.version} [{exp.scale}]: {exp.title}")
     print(f"paper: {exp.paper}")
     run0 = exp.run_config(exp.arms[0], overrides)  # the resolved config, --set included
@@ -173,7 +179,8 @@ def cmd_show(args) -> int:
     print(f"  {'arm':18s} {'total':>9s} {'activated':>10s} {'FFN act.':>9s} {'FFN FLOPs/tok':>14s} "
           f"{'FLOPs/tok':>10s} {'FFN/attn/head':>14s}  description")
     padded = []
-    for arm in exp.arms:
+    shown = [a for a in exp.arms if only is None or a.name in only]
+    for arm in shown:
         run = exp.run_config(arm, overrides)
         c = model_count(run.model, run.data.seq_len)
         split = "/".join(f"{100 * v:.0f}" for v in c.flop_split().values()) + "%"
@@ -194,7 +201,7 @@ def cmd_show(args) -> int:
     if args.verbose:
         import json
 
-        for arm in exp.arms:
+        for arm in shown:
             print(f"--- {arm.name}")
             print(json.dumps(to_dict(exp.run_config(arm, overrides)), indent=1))
     return 0
@@ -233,6 +240,9 @@ def cmd_run(args) -> int:
         os.environ["REPRO_VERBOSE"] = "1"  # repro.experiments.runner.VERBOSE_ENV; children too
     from repro.experiments.runner import run_experiment, run_suite
 
+    if args.max_seeds is not None and args.seeds != "auto":
+        raise UserError("--max-seeds: only applies to --seeds auto (it caps how many seeds auto "
+                        "may grow to); add --seeds auto or drop --max-seeds")
     if args.name == "all":
         if args.arm is not None:
             raise UserError("--arm: cannot be combined with `repro run all` (arms belong to one "
@@ -258,7 +268,8 @@ def cmd_run(args) -> int:
         outcomes = []
         seeds = run_auto_seeds(exp, lambda s: outcomes.extend(run_experiment(exp, seeds=s, **kw)),
                                resolve_uri(args.tracking_uri), args.set or [],
-                               _positive("--max-seeds", args.max_seeds))
+                               _positive("--max-seeds", args.max_seeds
+                                         if args.max_seeds is not None else MAX_SEEDS))
         outcomes = list({o.run_id: o for o in outcomes}.values())
         print(f"[repro] --seeds auto settled on seeds {','.join(map(str, seeds))}")
     else:
@@ -291,6 +302,14 @@ def cmd_doctor(args) -> int:
 
 def cmd_check(args) -> int:
     from repro.experiments.report import IncompleteGridError, MissingRunsError, check_experiment
+    from repro.paths import check_free_space, results_dir
+
+    check_free_space(results_dir())  # disk full: refuse before any result file is replaced
+    if args.arm is not None:
+        raise UserError("--arm: `repro check` evaluates claims that compare the experiment's "
+                        "arms, so it always reads every arm (a subset would replace results/ "
+                        "with claims it cannot evaluate); drop --arm (`repro run --arm` trains "
+                        "a subset)")
 
     if args.name == "all":
         checked, missing, kept = 0, [], []
@@ -334,6 +353,11 @@ def _print_verdicts(results, out, prefix: str = "") -> None:
 def cmd_report(args) -> int:
     from repro.experiments.report import write_report
 
+    if args.tracking_uri is not None:
+        raise UserError("--tracking-uri: `repro report` reads only the claims.json files that "
+                        "`repro check` wrote under results/ (REPRO_RESULTS_DIR), never MLflow; "
+                        "pass --tracking-uri to `repro check`")
+
     path = write_report()
     print(f"[repro] wrote {path}")
     return 0
@@ -346,6 +370,82 @@ def _port_free(host: str, port: int) -> bool:
             return True
         except OSError:
             return False
+
+
+SERVE_GRACE_S = 5.0  # after SIGTERM, how long a server gets before SIGKILL
+
+
+def _signal_group(pgid: int, sig: int) -> bool:
+    """Send ``sig`` to process group ``pgid``; False when the group has no process left."""
+    try:
+        os.killpg(pgid, sig)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def _stop_group(pgid: int, grace: float = SERVE_GRACE_S) -> None:
+    """SIGTERM every process of the group, SIGKILL what is left after ``grace`` seconds."""
+    import signal
+    import time
+
+    if not _signal_group(pgid, signal.SIGTERM):
+        return
+    end = time.monotonic() + grace
+    while time.monotonic() < end:
+        if not _signal_group(pgid, 0):
+            return
+        time.sleep(0.05)
+    _signal_group(pgid, signal.SIGKILL)
+
+
+def _serve(cmd: list[str]) -> int:
+    """Run a server command (``mlflow ui``, ``optuna-dashboard``) until it exits or this process
+    gets SIGINT / SIGTERM / SIGHUP; then stop the server *and every process it started*.
+
+    The server runs in its own session (process group), so its workers (gunicorn / uvicorn
+    children) can be stopped as one group: before, a SIGTERM to ``repro ui`` killed only this
+    process and left the server running. Returns the server's exit code, 0 after Ctrl-C, or
+    128 + the signal number after SIGTERM / SIGHUP."""
+    import signal
+    import time
+
+    got: list[int] = []
+    procs: list[subprocess.Popen] = []
+
+    def on_signal(signum, frame):
+        got.append(signum)
+        for p in procs:
+            _signal_group(p.pid, signal.SIGTERM)  # the wait below then returns
+
+    sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    old = {s: signal.signal(s, on_signal) for s in sigs}  # before the start: no gap
+    try:
+        procs.append(subprocess.Popen(cmd, start_new_session=True))
+        proc = procs[0]
+        if got:  # a signal came while it started
+            _signal_group(proc.pid, signal.SIGTERM)
+        kill_at = None
+        while True:
+            try:
+                rc = proc.wait(timeout=0.2)
+                break
+            except subprocess.TimeoutExpired:
+                if got and kill_at is None:
+                    kill_at = time.monotonic() + SERVE_GRACE_S
+                elif kill_at is not None and time.monotonic() > kill_at:
+                    _signal_group(proc.pid, signal.SIGKILL)  # it ignored SIGTERM
+    finally:
+        for p in procs:
+            _stop_group(p.pid)  # workers that outlived their parent (or an error above)
+        for s, h in old.items():
+            signal.signal(s, h)
+    if got:
+        print(f"[repro] stopped the server ({signal.Signals(got[0]).name})", file=sys.stderr)
+        return 0 if got[0] == signal.SIGINT else 128 + got[0]
+    return rc
 
 
 def cmd_ui(args) -> int:
@@ -368,10 +468,7 @@ def cmd_ui(args) -> int:
     if args.dry_run:
         print(" ".join(cmd))
         return 0
-    try:
-        return subprocess.call(cmd)
-    except KeyboardInterrupt:
-        return 0
+    return _serve(cmd)
 
 
 def cmd_sweep(args) -> int:
@@ -427,10 +524,7 @@ def cmd_dashboard(args) -> int:
     if args.dry_run:
         print(" ".join(redact(c) for c in cmd))
         return 0
-    try:
-        return subprocess.call(cmd)
-    except KeyboardInterrupt:
-        return 0
+    return _serve(cmd)
 
 
 # --------------------------------------------------------------------------------------- parser
@@ -457,6 +551,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(fn=cmd_ls)
     sp = sub.add_parser("show", help="arms, compute accounting and claims of an experiment")
     common(sp)
+    sp.add_argument("--arm", help="only these arms in the table (comma-separated; matching "
+                    "is still checked over every arm)")
     sp.add_argument("-v", "--verbose", action="store_true", help="print resolved configs")
     sp.set_defaults(fn=cmd_show)
     sp = sub.add_parser("run", help="train every (arm, seed) of an experiment")
@@ -465,8 +561,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seeds", help="comma-separated seeds (default: the experiment's), or "
                     "auto: train the default seeds, then add seeds while a claim is inconclusive "
                     "and its seeds-needed figure is within --max-seeds")
-    sp.add_argument("--max-seeds", type=int, default=10,
-                    help="cap for --seeds auto (default 10)")
+    sp.add_argument("--max-seeds", type=int, default=None,
+                    help=f"cap for --seeds auto (default {MAX_SEEDS})")
     sp.add_argument("-v", "--verbose", action="store_true",
                     help="show Lightning's INFO lines and third-party deprecation warnings")
     sp.add_argument("--force", action="store_true", help="retrain even if a finished run exists")
@@ -486,12 +582,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(fn=cmd_doctor)
     sp = sub.add_parser("check", help="evaluate claims over seeds, write results/NAME/")
     common(sp)
-    sp.add_argument("--seeds", help="comma-separated seeds (default: the experiment's)")
+    sp.add_argument("--seeds", help="comma-separated seeds (default: the experiment's, plus "
+                    "seeds that every arm finished)")
+    sp.add_argument("--arm", help=argparse.SUPPRESS)  # refused with the reason (cmd_check)
     sp.add_argument("--partial", action="store_true",
                     help="with some (arm, seed) runs missing, overwrite a complete result "
                          "anyway (the new one is marked partial)")
     sp.set_defaults(fn=cmd_check)
-    sp = sub.add_parser("report", help="regenerate results/README.md over all experiments")
+    sp = sub.add_parser("report", help="regenerate results/README.md over all experiments "
+                        "(reads results/ only)")
+    sp.add_argument("--tracking-uri", default=None, help=argparse.SUPPRESS)  # refused: cmd_report
     sp.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     sp.set_defaults(fn=cmd_report)
     sp = sub.add_parser("ui", help="MLflow UI on the same store (127.0.0.1 by default)")
@@ -555,6 +655,12 @@ def main(argv: list[str] | None = None) -> int:
         print("repro: interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # noqa: BLE001
+        if isinstance(e, OSError) and e.errno in _DISK_FULL and not args.debug:
+            # disk full while writing (the atomic writers name the file, and leave the old one)
+            print(f"repro: error: cannot write {e.filename or '(unknown file)'}: {e.strerror}; "
+                  "free space (or set REPRO_RESULTS_DIR / REPRO_RUNS_DIR elsewhere) and rerun; "
+                  "no file was left half-written", file=sys.stderr)
+            return 1
         # both classes exist only if their modules were imported (see _user_errors)
         RunInterrupted = getattr(sys.modules.get("repro.lit.checkpoint"), "RunInterrupted", ())
         RunFailed = getattr(sys.modules.get("repro.experiments.runner"), "RunFailed", ())

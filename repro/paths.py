@@ -104,11 +104,36 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
-            os.unlink(tmp)
+            os.unlink(tmp)  # no half-written temp left behind; ``path`` is untouched
+        if isinstance(e, OSError) and e.errno is not None and e.filename != str(path):
+            # name the file the caller asked for (disk full: ENOSPC), not the temp file
+            raise OSError(e.errno, e.strerror or os.strerror(e.errno), str(path)) from e
         raise
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+MIN_FREE_BYTES = 64 * 2**20  # `repro check` writes ~1-5 MB of results; refuse below this
+
+
+def check_free_space(path: Path, need: int = MIN_FREE_BYTES) -> None:
+    """OSError(ENOSPC) naming ``path`` when its file system has less than ``need`` bytes free,
+    so that a command refuses before it writes anything (an existing folder above ``path`` is
+    measured when ``path`` does not exist yet)."""
+    import errno
+    import shutil
+
+    p = Path(path)
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        free = shutil.disk_usage(p).free
+    except OSError:
+        return  # cannot tell: the writes themselves will say
+    if free < need:
+        raise OSError(errno.ENOSPC, f"only {free / 2**20:.1f} MiB free on its file system "
+                      f"(need {need / 2**20:.0f} MiB)", str(path))

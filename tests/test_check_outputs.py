@@ -52,3 +52,79 @@ def test_check_includes_seeds_grown_beyond_the_experiments(tmp_runs):
     arms = [a.name for a in get_experiment("moe-vs-dense", "smoke").arms]
     assert payload["seeds"] == {a: [0, 1, 5] for a in arms}
     assert all(c["n"] == 3 for c in payload["claims"])
+
+
+def _snapshot(out):
+    return {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+
+
+def test_check_on_a_full_disk_names_the_file_and_leaves_no_half_written_file(tmp_runs,
+                                                                              monkeypatch,
+                                                                              capsys):
+    """ENOSPC in the middle of `repro check`: exit 1, one line naming the file; that file keeps
+    its previous complete content, every other file is complete (old or new), no temp file is
+    left. With too little free space up front, check refuses before writing anything."""
+    import errno
+    import os
+
+    sets = ["--set", "train.max_steps=4", "--set", "train.eval_every=2"]
+    base = ["switch-vs-dense", "--scale", "smoke", *sets, "--seeds", "0,1"]
+    assert main(["run", *base, "--arm", "dense,switch-e4", "--no-progress"]) == 0
+    assert main(["check", *base]) == 0
+    out = tmp_runs / "results" / "switch-vs-dense" / "smoke"
+    before = _snapshot(out)
+    assert {"claims.json", "claims.md", "summary.csv"} <= set(before)
+
+    # the disk fills during the third result file: its write fails half-way through
+    real_fdopen, written = os.fdopen, []
+
+    class Full:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, data):
+            self.f.write(data[:len(data) // 2])
+            self.f.flush()
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def fdopen(fd, mode="r", *a, **kw):
+        f = real_fdopen(fd, mode, *a, **kw)
+        target = os.readlink(f"/proc/self/fd/{fd}")
+        if mode == "wb" and target.startswith(str(out)) and target.endswith(".tmp"):
+            written.append(target)
+            if len(written) == 3:
+                return Full(f)
+        return f
+
+    capsys.readouterr()
+    monkeypatch.setattr(os, "fdopen", fdopen)
+    assert main(["check", *base]) == 1
+    monkeypatch.setattr(os, "fdopen", real_fdopen)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "No space left on device" in err[0], err
+    name = os.path.basename(written[2]).split(".")[1:-2]  # .NAME.EXT.<random>.tmp
+    failed = ".".join(name)
+    assert f"cannot write {out / failed}:" in err[0]
+    after = _snapshot(out)
+    assert after[failed] == before[failed]  # the file being written when the disk filled
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]  # no temp left
+    assert set(after) == set(before)
+    json.loads(after["claims.json"])  # every file complete: JSON parses, PNGs end properly
+    assert all(v.endswith(b"IEND\xaeB`\x82") for k, v in after.items() if k.endswith(".png"))
+
+    # almost no space left: refused before anything is written, the results unchanged
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 2**20, 2**20))
+    assert main(["check", *base]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"cannot write {tmp_runs / 'results'}: only 1.0 MiB free" in err[0]
+    assert _snapshot(out) == after

@@ -218,3 +218,79 @@ def test_every_experiment_arm_accepts_its_default_space(name):
     space = get_space(default_space(exp))
     for arm in exp.arms:
         assert space.params_for(exp.run_config(arm), arm.name)
+
+
+def _fake_trial_run(ctx, number: int, pid: int, since: float):
+    """A child trial run as a worker with process ``pid`` leaves it (RUNNING)."""
+    import socket
+
+    from repro.sweeps.record import T_STUDY, T_TRIAL
+    from repro.tracking import store
+
+    uri = store.resolve_uri()
+    exp_id = store.ensure_experiment(uri, EXP)
+    run = store.client(uri).create_run(exp_id, tags={
+        store.T_KIND: "trial", T_STUDY: ctx.name, T_TRIAL: str(number),
+        store.T_PID: str(pid), store.T_HOST: socket.gethostname(),
+        store.T_PID_SINCE: f"{since:.3f}"})
+    return run.info.run_id
+
+
+def test_next_sweep_closes_dead_workers_trial_runs_not_live_ones(tmp_runs, capsys):
+    import time
+
+    from repro.tracking import store
+
+    ctx = Context(_spec(trials=1))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        dead_id = _fake_trial_run(ctx, 0, dead.pid, time.time())
+        live_id = _fake_trial_run(ctx, 1, live.pid, time.time())
+        other = Context(_spec(trials=1, space="lr", overrides=TINY))  # another study: untouched
+        other_id = _fake_trial_run(other, 0, dead.pid, time.time())
+        # `repro sweep --show` of the study is a sweep command too: it closes the dead one
+        assert main(["sweep", EXP, "--arm", ARM, "--space", "capacity", "--scale", "smoke",
+                     "--set", *TINY, "--show"]) == 0
+        assert "marked 1 trial run(s) left RUNNING by dead workers FAILED" in \
+            capsys.readouterr().out
+        c = store.client(store.resolve_uri())
+        r = c.get_run(dead_id)
+        assert r.info.status == "FAILED" and r.data.tags["repro.trial_state"] == "FAIL"
+        assert f"sweep worker process {dead.pid}" in r.data.tags[store.T_FAIL]
+        assert c.get_run(live_id).info.status == "RUNNING"  # its process is alive
+        assert c.get_run(other_id).info.status == "RUNNING"  # not this study's
+        # the launcher closes them too (before training the remainder)
+        dead2_id = _fake_trial_run(ctx, 2, dead.pid, time.time())
+        sweep(_spec(trials=1))
+        assert c.get_run(dead2_id).info.status == "FAILED"
+        assert c.get_run(live_id).info.status == "RUNNING"
+    finally:
+        live.kill()
+        live.wait()
+
+
+def test_killed_worker_leaves_no_running_trial_run(tmp_runs):
+    """kill -9 of a worker mid-trial: the next sweep command fails and re-queues the trial and
+    marks its MLflow child run FAILED (it stayed RUNNING forever before)."""
+    from repro.sweeps import record
+    from repro.sweeps.study import _worker_cmd
+
+    spec = _spec(trials=1)
+    ctx = Context(spec)
+    top_up(ctx, 1)
+    parent = record.ensure_parent(ctx)
+    env = {**os.environ, "REPRO_FAULT": "kill@1", "OMP_NUM_THREADS": "1"}
+    rc = subprocess.run(_worker_cmd(spec, ctx, parent, None), env=env, capture_output=True,
+                        timeout=300).returncode
+    assert rc == -9
+    (child,) = _runs("trial")
+    assert child.info.status == "RUNNING"  # left behind by the killed worker
+    s = sweep(spec)  # the next sweep command: re-queues the trial, closes the run, finishes
+    by_id = {r.info.run_id: r for r in _runs("trial")}
+    assert by_id[child.info.run_id].info.status == "FAILED"
+    assert "died while trial 0 was RUNNING" in by_id[child.info.run_id].data.tags[
+        "repro.failure_reason"]
+    assert s["counts"]["complete"] == 1 and s["counts"]["retried"] == 1
+    assert not [r for r in by_id.values() if r.info.status == "RUNNING"]

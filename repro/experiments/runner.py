@@ -379,6 +379,10 @@ def _trainer(run: RunConfig, logger, callbacks: list, progress: bool,
 
     accel = _accelerator(run)
     t = run.train
+    if progress:  # total steps, ETA over this process's steps (repro.lit.progress)
+        from repro.lit.progress import StepBar
+
+        callbacks = [*callbacks, StepBar()]
     return L.Trainer(
         max_steps=t.max_steps, val_check_interval=t.eval_every, check_val_every_n_epoch=None,
         logger=logger, callbacks=callbacks, enable_checkpointing=checkpointing,
@@ -463,12 +467,16 @@ def _train_in_process(grid: list[tuple[Experiment, str, int]], overrides: list[s
     """Train each (experiment, arm, seed) in this process, one after another. A run that fails
     is marked FAILED and reported; the others go on. The outcome line is parsed by
     ``repro.experiments.parallel`` when this runs in a ``--jobs`` child."""
-    outcomes, failed = [], []
+    from repro.lit.progress import RunCounter
+
+    outcomes, failed, counter = [], [], RunCounter(grid)
     for exp, arm, seed in grid:
-        echo(f"[repro] {exp.name} arm={arm} seed={seed} scale={exp.scale}")
+        echo(counter.start(exp, arm, seed))  # "run 3/12 · ARM · seed S" + the command's totals
         try:
             o = train_one(exp, arm, seed, overrides, uri, progress=progress, force=force)
+            counter.done(o.status)
         except Exception as e:  # noqa: BLE001 - recorded in MLflow; keep going
+            counter.done("failed")
             if _stops_the_command(e):
                 raise
             msg = (str(e).strip().splitlines() or [""])[0][:300]

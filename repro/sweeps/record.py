@@ -63,6 +63,29 @@ def ensure_parent(ctx) -> str:
     return run.info.run_id
 
 
+def close_dead_trial_runs(ctx, echo=print) -> list:
+    """Trial runs (MLflow children) of this study left RUNNING by a worker that died (killed,
+    OOM): its Optuna trial is failed and re-queued by ``reap``, but the child run only learns of
+    it here. Each is marked FAILED with a ``repro.failure_reason`` and ``repro.trial_state=FAIL``;
+    a run whose process is alive (``repro.pid`` / ``repro.pid_since``, see
+    ``repro.tracking.store.is_stale``) is never touched. Every ``repro sweep`` of the study calls
+    this (launcher, ``--show``) and the launcher again after a worker dies."""
+    from repro.tracking import store as ts
+
+    def reason(r) -> str:
+        t = r.data.tags
+        return (f"sweep worker process {t.get(ts.T_PID)} on {t.get(ts.T_HOST)} died while trial "
+                f"{t.get(T_TRIAL, '?')} was RUNNING; the study re-queued the trial")
+
+    closed = ts.mark_stale(ctx.uri, ctx.exp.name, filter_string=(
+        f"tags.`{ts.T_KIND}` = 'trial' and tags.`{T_STUDY}` = '{ctx.name}'"), reason=reason,
+        tags={T_TRIAL_STATE: "FAIL"})
+    if closed:
+        echo(f"[sweep] marked {len(closed)} trial run(s) left RUNNING by dead workers FAILED "
+             f"(trial {', '.join(r.data.tags.get(T_TRIAL, '?') for r in closed)})")
+    return closed
+
+
 def trial_rows(study) -> list[dict]:
     rows = []
     for t in study.get_trials(deepcopy=False):

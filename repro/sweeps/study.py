@@ -472,6 +472,9 @@ def run_workers(spec: SweepSpec, ctx: Context, parent_run_id: str, deadline: flo
             n = reap(ctx, dead)
             if n:
                 echo(f"[sweep] {n} trial(s) of dead workers marked FAILED and re-queued")
+            from repro.sweeps import record
+
+            record.close_dead_trial_runs(ctx, echo=echo)
 
 
 def sweep(spec: SweepSpec, echo=print) -> dict:
@@ -497,6 +500,7 @@ def sweep(spec: SweepSpec, echo=print) -> dict:
     ctx = Context(spec)
     prepare_data(ctx.base, ctx.seed)  # data errors fail here once, caches are built once
     reaped = reap(ctx)
+    record.close_dead_trial_runs(ctx, echo=echo)  # their MLflow child runs too
     added = top_up(ctx, spec.trials)
     c = state_counts(ctx.study)
     echo(f"[sweep] study {ctx.name} in {redact(ctx.url)}: space {ctx.space.name} "
@@ -527,4 +531,5 @@ def show(spec: SweepSpec, echo=print) -> dict:
     from repro.sweeps import record
 
     ctx = Context(spec, create=False)
+    record.close_dead_trial_runs(ctx, echo=echo)
     return record.show(ctx, echo=echo)

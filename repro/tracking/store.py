@@ -269,15 +269,23 @@ def is_stale(run) -> bool:
 
 
 def mark_stale(uri: str, experiment: str | None = None, status: str = "FAILED",
-               dry_run: bool = False) -> list:
-    """Mark RUNNING runs whose process died (see ``is_stale``) as ``status`` with a
-    ``repro.failure_reason``; returns those runs. ``experiment=None``: every experiment."""
-    stale = [r for r in search_runs(uri, experiment, statuses=("RUNNING",)) if is_stale(r)]
+               dry_run: bool = False, filter_string: str = "", reason=None,
+               tags: dict | None = None) -> list:
+    """Mark RUNNING runs whose process died (see ``is_stale``; a live process's run is never
+    touched) as ``status`` with a ``repro.failure_reason``; returns those runs.
+    ``experiment=None``: every experiment; ``filter_string`` narrows the search (MLflow syntax);
+    ``reason(run) -> str`` replaces the default reason; ``tags`` are set on each marked run."""
+    stale = [r for r in search_runs(uri, experiment, filter_string, statuses=("RUNNING",))
+             if is_stale(r)]
     if not dry_run:
         c = client(uri)
         for r in stale:
-            c.set_tag(r.info.run_id, T_FAIL, f"process {r.data.tags.get(T_PID)} on "
-                      f"{r.data.tags.get(T_HOST)} died while the run was RUNNING")
+            why = reason(r) if reason is not None else (
+                f"process {r.data.tags.get(T_PID)} on {r.data.tags.get(T_HOST)} died while "
+                "the run was RUNNING")
+            c.set_tag(r.info.run_id, T_FAIL, why[:400])
+            for k, v in (tags or {}).items():
+                c.set_tag(r.info.run_id, k, v)
             c.set_terminated(r.info.run_id, status)
     return stale
 
