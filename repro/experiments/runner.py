@@ -113,38 +113,44 @@ def train_one(exp: Experiment, arm: str, seed: int, overrides: list[str], uri: s
     check_device(base)
     dm = prepare_data(base, seed)
     rr = resolve_run(exp, arm, seed, overrides, dm)
-    run, key = rr.config, rr.key
     uri = ts.resolve_uri(uri)
-    if not dist.is_rank_zero(run.trainer):  # DDP rank > 0: train in lockstep, write nothing
-        return _train_rank_worker(arm, seed, run, dm, key, uri, progress, force, callbacks, kind)
+    train = kind == "train"  # sweep trials: no reuse, no resume, no checkpoints
+    if not dist.is_rank_zero(rr.config.trainer):  # DDP rank > 0: lockstep, write nothing
+        return _train_rank_worker(rr, dm, uri, progress, callbacks, reuse=train and not force,
+                                  checkpoints=train)
     exp_id = ts.ensure_experiment(uri, exp.name)
-    if kind != "train":  # sweep trials: no reuse, no resume, no checkpoints
-        return _train_rank0(rr, dm, uri, exp_id, progress, extra_tags,
-                            callbacks, kind, run_name, resume_from=None)
+    tags = {ts.T_KIND: kind, **(extra_tags or {})}
+    if not train:
+        return _train_rank0(rr, dm, uri, exp_id, tags, callbacks, progress, run_name,
+                            resume_from=None, checkpoints=False)
 
     def waiting(holder):
         print(f"[repro] {arm} seed {seed}: another process ({holder}) is training this run; "
               "waiting for it to finish", file=sys.stderr, flush=True)
 
     # one process per run key at a time: a second `repro run` waits here, then reuses the result
-    with file_lock(lock_path(key), on_wait=waiting):
+    with file_lock(lock_path(rr.key), on_wait=waiting):
         if not force:
-            done = ts.find_finished(uri, None, key)
+            done = ts.find_finished(uri, None, rr.key)
             if done is not None:
-                hist = ts.metric_history(uri, done.info.run_id, ts.M_VAL_LOSS)
-                return RunOutcome(arm, seed, done.info.run_id, "reused",
-                                  hist[-1][1] if hist else math.nan,
-                                  done.data.metrics.get(ts.M_TOKENS_PER_S, math.nan), 0.0)
+                return reused_outcome(uri, arm, seed, done)
         # multi-process runs restart rather than resume: the other ranks cannot see rank 0's
         # resume decision before the process group exists (see _train_rank_worker)
-        resume_from = None if force or dist.world_size(run.trainer) > 1 else \
-            ts.find_resumable(uri, key)
-        return _train_rank0(rr, dm, uri, exp_id, progress, extra_tags,
-                            callbacks, kind, run_name, resume_from=resume_from)
+        resume_from = None if force or dist.world_size(rr.config.trainer) > 1 else \
+            ts.find_resumable(uri, rr.key)
+        return _train_rank0(rr, dm, uri, exp_id, tags, callbacks, progress, run_name,
+                            resume_from=resume_from, checkpoints=True)
 
 
-def _train_rank_worker(arm, seed, run, dm, key, uri, progress, force, callbacks,
-                       kind) -> RunOutcome:
+def reused_outcome(uri: str, arm: str, seed: int, done) -> RunOutcome:
+    """The outcome of a FINISHED run reused instead of trained: its final val loss and speed."""
+    hist = ts.metric_history(uri, done.info.run_id, ts.M_VAL_LOSS)
+    return RunOutcome(arm, seed, done.info.run_id, "reused", hist[-1][1] if hist else math.nan,
+                      done.data.metrics.get(ts.M_TOKENS_PER_S, math.nan), 0.0)
+
+
+def _train_rank_worker(rr: ResolvedRun, dm, uri: str, progress: bool, callbacks: list | None, *,
+                       reuse: bool, checkpoints: bool) -> RunOutcome:
     """A DDP rank > 0 (Lightning's re-launch of this command, torchrun, srun): make the same
     reuse decision as rank 0, then meet it in ``fit`` with the same collective-calling callbacks
     (checkpointing barriers) and no logger. It writes nothing; rank 0 owns the MLflow run."""
@@ -152,17 +158,18 @@ def _train_rank_worker(arm, seed, run, dm, key, uri, progress, force, callbacks,
     from repro.lit.checkpoint import ResumeState
     from repro.lit.trainer import fit
 
-    if not force and kind == "train":
-        done = ts.find_finished(uri, None, key)
+    if reuse:
+        done = ts.find_finished(uri, None, rr.key)
         if done is not None:  # rank 0 reuses it too: no fit to meet
-            return RunOutcome(arm, seed, done.info.run_id, "reused", math.nan, math.nan, 0.0)
+            return RunOutcome(rr.arm, rr.seed, done.info.run_id, "reused", math.nan, math.nan,
+                              0.0)
     t0 = time.time()
     # rank 0 checkpoints at every evaluation; saving has barriers
-    system, trainer = _system_and_trainer(run, seed, None, [Throughput(), ResumeState(),
-                                                            *(callbacks or [])], progress,
-                                          checkpoint_dir(key) if kind == "train" else None)
-    fit(trainer, system, dm, run)
-    return RunOutcome(arm, seed, "", "worker", math.nan, math.nan, time.time() - t0)
+    system, trainer = _system_and_trainer(rr.config, rr.seed, None,
+                                          [Throughput(), ResumeState(), *(callbacks or [])],
+                                          progress, checkpoint_dir(rr.key) if checkpoints else None)
+    fit(trainer, system, dm, rr.config)
+    return RunOutcome(rr.arm, rr.seed, "", "worker", math.nan, math.nan, time.time() - t0)
 
 
 def _system_and_trainer(run: RunConfig, seed: int, logger, callbacks: list, progress: bool,
@@ -188,9 +195,11 @@ class RunFailed(RuntimeError):
     with a ``repro.failure_reason`` tag. ``str()`` is one line."""
 
 
-def _train_rank0(rr: ResolvedRun, dm, uri, exp_id, progress, extra_tags, callbacks,
-                 kind, run_name, resume_from) -> RunOutcome:
-    """Rank 0: own the MLflow run (create, or reopen ``resume_from``), train, save, finish."""
+def _train_rank0(rr: ResolvedRun, dm, uri: str, exp_id: str, extra_tags: dict,
+                 callbacks: list | None, progress: bool, run_name: str | None, *, resume_from,
+                 checkpoints: bool) -> RunOutcome:
+    """Rank 0: own the MLflow run (create, or reopen ``resume_from``), train, save, finish.
+    ``checkpoints``: last.ckpt / best.ckpt at every evaluation (train runs; not sweep trials)."""
     import torch
 
     from repro.lit.callbacks import Throughput
@@ -199,10 +208,10 @@ def _train_rank0(rr: ResolvedRun, dm, uri, exp_id, progress, extra_tags, callbac
     from repro.tracking.lifecycle import owner_tags, tracked_run
 
     client = ts.client(uri)
-    ckdir = checkpoint_dir(rr.key) if kind == "train" else None  # trials keep no checkpoints
-    tags = {**rr.identity_tags(), ts.T_GIT: ts.git_sha(), ts.T_KIND: kind, **owner_tags(),
+    ckdir = checkpoint_dir(rr.key) if checkpoints else None
+    tags = {**rr.identity_tags(), ts.T_GIT: ts.git_sha(), **owner_tags(),
             "repro.torch": torch.__version__, ts.T_DEVICE: device_label(rr.config),
-            **(extra_tags or {})}
+            **extra_tags}
     with tracked_run(client, exp_id, tags=tags, run_name=run_name or rr.run_name,
                      resume=resume_from, interrupts=(RunInterrupted,)) as mlrun:
         run_id, ckpt_path = mlrun.run_id, None
@@ -348,8 +357,7 @@ def _stops_the_command(e: BaseException) -> bool:
 def _train_in_process(grid: list[tuple[Experiment, str, int]], overrides: list[str], uri: str,
                       progress: bool, force: bool, echo) -> tuple[list[RunOutcome], list[str]]:
     """Train each (experiment, arm, seed) in this process, one after another. A run that fails
-    is marked FAILED and reported; the others go on. The outcome line is parsed by
-    ``repro.experiments.parallel`` when this runs in a ``--jobs`` child."""
+    is marked FAILED and reported; the others go on."""
     outcomes, failed = [], []
     for exp, arm, seed in grid:
         echo(f"[repro] {exp.name} arm={arm} seed={seed} scale={exp.scale}")
@@ -392,7 +400,24 @@ def run_experiment(exp: Experiment, arms: list[str] | None = None, seeds: list[i
              f"{r.data.tags.get(ts.T_SEED)}) FAILED: its process {r.data.tags.get(ts.T_PID)} "
              "died; it resumes below if it is part of this command")
     grid = [(exp, arm, seed) for arm in arm_names for seed in seeds]
-    return _train_grid(grid, overrides, uri, progress, force, echo, jobs, threads)
+    if jobs == 1:  # finished runs are reused under their lock by train_one
+        return _train_grid(grid, overrides, uri, progress, force, echo, jobs, threads)
+    # --jobs: finished runs are skipped here, not by a child process each (~12 s of start-up)
+    reused, todo = [], []
+    data = DataFingerprints()
+    for e, arm, seed in grid:
+        done = None if force else ts.find_finished(
+            uri, None, resolve_run(e, arm, seed, overrides, data).key)
+        if done is None:
+            todo.append((e, arm, seed))
+        else:
+            reused.append(reused_outcome(uri, arm, seed, done))
+    if reused:
+        echo(f"[repro] {len(reused)} of {len(grid)} runs already finished (reused); "
+             f"{len(todo)} to train")
+    if not todo:
+        return reused
+    return reused + _train_grid(todo, overrides, uri, progress, force, echo, jobs, threads)
 
 
 def _train_grid(grid: list[tuple[Experiment, str, int]], overrides: list[str], uri: str,
@@ -410,11 +435,24 @@ def _train_grid(grid: list[tuple[Experiment, str, int]], overrides: list[str], u
         outcomes, failed = run_parallel(grid, overrides, uri, jobs, threads, force, echo)
     else:
         outcomes, failed = _train_in_process(grid, overrides, uri, progress, force, echo)
+        _report_to_parent(outcomes, failed)
     if failed:
         raise RunFailed(f"{len(failed)} of {len(failed) + len(outcomes)} runs failed and are "
                         f"marked FAILED in MLflow ({failed[0]}{'; ...' if len(failed) > 1 else ''})"
                         "; fix the cause and rerun the same command")
     return outcomes
+
+
+def _report_to_parent(outcomes: list[RunOutcome], failed: list[str]) -> None:
+    """In a ``--jobs`` child (``repro.pool`` set REPRO_RESULT_FILE): the outcomes and failures
+    as its JSON result file, written atomically; DDP ranks > 0 write nothing."""
+    from dataclasses import asdict
+
+    from repro import dist
+    from repro.pool import write_result
+
+    if dist.global_rank() == 0 and all(o.status != "worker" for o in outcomes):
+        write_result({"outcomes": [asdict(o) for o in outcomes], "failed": failed})
 
 
 def plan_runs(exps: list[Experiment], seeds: list[int] | None, overrides: list[str], uri: str,
