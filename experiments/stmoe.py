@@ -58,7 +58,7 @@ def zloss_stability(scale: str) -> Experiment:
         also_matched=(("ffn_flops", (("switch-z0", "switch-z1e-3"),)),), recipe=recipe,
         data=p.data, seeds=SEEDS, claims=claims,
         notes="Diverged = train loss rises above 2x its best-so-far after warmup and ends above "
-              "1.5x that best (repro.experiments.report.spike_metrics); a run whose loss turns "
+              "1.5x that best (repro.experiments.check.spike_metrics); a run whose loss turns "
               "non-finite is marked FAILED and is missing from the table, which the seed counts "
               "show. The instability is a large-scale bf16 effect [P-ST]; a 2-layer model may "
               "never show it.")

@@ -25,8 +25,8 @@ class UserError(Exception):
 # anything (importing repro.lit.checkpoint for the check would load Lightning: seconds).
 _USER_ERROR_CLASSES = (("repro.compute", "MatchError"), ("repro.config", "ConfigError"),
                        ("repro.data.errors", "DataError"),
-                       ("repro.experiments.report", "MissingRunsError"),
-                       ("repro.experiments.report", "IncompleteGridError"),
+                       ("repro.experiments.check", "MissingRunsError"),
+                       ("repro.experiments.check", "IncompleteGridError"),
                        ("repro.lit.checkpoint", "CheckpointError"),
                        ("repro.registry", "RegistryError"),
                        ("repro.tracking.store", "TrackingError"))
@@ -301,7 +301,7 @@ def cmd_doctor(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from repro.experiments.report import IncompleteGridError, MissingRunsError, check_experiment
+    from repro.experiments.check import IncompleteGridError, MissingRunsError, check_experiment
     from repro.paths import check_free_space, results_dir
 
     check_free_space(results_dir())  # disk full: refuse before any result file is replaced

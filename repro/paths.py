@@ -95,14 +95,19 @@ def results_dir() -> Path:
     return path
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write then rename, so readers never see a half-written file."""
+def atomic_write_bytes(path: Path, data: bytes, durable: bool = False) -> None:
+    """Write to a temp file in the same directory, then rename, so readers never see a
+    half-written file. ``durable``: fsync before the rename, so a resume after a crash or power
+    loss sees the old file or the new one, never half of one (checkpoints)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as e:
         if os.path.exists(tmp):

@@ -1,6 +1,6 @@
 """`--seeds auto`: the growth rule and the loop (claims evaluated by the real stats code)."""
 
-from repro.experiments import report
+from repro.experiments import check
 from repro.experiments.autoseeds import next_seeds, run_auto_seeds
 from repro.experiments.base import get_experiment
 from repro.experiments.claims import PairedMetricClaim, Results, RunRecord
@@ -36,7 +36,7 @@ def test_auto_loop_grows_until_decided(monkeypatch):
     def fake_evaluate(exp, uri, overrides, seeds, out):
         return results_for(seeds), [CLAIM.evaluate(results_for(seeds))], []
 
-    monkeypatch.setattr(report, "evaluate_claims", fake_evaluate)
+    monkeypatch.setattr(check, "evaluate_claims", fake_evaluate)
     exp = get_experiment("moe-vs-dense", "smoke")
     msgs = []
     seeds = run_auto_seeds(exp, lambda s: trained.append(list(s)), "unused", [], 12,

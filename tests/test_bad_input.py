@@ -356,19 +356,19 @@ class TestPartialCheck:
     def exp(self, monkeypatch):
         from dataclasses import replace
 
-        from repro.experiments import report
+        from repro.experiments import check
         from repro.experiments.base import get_experiment
 
-        monkeypatch.setattr(report, "prepare_data", lambda *a, **k: None)
-        monkeypatch.setattr(report, "collect", lambda *a, **k: _fake_results(
+        monkeypatch.setattr(check, "prepare_data", lambda *a, **k: None)
+        monkeypatch.setattr(check, "collect", lambda *a, **k: _fake_results(
             [("dense", 0), ("dense", 1)]))
-        monkeypatch.setattr(report, "extra_seeds", lambda *a, **k: [])  # no store here
+        monkeypatch.setattr(check, "extra_seeds", lambda *a, **k: [])  # no store here
         # the case: 2 of 12 (arm, seed) runs finished
         return replace(get_experiment("switch-vs-dense", "smoke"), analyses=(), claims=(),
                        seeds=(0, 1, 2))
 
     def test_refuses_to_replace_a_complete_result(self, exp, tmp_path):
-        from repro.experiments.report import IncompleteGridError, check_experiment
+        from repro.experiments.check import IncompleteGridError, check_experiment
 
         out = tmp_path / "res"
         out.mkdir()
@@ -384,7 +384,7 @@ class TestPartialCheck:
         assert (out / "claims.json").read_text() == '{"missing": []}\n'
 
     def test_partial_says_what_is_missing(self, exp, tmp_path):
-        from repro.experiments.report import evaluate_claims
+        from repro.experiments.check import evaluate_claims
 
         said = []
         out = tmp_path / "res"

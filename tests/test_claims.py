@@ -80,7 +80,7 @@ def test_paired_equivalence_and_metric_claims():
 
 
 def test_spike_metrics_flags_unrecovered_spikes_only():
-    from repro.experiments.report import spike_metrics
+    from repro.experiments.check import spike_metrics
 
     smooth = [(s, 5.0 - s / 100) for s in range(0, 400, 10)]
     assert spike_metrics(smooth, 40) == {"train/max_spike": 1.0, "train/diverged": 0.0}

@@ -66,8 +66,9 @@ def test_check_records_overrides(store):
     assert "device cpu (" in env and "threads)" in env and "untagged" not in env
 
 
-def test_run_jobs_trains_grid_in_parallel_processes(store):
-    """`repro run --jobs 2` trains each (arm, seed) in its own process; a second call reuses."""
+def test_run_jobs_trains_grid_in_parallel_processes(store, capsys):
+    """`repro run --jobs 2` trains each (arm, seed) in its own process, which reports back
+    through its result file; a second call skips the finished runs without starting a child."""
     from repro.cli import main
     from repro.tracking import store as ts
 
@@ -82,8 +83,15 @@ def test_run_jobs_trains_grid_in_parallel_processes(store):
         ("fd-m8k1", "0", "FINISHED"), ("fd-m8k1", "1", "FINISHED")}
     assert len({r.data.tags[ts.T_PID] for r in runs}) == 2  # one process per run
     logs = sorted(p.name for p in (store / "runs" / "logs" / name / "smoke").iterdir())
-    assert logs == ["fd-m8k1-s0.log", "fd-m8k1-s1.log"]
+    assert logs == ["fd-m8k1-s0.log", "fd-m8k1-s1.log"]  # result files read and removed
+    out = capsys.readouterr().out
+    for r in runs:  # the children's outcomes, as their result files gave them
+        assert f"seed {r.data.tags[ts.T_SEED]} -> trained: val loss " in out
+        assert f"(run {r.info.run_id[:8]})" in out
     assert main(args) == 0  # all finished: reused, nothing trained again
+    out = capsys.readouterr().out
+    assert "2 of 2 runs already finished (reused); 0 to train" in out
+    assert "started (pid" not in out and "done: 0 trained, 2 reused" in out
     assert len(ts.search_runs(ts.resolve_uri(), name)) == len(before) + 2
 
 

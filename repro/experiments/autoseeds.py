@@ -40,7 +40,7 @@ def run_auto_seeds(exp: Experiment, train, uri: str, overrides: list[str], max_s
                    echo=print) -> list[int]:
     """Train ``exp`` with ``train(seeds)`` until its claims are decided or ``max_seeds`` is
     reached; returns the seeds trained."""
-    from repro.experiments.report import evaluate_claims
+    from repro.experiments.check import evaluate_claims
 
     seeds = list(exp.seeds)
     while True:

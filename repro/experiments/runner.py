@@ -20,20 +20,25 @@ from __future__ import annotations
 import json
 import math
 import os
-import socket
 import sys
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
-from repro.config import config_hash, flatten, to_dict
+from repro.config import flatten, to_dict
 from repro.experiments.base import Experiment
+from repro.experiments.resolve import (  # noqa: F401 - run_key, prepare_data: re-exported
+    DataFingerprints,
+    ResolvedRun,
+    prepare_data,
+    resolve_run,
+    run_key,
+)
 from repro.lit.config import RunConfig
+from repro.lit.trainer import check_device, device_label  # noqa: F401 - re-exported
 from repro.tracking import store as ts
-
-T_RESUMES = "repro.resumes"  # how many times an interrupted run was reopened
 
 
 @dataclass
@@ -47,37 +52,6 @@ class RunOutcome:
     seconds: float
 
 
-def run_key(run: RunConfig, data_fingerprint: str, seed: int) -> str:
-    return config_hash({"run": to_dict(run), "data": data_fingerprint, "seed": seed}, n=16)
-
-
-def _precision(run: RunConfig, accelerator: str) -> str:
-    if run.train.precision != "auto":
-        return run.train.precision
-    return "bf16-mixed" if accelerator in ("gpu", "cuda") else "32-true"
-
-
-def check_device(run: RunConfig) -> None:
-    """Lightning-level settings this machine cannot honour, refused before any run is created:
-    an accelerator with no device behind it, and fp16 autocast on CPU (Lightning would train
-    bf16 there while the run records ``16-mixed``)."""
-    import torch
-
-    from repro.config import ConfigError
-
-    accel = run.trainer.accelerator
-    if accel in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise ConfigError("trainer.accelerator", f"{accel!r} but no CUDA device is available; "
-                          "use trainer.accelerator=cpu (or auto) on this machine")
-    if accel == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("trainer.accelerator", "'mps' but no Apple MPS device is available; "
-                          "use trainer.accelerator=cpu (or auto) on this machine")
-    if run.train.precision == "16-mixed" and _accelerator(run) == "cpu":
-        raise ConfigError("train.precision", "'16-mixed' (fp16 autocast) needs CUDA: on CPU "
-                          "Lightning trains bf16 instead while the run would record 16-mixed; "
-                          "use auto, 32-true or bf16-mixed on CPU")
-
-
 def preflight(exp: Experiment, arms: list[str], overrides: list[str],
               kind: str = "train") -> None:
     """Everything checkable before the first MLflow run is created, for every arm of the command:
@@ -85,27 +59,17 @@ def preflight(exp: Experiment, arms: list[str], overrides: list[str],
     distinct data source (readable local files, a reachable hub)."""
     from repro import dist
     from repro.data.sources import check_source
+    from repro.experiments.resolve import data_identity
 
     sources = set()
     for arm in arms:
         run = exp.run_config(arm, overrides)
         dist.check_run(run, kind)
         check_device(run)
-        key = json.dumps(to_dict(run.data), sort_keys=True)
+        key = data_identity(run)
         if key not in sources:
             sources.add(key)
             check_source(run.data)
-
-
-def prepare_data(run: RunConfig, seed: int):
-    from repro.data import LMDataModule
-    from repro.dist import per_rank_batch
-
-    # train.batch_size is the global batch: each of the W ranks loads batch_size / W
-    dm = LMDataModule(run.data, batch_size=per_rank_batch(run), seed=seed)
-    dm.prepare_data()
-    dm.setup("fit")
-    return dm
 
 
 VERBOSE_ENV = "REPRO_VERBOSE"  # `repro run --verbose` sets it (children inherit it)
@@ -148,70 +112,82 @@ def train_one(exp: Experiment, arm: str, seed: int, overrides: list[str], uri: s
     dist.check_run(base, kind)
     check_device(base)
     dm = prepare_data(base, seed)
-    run = replace(base, model=replace(base.model, vocab_size=dm.vocab_size))
-    key = run_key(run, dm.fingerprint, seed)
+    rr = resolve_run(exp, arm, seed, overrides, dm)
     uri = ts.resolve_uri(uri)
-    if not dist.is_rank_zero(run.trainer):  # DDP rank > 0: train in lockstep, write nothing
-        return _train_rank_worker(arm, seed, run, dm, key, uri, progress, force, callbacks, kind)
+    train = kind == "train"  # sweep trials: no reuse, no resume, no checkpoints
+    if not dist.is_rank_zero(rr.config.trainer):  # DDP rank > 0: lockstep, write nothing
+        return _train_rank_worker(rr, dm, uri, progress, callbacks, reuse=train and not force,
+                                  checkpoints=train)
     exp_id = ts.ensure_experiment(uri, exp.name)
-    if kind != "train":  # sweep trials: no reuse, no resume, no checkpoints
-        return _train_rank0(exp, arm, seed, run, dm, key, uri, exp_id, progress, extra_tags,
-                            callbacks, kind, run_name, resume_from=None)
+    tags = {ts.T_KIND: kind, **(extra_tags or {})}
+    if not train:
+        return _train_rank0(rr, dm, uri, exp_id, tags, callbacks, progress, run_name,
+                            resume_from=None, checkpoints=False)
 
     def waiting(holder):
         print(f"[repro] {arm} seed {seed}: another process ({holder}) is training this run; "
               "waiting for it to finish", file=sys.stderr, flush=True)
 
     # one process per run key at a time: a second `repro run` waits here, then reuses the result
-    with file_lock(lock_path(key), on_wait=waiting):
+    with file_lock(lock_path(rr.key), on_wait=waiting):
         if not force:
-            done = ts.find_finished(uri, None, key)
+            done = ts.find_finished(uri, None, rr.key)
             if done is not None:
-                hist = ts.metric_history(uri, done.info.run_id, ts.M_VAL_LOSS)
-                return RunOutcome(arm, seed, done.info.run_id, "reused",
-                                  hist[-1][1] if hist else math.nan,
-                                  done.data.metrics.get(ts.M_TOKENS_PER_S, math.nan), 0.0)
+                return reused_outcome(uri, arm, seed, done)
         # multi-process runs restart rather than resume: the other ranks cannot see rank 0's
         # resume decision before the process group exists (see _train_rank_worker)
-        resume_from = None if force or dist.world_size(run.trainer) > 1 else \
-            ts.find_resumable(uri, key)
-        return _train_rank0(exp, arm, seed, run, dm, key, uri, exp_id, progress, extra_tags,
-                            callbacks, kind, run_name, resume_from=resume_from)
+        resume_from = None if force or dist.world_size(rr.config.trainer) > 1 else \
+            ts.find_resumable(uri, rr.key)
+        return _train_rank0(rr, dm, uri, exp_id, tags, callbacks, progress, run_name,
+                            resume_from=resume_from, checkpoints=True)
 
 
-def _train_rank_worker(arm, seed, run, dm, key, uri, progress, force, callbacks,
-                       kind) -> RunOutcome:
+def reused_outcome(uri: str, arm: str, seed: int, done) -> RunOutcome:
+    """The outcome of a FINISHED run reused instead of trained: its final val loss and speed."""
+    hist = ts.metric_history(uri, done.info.run_id, ts.M_VAL_LOSS)
+    return RunOutcome(arm, seed, done.info.run_id, "reused", hist[-1][1] if hist else math.nan,
+                      done.data.metrics.get(ts.M_TOKENS_PER_S, math.nan), 0.0)
+
+
+def _train_rank_worker(rr: ResolvedRun, dm, uri: str, progress: bool, callbacks: list | None, *,
+                       reuse: bool, checkpoints: bool) -> RunOutcome:
     """A DDP rank > 0 (Lightning's re-launch of this command, torchrun, srun): make the same
     reuse decision as rank 0, then meet it in ``fit`` with the same collective-calling callbacks
     (checkpointing barriers) and no logger. It writes nothing; rank 0 owns the MLflow run."""
-    import lightning as L
-
     from repro.lit.callbacks import Throughput
     from repro.lit.checkpoint import ResumeState
-    from repro.lit.system import LMSystem
+    from repro.lit.trainer import fit
 
-    if not force and kind == "train":
-        done = ts.find_finished(uri, None, key)
+    if reuse:
+        done = ts.find_finished(uri, None, rr.key)
         if done is not None:  # rank 0 reuses it too: no fit to meet
-            return RunOutcome(arm, seed, done.info.run_id, "reused", math.nan, math.nan, 0.0)
+            return RunOutcome(rr.arm, rr.seed, done.info.run_id, "reused", math.nan, math.nan,
+                              0.0)
     t0 = time.time()
+    # rank 0 checkpoints at every evaluation; saving has barriers
+    system, trainer = _system_and_trainer(rr.config, rr.seed, None,
+                                          [Throughput(), ResumeState(), *(callbacks or [])],
+                                          progress, checkpoint_dir(rr.key) if checkpoints else None)
+    fit(trainer, system, dm, rr.config)
+    return RunOutcome(rr.arm, rr.seed, "", "worker", math.nan, math.nan, time.time() - t0)
+
+
+def _system_and_trainer(run: RunConfig, seed: int, logger, callbacks: list, progress: bool,
+                        ckdir: Path | None):
+    """The seeded model and its trainer; with ``ckdir``, checkpoints at every evaluation."""
+    import lightning as L
+
+    from repro.lit.system import LMSystem
+    from repro.lit.trainer import build_trainer, checkpoint_callback
+
     L.seed_everything(seed, workers=True, verbose=False)
     system = LMSystem.from_run_config(run)
-    cbs = [Throughput(), ResumeState(), *(callbacks or [])]
-    if kind == "train":  # rank 0 checkpoints at every evaluation; saving has barriers
-        from lightning.pytorch.callbacks import ModelCheckpoint
-
-        cbs.append(ModelCheckpoint(dirpath=checkpoint_dir(key), filename="best",
-                                   monitor=ts.M_VAL_LOSS, mode="min", save_top_k=1,
-                                   save_last=True, auto_insert_metric_name=False,
-                                   enable_version_counter=False))
-    trainer = _trainer(run, False, cbs, progress, checkpointing=kind == "train")
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", ".*exists and is not empty.*")
-        trainer.fit(system, datamodule=dm)
-    if run.train.max_steps % run.train.eval_every != 0:
-        trainer.validate(system, datamodule=dm, verbose=False)
-    return RunOutcome(arm, seed, "", "worker", math.nan, math.nan, time.time() - t0)
+    if ckdir is not None:
+        callbacks = [*callbacks, checkpoint_callback(ckdir)]
+    # rank > 0 passes logger None; Lightning takes False for "no logger"
+    trainer = build_trainer(run, logger if logger is not None else False, callbacks, progress,
+                            checkpointing=ckdir is not None)
+    return system, trainer
 
 
 class RunFailed(RuntimeError):
@@ -219,140 +195,103 @@ class RunFailed(RuntimeError):
     with a ``repro.failure_reason`` tag. ``str()`` is one line."""
 
 
-def _train_rank0(exp, arm, seed, run, dm, key, uri, exp_id, progress, extra_tags, callbacks,
-                 kind, run_name, resume_from) -> RunOutcome:
-    import lightning as L
+def _train_rank0(rr: ResolvedRun, dm, uri: str, exp_id: str, extra_tags: dict,
+                 callbacks: list | None, progress: bool, run_name: str | None, *, resume_from,
+                 checkpoints: bool) -> RunOutcome:
+    """Rank 0: own the MLflow run (create, or reopen ``resume_from``), train, save, finish.
+    ``checkpoints``: last.ckpt / best.ckpt at every evaluation (train runs; not sweep trials)."""
     import torch
 
     from repro.lit.callbacks import Throughput
-    from repro.lit.checkpoint import (
-        FaultInjection,
-        GracefulStop,
-        ResumeState,
-        RunInterrupted,
-        load_checkpoint_file,
-    )
-    from repro.lit.system import LMSystem
+    from repro.lit.checkpoint import FaultInjection, GracefulStop, ResumeState, RunInterrupted
+    from repro.lit.trainer import fit
+    from repro.tracking.lifecycle import owner_tags, tracked_run
 
     client = ts.client(uri)
-    ckdir = checkpoint_dir(key)
-    keep_ckpts = kind == "train"
-    tags = {ts.T_EXPERIMENT: exp.name, ts.T_VERSION: exp.version, ts.T_ARM: arm,
-            ts.T_SEED: str(seed), ts.T_GIT: ts.git_sha(), ts.T_HASH: config_hash(run),
-            ts.T_KEY: key, ts.T_SCALE: exp.scale, ts.T_KIND: kind,
-            ts.T_PID: str(os.getpid()), ts.T_HOST: socket.gethostname(),
-            ts.T_PID_SINCE: f"{time.time():.3f}", ts.T_DATA_FP: dm.fingerprint,
-            "repro.torch": torch.__version__, ts.T_DEVICE: device_label(run)}
-    tags.update(extra_tags or {})
-    ckpt_path = None
-    if resume_from is not None:
-        # reopen the interrupted run: same run id, this process now owns it
-        run_id = resume_from.info.run_id
-        n = int(resume_from.data.tags.get(T_RESUMES, "0")) + 1
-        # take ownership (pid, host, since) *before* the run shows RUNNING again, so that a
-        # concurrent stale check never sees RUNNING next to the dead previous owner's pid
-        for k, v in {ts.T_PID: str(os.getpid()), ts.T_HOST: socket.gethostname(),
-                     ts.T_PID_SINCE: f"{time.time():.3f}", ts.T_GIT: ts.git_sha(),
-                     T_RESUMES: str(n)}.items():
-            client.set_tag(run_id, k, v)
-        client.update_run(run_id, status="RUNNING")
-        if ts.T_FAIL in resume_from.data.tags:
-            client.delete_tag(run_id, ts.T_FAIL)
-        if (ckdir / "last.ckpt").exists():
-            ckpt_path = ckdir / "last.ckpt"
-    else:
-        mlrun = client.create_run(exp_id, tags=tags,
-                                  run_name=run_name or ts.run_name(f"{arm}-s{seed}", exp.scale))
-        run_id = mlrun.info.run_id
-        if keep_ckpts:  # a fresh run (or --force) never resumes an older run's checkpoints
+    ckdir = checkpoint_dir(rr.key) if checkpoints else None
+    tags = {**rr.identity_tags(), ts.T_GIT: ts.git_sha(), **owner_tags(),
+            "repro.torch": torch.__version__, ts.T_DEVICE: device_label(rr.config),
+            **extra_tags}
+    with tracked_run(client, exp_id, tags=tags, run_name=run_name or rr.run_name,
+                     resume=resume_from, interrupts=(RunInterrupted,)) as mlrun:
+        run_id, ckpt_path = mlrun.run_id, None
+        if mlrun.resumed:
+            last = checkpoint_dir(rr.key) / "last.ckpt"
+            ckpt_path = last if last.exists() else None
+        elif ckdir is not None:  # a fresh run (or --force) never resumes an older run's checkpoints
             for name in ("last.ckpt", "best.ckpt"):
                 (ckdir / name).unlink(missing_ok=True)
-    t0 = time.time()
-    stop = GracefulStop(ckdir / "last.ckpt" if keep_ckpts else None)
-    try:
-        with stop:
-            if resume_from is None:
-                params = {k: (json.dumps(v) if isinstance(v, list) else v)
-                          for k, v in flatten(to_dict(run)).items()}
-                params["seed"] = seed
-                from mlflow.entities import Param
-
-                client.log_batch(run_id, params=[Param(k, str(v)[:500])
-                                                 for k, v in params.items()])
-                with tempfile.TemporaryDirectory() as td:
-                    p = Path(td) / "config.json"
-                    p.write_text(json.dumps({"run": to_dict(run), "seed": seed,
-                                             "experiment": exp.name, "arm": arm,
-                                             "scale": exp.scale}, indent=2))
-                    client.log_artifact(run_id, str(p))
-                from repro.tracking.datasets import log_data_inputs
-
-                log_data_inputs(client, run_id, dm)  # the UI's Dataset column
-            start_step = 0
-            if ckpt_path is not None:
-                start_step = int(load_checkpoint_file(ckpt_path)["global_step"])
-                print(f"[repro] {arm} seed {seed}: resuming run {run_id[:8]} from step "
-                      f"{start_step} ({ckpt_path})", file=sys.stderr, flush=True)
+        t0 = time.time()
+        with GracefulStop(ckdir / "last.ckpt" if ckdir is not None else None) as stop:
+            if not mlrun.resumed:
+                _log_inputs(mlrun, rr, dm)
+            start_step = _resume_step(rr, run_id, ckpt_path)
             # the train stream continues at window global_step x global batch
-            dm.train_offset = start_step * run.train.batch_size
-
-            from lightning.pytorch.loggers import MLFlowLogger
-
-            logger = MLFlowLogger(experiment_name=exp.name, tracking_uri=uri, run_id=run_id,
-                                  log_model=False)
-            logger._mlflow_client = ts.RetryingClient(logger._mlflow_client)
-            if ckpt_path is not None:
-                _log_each_step_once(logger, client, run_id)
-            # the run's status is ours to set (FINISHED only once weights and plots are saved)
-            logger.finalize = lambda *a, **k: None
-            L.seed_everything(seed, workers=True, verbose=False)
-            system = LMSystem.from_run_config(run)
+            dm.train_offset = start_step * rr.config.train.batch_size
+            logger = _mlflow_logger(client, rr.experiment, uri, run_id,
+                                    resumed=ckpt_path is not None)
             tp = Throughput()
-            t = run.train
-            cbs = [tp, ResumeState(), FaultInjection(), stop, *(callbacks or [])]
-            if keep_ckpts:
-                from lightning.pytorch.callbacks import ModelCheckpoint
-
-                # at every evaluation: last.ckpt (resume) and best.ckpt (lowest val/loss)
-                cbs.append(ModelCheckpoint(dirpath=ckdir, filename="best", monitor=ts.M_VAL_LOSS,
-                                           mode="min", save_top_k=1, save_last=True,
-                                           auto_insert_metric_name=False,
-                                           enable_version_counter=False))
-            trainer = _trainer(run, logger, cbs, progress, checkpointing=keep_ckpts)
+            system, trainer = _system_and_trainer(
+                rr.config, rr.seed, logger,
+                [tp, ResumeState(), FaultInjection(), stop, *(callbacks or [])], progress, ckdir)
             stop.check(start_step)
-            with warnings.catch_warnings():
-                # we resume the data stream ourselves (LMDataModule.train_offset); last.ckpt
-                # in the directory is the point of resuming
-                warnings.filterwarnings("ignore", ".*dataloader is not resumable.*")
-                warnings.filterwarnings("ignore", ".*exists and is not empty.*")
-                trainer.fit(system, datamodule=dm, weights_only=True,
-                            ckpt_path=str(ckpt_path) if ckpt_path else None)
-            if t.max_steps % t.eval_every != 0:
-                trainer.validate(system, datamodule=dm, verbose=False)
-        client.log_metric(run_id, ts.M_TOKENS_PER_S, tp.tokens_per_s, step=t.max_steps)
-        ckpt = save_weights(system.model, key)
-        client.set_tag(run_id, ts.T_WEIGHTS, str(ckpt))
-        hist = ts.metric_history(uri, run_id, ts.M_VAL_LOSS)
-        final = hist[-1][1] if hist else math.nan
-        if not math.isfinite(final):
-            raise FloatingPointError(f"final validation loss is {final}")
-        _log_curve_plot(client, run_id, uri, f"{exp.name} / {arm} / seed {seed}")
-        client.set_terminated(run_id, "FINISHED")
-        return RunOutcome(arm, seed, run_id, "trained", final, tp.tokens_per_s, time.time() - t0)
-    except RunInterrupted as e:
-        client.set_tag(run_id, ts.T_FAIL, str(e)[:400])
-        client.set_terminated(run_id, "KILLED")
-        raise
-    except (KeyboardInterrupt, SystemExit) as e:
-        client.set_tag(run_id, ts.T_FAIL, f"interrupted ({type(e).__name__}); rerun the same "
-                       "command to resume from the last checkpoint")
-        client.set_terminated(run_id, "KILLED")
-        raise
-    except BaseException as e:
-        msg = (str(e).strip().splitlines() or [""])[0]
-        client.set_tag(run_id, ts.T_FAIL, f"{type(e).__name__}: {msg[:400]}")
-        client.set_terminated(run_id, "FAILED")
-        raise
+            fit(trainer, system, dm, rr.config, ckpt_path)
+        final = _finish(client, uri, run_id, rr, system, tp)
+    return RunOutcome(rr.arm, rr.seed, run_id, "trained", final, tp.tokens_per_s,
+                      time.time() - t0)
+
+
+def _log_inputs(mlrun, rr: ResolvedRun, dm) -> None:
+    """A fresh run's params (the flattened config and seed), config.json and dataset inputs."""
+    from repro.tracking.datasets import log_data_inputs
+
+    params = {k: (json.dumps(v) if isinstance(v, list) else v)
+              for k, v in flatten(to_dict(rr.config)).items()}
+    params["seed"] = rr.seed
+    mlrun.log_params(params)
+    mlrun.log_json("config.json", {"run": to_dict(rr.config), "seed": rr.seed,
+                                   "experiment": rr.experiment, "arm": rr.arm,
+                                   "scale": rr.scale})
+    log_data_inputs(mlrun.client, mlrun.run_id, dm)  # the UI's Dataset column
+
+
+def _resume_step(rr: ResolvedRun, run_id: str, ckpt_path: Path | None) -> int:
+    """The global step ``ckpt_path`` was saved at (0 for a fresh start)."""
+    from repro.lit.checkpoint import load_checkpoint_file
+
+    if ckpt_path is None:
+        return 0
+    step = int(load_checkpoint_file(ckpt_path)["global_step"])
+    print(f"[repro] {rr.arm} seed {rr.seed}: resuming run {run_id[:8]} from step "
+          f"{step} ({ckpt_path})", file=sys.stderr, flush=True)
+    return step
+
+
+def _mlflow_logger(client, experiment: str, uri: str, run_id: str, resumed: bool):
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    logger = MLFlowLogger(experiment_name=experiment, tracking_uri=uri, run_id=run_id,
+                          log_model=False)
+    logger._mlflow_client = ts.RetryingClient(logger._mlflow_client)
+    if resumed:
+        _log_each_step_once(logger, client, run_id)
+    # the run's status is ours to set (FINISHED only once weights and plots are saved)
+    logger.finalize = lambda *a, **k: None
+    return logger
+
+
+def _finish(client, uri: str, run_id: str, rr: ResolvedRun, system, tp) -> float:
+    """After fit: throughput, final weights and the loss-curve plot; the final val loss
+    (FloatingPointError when it is not finite)."""
+    client.log_metric(run_id, ts.M_TOKENS_PER_S, tp.tokens_per_s, step=rr.config.train.max_steps)
+    ckpt = save_weights(system.model, rr.key)
+    client.set_tag(run_id, ts.T_WEIGHTS, str(ckpt))
+    hist = ts.metric_history(uri, run_id, ts.M_VAL_LOSS)
+    final = hist[-1][1] if hist else math.nan
+    if not math.isfinite(final):
+        raise FloatingPointError(f"final validation loss is {final}")
+    _log_curve_plot(client, run_id, uri, f"{rr.experiment} / {rr.arm} / seed {rr.seed}")
+    return final
 
 
 def _log_each_step_once(logger, client, run_id: str) -> None:
@@ -369,53 +308,6 @@ def _log_each_step_once(logger, client, run_id: str) -> None:
             inner(metrics, step)
 
     logger.log_metrics = log_metrics
-
-
-def _trainer(run: RunConfig, logger, callbacks: list, progress: bool,
-             checkpointing: bool = False):
-    import lightning as L
-
-    from repro.lit.checkpoint import SafeCheckpointIO
-
-    accel = _accelerator(run)
-    t = run.train
-    if progress:  # total steps, ETA over this process's steps (repro.lit.progress)
-        from repro.lit.progress import StepBar
-
-        callbacks = [*callbacks, StepBar()]
-    return L.Trainer(
-        max_steps=t.max_steps, val_check_interval=t.eval_every, check_val_every_n_epoch=None,
-        logger=logger, callbacks=callbacks, enable_checkpointing=checkpointing,
-        plugins=[SafeCheckpointIO()],
-        gradient_clip_val=t.grad_clip or None, precision=_precision(run, accel),
-        deterministic=(True if accel == "cpu" else "warn") if t.deterministic else False,
-        accelerator=accel, devices=run.trainer.devices, num_nodes=run.trainer.num_nodes,
-        strategy=run.trainer.strategy, enable_progress_bar=progress,
-        # Lightning flushes logged values when (step + 1) % log_every_n_steps == 0; LMSystem
-        # logs on exactly those steps (see LMSystem.training_step)
-        enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=t.log_every)
-
-
-def _accelerator(run: RunConfig) -> str:
-    """trainer.accelerator with ``auto`` resolved: gpu when CUDA is available, else cpu."""
-    import torch
-
-    accel = run.trainer.accelerator
-    if accel == "auto":
-        accel = "gpu" if torch.cuda.is_available() else "cpu"
-    return accel
-
-
-def device_label(run: RunConfig) -> str:
-    """Where this process trains: "cuda:<name> (<precision>)" or "cpu (<arch>, <n> threads)"."""
-    import platform
-
-    import torch
-
-    accel = _accelerator(run)
-    if accel in ("gpu", "cuda") and torch.cuda.is_available():
-        return f"cuda:{torch.cuda.get_device_name(0)} ({_precision(run, 'gpu')})"
-    return f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
 
 
 def checkpoint_dir(key: str) -> Path:
@@ -465,8 +357,7 @@ def _stops_the_command(e: BaseException) -> bool:
 def _train_in_process(grid: list[tuple[Experiment, str, int]], overrides: list[str], uri: str,
                       progress: bool, force: bool, echo) -> tuple[list[RunOutcome], list[str]]:
     """Train each (experiment, arm, seed) in this process, one after another. A run that fails
-    is marked FAILED and reported; the others go on. The outcome line is parsed by
-    ``repro.experiments.parallel`` when this runs in a ``--jobs`` child."""
+    is marked FAILED and reported; the others go on."""
     from repro.lit.progress import RunCounter
 
     outcomes, failed, counter = [], [], RunCounter(grid)
@@ -513,7 +404,24 @@ def run_experiment(exp: Experiment, arms: list[str] | None = None, seeds: list[i
              f"{r.data.tags.get(ts.T_SEED)}) FAILED: its process {r.data.tags.get(ts.T_PID)} "
              "died; it resumes below if it is part of this command")
     grid = [(exp, arm, seed) for arm in arm_names for seed in seeds]
-    return _train_grid(grid, overrides, uri, progress, force, echo, jobs, threads)
+    if jobs == 1:  # finished runs are reused under their lock by train_one
+        return _train_grid(grid, overrides, uri, progress, force, echo, jobs, threads)
+    # --jobs: finished runs are skipped here, not by a child process each (~12 s of start-up)
+    reused, todo = [], []
+    data = DataFingerprints()
+    for e, arm, seed in grid:
+        done = None if force else ts.find_finished(
+            uri, None, resolve_run(e, arm, seed, overrides, data).key)
+        if done is None:
+            todo.append((e, arm, seed))
+        else:
+            reused.append(reused_outcome(uri, arm, seed, done))
+    if reused:
+        echo(f"[repro] {len(reused)} of {len(grid)} runs already finished (reused); "
+             f"{len(todo)} to train")
+    if not todo:
+        return reused
+    return reused + _train_grid(todo, overrides, uri, progress, force, echo, jobs, threads)
 
 
 def _train_grid(grid: list[tuple[Experiment, str, int]], overrides: list[str], uri: str,
@@ -531,11 +439,24 @@ def _train_grid(grid: list[tuple[Experiment, str, int]], overrides: list[str], u
         outcomes, failed = run_parallel(grid, overrides, uri, jobs, threads, force, echo)
     else:
         outcomes, failed = _train_in_process(grid, overrides, uri, progress, force, echo)
+        _report_to_parent(outcomes, failed)
     if failed:
         raise RunFailed(f"{len(failed)} of {len(failed) + len(outcomes)} runs failed and are "
                         f"marked FAILED in MLflow ({failed[0]}{'; ...' if len(failed) > 1 else ''})"
                         "; fix the cause and rerun the same command")
     return outcomes
+
+
+def _report_to_parent(outcomes: list[RunOutcome], failed: list[str]) -> None:
+    """In a ``--jobs`` child (``repro.pool`` set REPRO_RESULT_FILE): the outcomes and failures
+    as its JSON result file, written atomically; DDP ranks > 0 write nothing."""
+    from dataclasses import asdict
+
+    from repro import dist
+    from repro.pool import write_result
+
+    if dist.global_rank() == 0 and all(o.status != "worker" for o in outcomes):
+        write_result({"outcomes": [asdict(o) for o in outcomes], "failed": failed})
 
 
 def plan_runs(exps: list[Experiment], seeds: list[int] | None, overrides: list[str], uri: str,
@@ -545,9 +466,7 @@ def plan_runs(exps: list[Experiment], seeds: list[int] | None, overrides: list[s
     Arms shared between experiments (same config, data and seed) appear once, under the first
     experiment that lists them; keys with a FINISHED run are left out unless ``force``.
     Returns the runs to train and counts {"total", "distinct", "finished", "todo"}."""
-    from repro.config import to_dict
-
-    fingerprints: dict[str, tuple[str, int]] = {}
+    data = DataFingerprints()
     seen: set[str] = set()
     todo, total, finished = [], 0, 0
     for exp in exps:  # every experiment checked before any data is built or run created
@@ -555,16 +474,9 @@ def plan_runs(exps: list[Experiment], seeds: list[int] | None, overrides: list[s
         preflight(exp, [a.name for a in exp.arms], overrides)
     for exp in exps:
         for arm in exp.arms:
-            base = exp.run_config(arm, overrides)
-            dkey = json.dumps(to_dict(base.data), sort_keys=True)
             for seed in (seeds or list(exp.seeds)):
                 total += 1
-                if dkey not in fingerprints:  # the fingerprint does not depend on the seed
-                    dm = prepare_data(base, seed)
-                    fingerprints[dkey] = (dm.fingerprint, dm.vocab_size)
-                fp, vocab = fingerprints[dkey]
-                run = replace(base, model=replace(base.model, vocab_size=vocab))
-                key = run_key(run, fp, seed)
+                key = resolve_run(exp, arm, seed, overrides, data).key
                 if key in seen:
                     continue
                 seen.add(key)

@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from repro.paths import atomic_write_bytes
+
 
 class CheckpointError(ValueError):
     """A checkpoint cannot be used (unreadable, truncated, not ours). One line, with the fix."""
@@ -60,29 +62,11 @@ class SafeCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
         buf = io.BytesIO()
         torch.save(checkpoint, buf)
-        atomic_write_durable(Path(path), buf.getvalue())
+        # temp file, fsync, rename: a resume after a crash sees the old file or the new one
+        atomic_write_bytes(Path(path), buf.getvalue(), durable=True)
 
     def load_checkpoint(self, path, map_location=None, weights_only=None):
         return load_checkpoint_file(path)
-
-
-def atomic_write_durable(path: Path, data: bytes) -> None:
-    """Write to a temp file in the same directory, fsync, rename: readers (and a resume after a
-    crash or power loss) see the old file or the new one, never half of one."""
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 class ResumeState(L.Callback):

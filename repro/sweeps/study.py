@@ -24,7 +24,6 @@ import logging
 import math
 import os
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -39,6 +38,7 @@ from repro.config import ConfigError, apply_overrides  # noqa: F401 (apply_overr
 from repro.paths import runs_dir
 from repro.sweeps.pruning import PRUNERS, StepPruningCallback, make_pruner
 from repro.sweeps.spaces import SearchSpace, default_space, get_space
+from repro.tracking.locks import pid_alive
 
 A_FAILURE = "repro.failure"  # set on trials that failed in the objective (they count toward N)
 A_HOST = "repro.host"
@@ -208,16 +208,10 @@ def storage_lock(url: str):
     if not url.startswith("sqlite:///"):
         yield
         return
-    import fcntl
+    from repro.tracking.locks import file_lock
 
-    path = Path(url[len("sqlite:///"):] + ".lock")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with file_lock(Path(url[len("sqlite:///"):] + ".lock")):
+        yield
 
 
 def top_up(ctx: Context, n_total: int) -> int:
@@ -241,16 +235,6 @@ def claim(study) -> int | None:
         except optuna.exceptions.UpdateFinishedTrialError:
             continue
     return None
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def fail_and_retry(ctx: Context, trial_id: int, reason: str) -> bool:
@@ -287,7 +271,7 @@ def reap(ctx: Context, pids: set[int] | None = None) -> int:
         pid = t.user_attrs.get(A_PID)
         if t.user_attrs.get(A_HOST) != host or pid is None:
             continue
-        if (pids and pid in pids) or not _pid_alive(int(pid)):
+        if (pids and pid in pids) or not pid_alive(int(pid)):
             n += fail_and_retry(ctx, t._trial_id, f"worker process {pid} on {host} died")
     return n
 
@@ -438,6 +422,8 @@ def _worker_cmd(spec: SweepSpec, ctx: Context, parent_run_id: str,
 def run_workers(spec: SweepSpec, ctx: Context, parent_run_id: str, deadline: float | None,
                 echo=print) -> None:
     """W worker processes on the study; dead workers' trials are failed and retried."""
+    from repro.pool import Job, run_pool
+
     logdir = runs_dir() / "sweeps" / ctx.name
     logdir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
@@ -446,27 +432,23 @@ def run_workers(spec: SweepSpec, ctx: Context, parent_run_id: str, deadline: flo
         waiting = state_counts(ctx.study)["waiting"]
         if waiting == 0 or (deadline is not None and time.time() >= deadline):
             return
-        procs = []
-        for w in range(min(spec.workers, waiting)):
-            log = open(logdir / f"worker-{rnd}-{w}.log", "w")  # noqa: SIM115
-            p = subprocess.Popen(_worker_cmd(spec, ctx, parent_run_id, deadline), env=env,
-                                 stdout=log, stderr=subprocess.STDOUT, cwd=os.getcwd())
-            procs.append((p, log))
-        echo(f"[sweep] {len(procs)} workers started (logs: {logdir})")
+        # workers report through the study's storage (their trials), not their output
+        jobs = [Job(_worker_cmd(spec, ctx, parent_run_id, deadline),
+                    logdir / f"worker-{rnd}-{w}.log", env=env)
+                for w in range(min(spec.workers, waiting))]
+        echo(f"[sweep] {len(jobs)} workers started (logs: {logdir})")
+        pids, dead = [], set()
+
+        def exited(d, dead=dead):
+            if d.returncode != 0:
+                dead.add(d.pid)
+                echo(f"[sweep] worker {d.pid} exited with {d.returncode}; see {d.job.log}")
+
         try:
-            dead = set()
-            for p, log in procs:
-                rc = p.wait()
-                log.close()
-                if rc != 0:
-                    dead.add(p.pid)
-                    echo(f"[sweep] worker {p.pid} exited with {rc}; see {log.name}")
-        except KeyboardInterrupt:
-            for p, _ in procs:
-                p.terminate()
-            for p, _ in procs:
-                p.wait()
-            reap(ctx, {p.pid for p, _ in procs})
+            run_pool(jobs, len(jobs), on_start=lambda job, pid, pids=pids: pids.append(pid),
+                     on_done=exited)
+        except (KeyboardInterrupt, SystemExit):
+            reap(ctx, set(pids))  # the pool stopped them: their trials are re-queued
             raise
         if dead:
             n = reap(ctx, dead)

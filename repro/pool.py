@@ -1,0 +1,137 @@
+"""One pool of child processes for `repro run --jobs N` and `repro sweep --workers N`.
+
+Each job is a command line with its own log file (stdout and stderr) and, optionally, a JSON
+result file the child writes atomically when it is done (:func:`write_result`); the parent reads
+that file, never the child's printed text. The pool keeps at most ``width`` children running.
+
+Stopping: Ctrl-C or SIGTERM in the parent (SIGTERM is turned into ``SystemExit`` while the pool
+runs, main thread only) sends SIGTERM to every running child, the way a user would stop them
+(training children checkpoint and mark their runs KILLED), waits up to ``stop_timeout`` seconds,
+kills what is left, and re-raises.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from repro.paths import atomic_write_text
+
+RESULT_ENV = "REPRO_RESULT_FILE"  # where a child writes its JSON result (set by the pool)
+
+
+@dataclass
+class Job:
+    cmd: list[str]
+    log: Path
+    env: dict | None = None
+    result: Path | None = None  # the child's JSON result file (passed as REPRO_RESULT_FILE)
+    data: object = None  # the caller's, handed back in Done
+
+
+@dataclass
+class Done:
+    job: Job
+    pid: int
+    returncode: int
+    seconds: float
+    result: dict | None = field(default=None)  # the child's result file (read, then removed)
+
+
+def write_result(payload: dict) -> bool:
+    """In a child: write ``payload`` as the JSON result the pool asked for (atomically); False
+    when this process was not started with a result file."""
+    path = os.environ.get(RESULT_ENV)
+    if not path:
+        return False
+    atomic_write_text(Path(path), json.dumps(payload) + "\n")
+    return True
+
+
+def _take_result(path: Path | None) -> dict | None:
+    """The child's result, read and removed (None when it wrote none)."""
+    if path is None:
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def run_pool(jobs: Iterable[Job], width: int, *, on_start: Callable[[Job, int], None] | None = None,
+             on_done: Callable[[Done], None] | None = None, poll_s: float = 0.5,
+             stop_timeout: float = 120.0) -> list[Done]:
+    """Run every job in at most ``width`` child processes; return their ``Done`` records in
+    completion order (``on_start(job, pid)`` and ``on_done(done)`` are called as they happen)."""
+    pending = list(jobs)
+    running: dict[subprocess.Popen, tuple[Job, float, object]] = {}
+    finished: list[Done] = []
+
+    def start(job: Job) -> None:
+        job.log.parent.mkdir(parents=True, exist_ok=True)
+        env = dict(job.env if job.env is not None else os.environ)
+        env.pop(RESULT_ENV, None)  # never a parent's: each child writes only its own
+        if job.result is not None:
+            job.result.parent.mkdir(parents=True, exist_ok=True)
+            job.result.unlink(missing_ok=True)  # a stale file must not pass for this child's
+            env[RESULT_ENV] = str(job.result)
+        fh = open(job.log, "w")  # noqa: SIM115 - closed when the child is reaped
+        p = subprocess.Popen(job.cmd, env=env, stdout=fh, stderr=subprocess.STDOUT)
+        running[p] = (job, time.time(), fh)
+        if on_start is not None:
+            on_start(job, p.pid)
+
+    def reap(p: subprocess.Popen) -> None:
+        job, t0, fh = running.pop(p)
+        fh.close()
+        d = Done(job, p.pid, p.returncode, time.time() - t0, _take_result(job.result))
+        finished.append(d)
+        if on_done is not None:
+            on_done(d)
+
+    def on_term(signum, frame):
+        raise SystemExit(128 + signum)
+
+    main = threading.current_thread() is threading.main_thread()
+    old_term = signal.signal(signal.SIGTERM, on_term) if main else None
+    try:
+        while pending or running:
+            while pending and len(running) < width:
+                start(pending.pop(0))
+            time.sleep(poll_s)
+            for p in [p for p in running if p.poll() is not None]:
+                reap(p)
+    except BaseException:
+        stop_all(list(running), stop_timeout)
+        for _, _, fh in running.values():
+            with contextlib.suppress(OSError):
+                fh.close()
+        raise
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, old_term)
+    return finished
+
+
+def stop_all(procs: list[subprocess.Popen], timeout: float) -> None:
+    """SIGTERM every live process, wait up to ``timeout`` seconds in all, SIGKILL the rest."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    deadline = time.time() + timeout
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.0, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
