@@ -187,3 +187,41 @@ def test_lm_throughput_times_every_method_flop_matched_at_a_preset_shape():
     for r in rows:
         assert r["tokens_per_s"] > 0 and r["rel_dense"] > 0
         assert abs(r["ffn_flops"] / by["dense"]["ffn_flops"] - 1) < 0.05, r
+
+
+def test_peers_run_on_our_weights_and_a_wrong_peer_is_not_timed(monkeypatch):
+    pytest.importorskip("transformers", minversion="5")
+    from repro.bench import layer
+    from repro.bench.run import verdicts
+
+    rows = bench_group("topk", 8, 2, backends=["auto"], peers=True, **TINY)
+    peers = [r for r in rows if r["backend"].startswith("hf-")]
+    assert {r["backend"] for r in peers} == set(layer.PEER_NAMES)
+    assert all(r["ref_ok"] and r["ref_max_err"] < 1e-4 and r["ratio"] > 0 for r in peers), peers
+    v = [x for x in verdicts([dict(r, section="layer") for r in rows], "cpu")
+         if "transformers" in x["target"]]
+    assert len(v) == 1 and v[0]["best"].endswith(")")
+
+    real = layer.build_peer
+
+    def wrong(name, ours, device, dtype):  # a peer whose down projection was copied untransposed
+        m = real(name, ours, device, dtype)
+        with torch.no_grad():
+            m.block.experts.down_proj.mul_(1.5)
+        return m
+
+    monkeypatch.setattr(layer, "build_peer", wrong)
+    rows = bench_group("topk", 8, 2, backends=["auto"], peers=True, **TINY)
+    bad = [r for r in rows if r["backend"].startswith("hf-")]
+    assert bad and not any(r["ref_ok"] for r in bad)
+    assert all(r["ratio"] != r["ratio"] for r in bad)  # NaN: never timed
+
+
+def test_bench_peers_without_transformers_is_one_line(monkeypatch, capsys):
+    from repro.bench import peers
+    from repro.cli import main
+
+    monkeypatch.setattr(peers.importlib.util, "find_spec", lambda name: None)
+    assert main(["bench", "--quick", "--peers"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--peers: transformers is not installed" in err

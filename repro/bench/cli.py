@@ -30,6 +30,10 @@ def add_arguments(sp) -> None:
                     help="merge into the existing CSV, replacing only the re-measured rows")
     sp.add_argument("--out", default="", help="output folder (default: the project's "
                     "results/bench; see README 'Where runs and results live')")
+    sp.add_argument("--peers", action="store_true",
+                    help="also time transformers 5's OLMoE / Qwen3-MoE blocks on the same "
+                    "weights (topk cases; needs the optional extra: pip install "
+                    "'moe-repro[peers]')")
     sp.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
 
@@ -62,6 +66,16 @@ def bench_main(args) -> int:
         raise UserError(f"--dtype: {args.dtype!r} is not float32 or bfloat16")
     kw: dict = dict(device=args.device, dtype=args.dtype, out_dir=args.out,
                     train=not args.no_train, update=args.update)
+    if args.peers:
+        from repro.bench.peers import PEER_ROUTER, available
+
+        why = available()
+        if why:
+            raise UserError(f"--peers: {why}; or drop --peers")
+        kw["peers"] = True
+        if args.routers and PEER_ROUTER not in args.routers.split(","):
+            raise UserError(f"--peers: the peers run beside the {PEER_ROUTER!r} router (the one "
+                            f"with their gating); add {PEER_ROUTER} to --routers")
     if args.routers:
         routers = tuple(r.strip() for r in args.routers.split(",") if r.strip())
         for r in routers:

@@ -25,8 +25,14 @@ from repro.compute import match_dense_to
 from repro.layers import dispatch
 from repro.layers.dense import SwiGLU
 from repro.layers.dispatch import sort_assignments
+from repro.bench.peers import PEER_ROUTER
+from repro.bench.peers import PEERS as _PEERS
+from repro.bench.peers import build as build_peer
 from repro.layers.moe import MoEConfig, MoEFFN
 from repro.routers import ROUTERS
+
+
+PEER_NAMES = tuple(p[0] for p in _PEERS)
 
 
 @dataclass(frozen=True)
@@ -161,12 +167,15 @@ def median_ratio(a: list[float], b: list[float]) -> float:
 
 def bench_group(router: str, n_experts: int, top_k: int, *, d_model: int, hidden: int,
                 tokens: int, seq_len: int, backends: list[str], reps: int, warmup: int, device,
-                dtype, seed: int = 0, wrong_backend: dict | None = None) -> list[dict]:
+                dtype, seed: int = 0, wrong_backend: dict | None = None,
+                peers: bool = False) -> list[dict]:
     """Every backend of one (router, E) against its dense reference. Returns one row per backend.
 
     Each backend is checked against the ``loop`` backend (the reference) on identical weights and
     input before it is timed; a backend that disagrees is not timed (``ref_ok`` False).
     ``wrong_backend`` (tests only) maps a backend name to a function perturbing its module.
+    ``peers``: for the ``topk`` router, also time transformers 5's MoE blocks on the same weights
+    (``repro.bench.peers``), each checked on its output and input gradient first.
     """
     case = LayerCase(router, n_experts, top_k, d_model, hidden)
     B = max(1, tokens // seq_len)
@@ -208,6 +217,22 @@ def bench_group(router: str, n_experts: int, top_k: int, *, d_model: int, hidden
         rows.append(row)
         if not problem:  # auto is timed itself: its choice plus the per-call cache lookup
             items.append(Timed(be, (lambda m=m: fwd_bwd(m, x, g))))
+    if peers and router == PEER_ROUTER:
+        y0, gx0, _ = ref
+        for name in PEER_NAMES:
+            m = build_peer(name, ref_mod, device, dtype)
+            try:  # their parameters differ in layout from ours: compare y and dL/dx only
+                err = compare((y0, gx0, {}), fwd_bwd(m, x, g), dtype)
+                problem = "" if err <= tolerance(dtype) else f"differs from loop by {err:.2e}"
+            except (RuntimeError, NotImplementedError, ValueError) as e:
+                err, problem = math.inf, f"failed: {type(e).__name__}: {str(e)[:80]}"
+            rows.append(dict(router=router, backend=name, resolved_backend=name,
+                             n_experts=n_experts, top_k=k_eff, d_model=d_model,
+                             d_expert=cfg.d_expert, d_ff_dense=d_ff, hidden=hidden,
+                             tokens=B * T, ref_max_err=err, ref_ok=not problem, auto_choice="",
+                             note=problem or "peer: transformers block on our weights"))
+            if not problem:
+                items.append(Timed(name, (lambda m=m: fwd_bwd(m, x, g))))
     interleave(items, reps, warmup, device)
     t = {it.name: it.times for it in items}
     fastest = min(widths, key=lambda n: statistics.median(t[n]))

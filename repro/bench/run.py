@@ -55,6 +55,7 @@ class BenchSpec:
     update: bool = False  # merge into an existing CSV, replacing the rows this run re-measured
     out_dir: str = ""  # "": <results>/bench (repro.paths.results_dir: the project's results/)
     wrong_backend: dict = field(default_factory=dict)  # tests: perturb a backend's module
+    peers: bool = False  # also time transformers 5's MoE blocks (topk cases; repro.bench.peers)
 
     @classmethod
     def quick_spec(cls, **kw) -> BenchSpec:
@@ -118,7 +119,7 @@ def run_bench(spec: BenchSpec, log=print) -> tuple[list[dict], Path]:
                                 tokens=spec.tokens, seq_len=spec.seq_len,
                                 backends=list(spec.backends), reps=spec.reps,
                                 warmup=spec.warmup, device=spec.device, dtype=dtype,
-                                wrong_backend=spec.wrong_backend)
+                                wrong_backend=spec.wrong_backend, peers=spec.peers)
             la = load()
             for r in group:
                 r.update(meta, section="layer", load_before=lb, load_after=la)
@@ -206,8 +207,19 @@ def _ratio(rows, router, E, backend="auto"):
 def best_ratio(rows, router, E) -> tuple[float, str]:
     cands = [(r["ratio"], r["backend"]) for r in rows if r.get("section") == "layer"
              and r["router"] == router and r["n_experts"] == E
-             and r["backend"] not in ("auto", "static")
+             and r["backend"] not in ("auto", "static") and not is_peer(r["backend"])
              and not math.isnan(r["ratio"])]
+    return min(cands) if cands else (math.nan, "")
+
+
+def is_peer(backend: str) -> bool:
+    return backend.startswith("hf-")  # repro.bench.peers.PEERS
+
+
+def best_peer(rows, router, E) -> tuple[float, str]:
+    cands = [(r["ratio"], r["backend"]) for r in rows if r.get("section") == "layer"
+             and r["router"] == router and r["n_experts"] == E and is_peer(r["backend"])
+             and r["ref_ok"] and not math.isnan(r["ratio"])]
     return min(cands) if cands else (math.nan, "")
 
 
@@ -225,6 +237,12 @@ def verdicts(rows: list[dict], device: str) -> list[dict]:
                 out.append(dict(target=f"E={E} <= {t[key]:.2f}x",
                                 router=router, value=v, best=f"{b:.3f} ({bb})",
                                 ok=v <= t[key]))
+        for E in Es:  # issue 13: at every shape no slower than the best transformers block
+            p, pb = best_peer(rows, router, E)
+            if pb:
+                v = _ratio(rows, router, E)
+                out.append(dict(target=f"E={E} <= best transformers", router=router, value=v,
+                                best=f"{p:.3f} ({pb})", ok=v <= p))
         mine = sorted({r["n_experts"] for r in layer if r["router"] == router})
         if len(mine) > 1 and 8 in mine:
             Emax = max(mine)
