@@ -21,16 +21,15 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
+from repro.bench.peers import PEER_ROUTER
+from repro.bench.peers import PEERS as _PEERS
+from repro.bench.peers import build as build_peer
 from repro.compute import match_dense_to
 from repro.layers import dispatch
 from repro.layers.dense import SwiGLU
 from repro.layers.dispatch import sort_assignments
-from repro.bench.peers import PEER_ROUTER
-from repro.bench.peers import PEERS as _PEERS
-from repro.bench.peers import build as build_peer
 from repro.layers.moe import MoEConfig, MoEFFN
 from repro.routers import ROUTERS
-
 
 PEER_NAMES = tuple(p[0] for p in _PEERS)
 
