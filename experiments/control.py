@@ -31,10 +31,10 @@ from repro.experiments import analyses
 from repro.experiments.base import Arm, Experiment, register_experiment
 from repro.experiments.claims import MetricClaim, PairedMetricClaim
 from repro.experiments.scales import preset
-from repro.layers.dense import DenseFFNConfig
-from repro.layers.moe import MoEConfig
-from repro.routers.switch import SwitchRouterConfig
-from repro.routers.topk import TopKRouterConfig
+from repro.layers.dense_config import DenseFFNConfig
+from repro.layers.moe_config import MoEConfig
+from repro.routers.switch_config import SwitchRouterConfig
+from repro.routers.topk_config import TopKRouterConfig
 from repro.tracking.store import M_DROP_MEAN
 
 N_EXPERTS = 8

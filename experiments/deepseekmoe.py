@@ -18,8 +18,8 @@ from repro.experiments import analyses
 from repro.experiments.base import Arm, Experiment, register_experiment
 from repro.experiments.claims import IncreasingClaim, MetricClaim, PairedMetricClaim
 from repro.experiments.scales import preset
-from repro.layers.moe import MoEConfig
-from repro.routers.topk import TopKRouterConfig
+from repro.layers.moe_config import MoEConfig
+from repro.routers.topk_config import TopKRouterConfig
 
 SOURCE = "Dai et al. DeepSeekMoE (arXiv 2401.06066)"
 

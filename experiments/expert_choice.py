@@ -16,10 +16,10 @@ from repro.experiments.claims import (
     SpeedupClaim,
 )
 from repro.experiments.scales import preset
-from repro.layers.moe import MoEConfig
-from repro.routers.expert_choice import ExpertChoiceRouterConfig
-from repro.routers.gshard import GShardRouterConfig
-from repro.routers.switch import SwitchRouterConfig
+from repro.layers.moe_config import MoEConfig
+from repro.routers.expert_choice_config import ExpertChoiceRouterConfig
+from repro.routers.gshard_config import GShardRouterConfig
+from repro.routers.switch_config import SwitchRouterConfig
 
 E = 8  # references.md §EC: 8 experts, expert = 1 FFN unit
 SOURCE = "Zhou et al. Mixture-of-Experts with Expert Choice Routing (arXiv 2202.09368)"

@@ -9,8 +9,8 @@ from repro.experiments import analyses
 from repro.experiments.base import Arm, Experiment, register_experiment
 from repro.experiments.claims import PairedMetricClaim
 from repro.experiments.scales import preset
-from repro.layers.dense import DenseFFNConfig
-from repro.layers.finedeep import FinedeepConfig
+from repro.layers.dense_config import DenseFFNConfig
+from repro.layers.finedeep_config import FinedeepConfig
 
 SOURCE = "Pan, Su et al. Finedeep (arXiv 2502.12928; abstract and reviews only)"
 

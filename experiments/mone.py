@@ -12,8 +12,8 @@ from repro.experiments import analyses
 from repro.experiments.base import Arm, Experiment, register_experiment
 from repro.experiments.claims import EquivalenceClaim, MetricClaim, PairedMetricClaim
 from repro.experiments.scales import preset
-from repro.layers.moe import MoEConfig
-from repro.routers.topk import TopKRouterConfig
+from repro.layers.moe_config import MoEConfig
+from repro.routers.topk_config import TopKRouterConfig
 
 SOURCE = "Cheng et al. Mixture of Neuron Experts (arXiv 2510.05781; abstract-level facts only)"
 RATIOS = (1.0, .8, .6, .5, .4, .3, .2, .1, .05)

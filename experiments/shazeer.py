@@ -12,8 +12,8 @@ from repro.experiments import analyses
 from repro.experiments.base import Arm, Experiment, register_experiment
 from repro.experiments.claims import EquivalenceClaim, MetricClaim, PairedMetricClaim
 from repro.experiments.scales import preset
-from repro.layers.moe import MoEConfig
-from repro.routers.noisy_topk import NoisyTopKRouterConfig
+from repro.layers.moe_config import MoEConfig
+from repro.routers.noisy_topk_config import NoisyTopKRouterConfig
 
 WEIGHTS = ((0.0, 0.0), (0.2, 0.0), (0.0, 0.2), (0.1, 0.1), (0.01, 0.01), (1.0, 1.0))
 

@@ -13,8 +13,8 @@ from dataclasses import replace
 from repro.experiments.base import Arm, Experiment, register_experiment
 from repro.experiments.claims import MetricClaim, PairedMetricClaim
 from repro.experiments.scales import preset
-from repro.layers.moe import MoEConfig
-from repro.routers.switch import SwitchRouterConfig
+from repro.layers.moe_config import MoEConfig
+from repro.routers.switch_config import SwitchRouterConfig
 
 LR_FACTOR = 3.0  # "a higher LR (3e-3)" as 3x the scale's LR [ours] (references.md §ST-MoE)
 SEEDS = (0, 1, 2, 3, 4)  # references.md §ST-MoE: 5 seeds (stability is a rate)

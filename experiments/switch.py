@@ -13,9 +13,9 @@ from repro.compute import ffn_count, moe_d_expert_for_ffn_flops
 from repro.experiments.base import Arm, Experiment, register_experiment
 from repro.experiments.claims import IncreasingClaim, MetricClaim, SpeedupClaim
 from repro.experiments.scales import preset
-from repro.layers.dense import DenseFFNConfig
-from repro.layers.moe import MoEConfig
-from repro.routers.switch import SwitchRouterConfig
+from repro.layers.dense_config import DenseFFNConfig
+from repro.layers.moe_config import MoEConfig
+from repro.routers.switch_config import SwitchRouterConfig
 from repro.tracking.store import M_DROP_MEAN
 
 EXPERTS = (4, 8, 16)

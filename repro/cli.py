@@ -134,17 +134,19 @@ def _experiment(args):
 
 # ------------------------------------------------------------------------------------ commands
 def cmd_ls(args) -> int:
+    from repro.config import variant_names
     from repro.experiments.base import EXPERIMENTS, load_experiments
-    from repro.layers import FFN_BLOCKS
-    from repro.routers import ROUTERS
+    from repro.layers import FFNConfig
+    from repro.routers import RouterConfig
 
     load_experiments()
     print("experiments:")
     for name, fn in EXPERIMENTS.items():
         exp = fn("smoke")
         print(f"  {name:32s} {exp.title}")
-    print("ffn blocks: " + ", ".join(FFN_BLOCKS.names()))
-    print("routers:    " + ", ".join(ROUTERS.names()))
+    # the names come from the torch-free configs: the same names FFN_BLOCKS / ROUTERS register
+    print("ffn blocks: " + ", ".join(variant_names(FFNConfig)))
+    print("routers:    " + ", ".join(variant_names(RouterConfig)))
     return 0
 
 

@@ -1,9 +1,11 @@
 """Analytic compute accounting: total params, activated params per token, FLOPs per token.
 
-Every registered FFN block has an accountant here (house rule 4: each number has a formula and a
-test that compares it with the built module). What a router contributes is counted by its own
-config, next to its fields: ``param_count``, ``experts_per_token``, ``slots_per_token``
-(``repro/routers/base.py``), so a new router needs nothing here. Conventions
+Every number has a formula and a test that compares it with the built module (house rule 4).
+Each FFN block counts itself, in its torch-free config next to its fields (``FFNConfig.count`` in
+``repro/layers/<block>_config.py``), and so does each router (``param_count``,
+``experts_per_token``, ``slots_per_token`` in ``repro/routers/<method>_config.py``), so a new
+block or router needs nothing here; this module holds the shared conventions, the model-level
+sums and the matching. Torch-free. Conventions
 (references.md §Conventions):
 
 * activated params per token = weights that multiply a token, averaged over tokens (expected value
@@ -39,51 +41,8 @@ class FFNCount:
     flops_padded: float | None = None
 
 
-# FFN kind -> fn(cfg, d_model) -> FFNCount
-ACCOUNTANTS: Registry[Callable[..., FFNCount]] = Registry("FFN accountant")
-
-
 def swiglu_params(d_model: int, d_ff: int) -> int:
     return 3 * d_model * d_ff  # W_gate, W_up [D, F] and W_down [F, D]
-
-
-@ACCOUNTANTS.register("dense")
-def _dense(cfg, d_model: int) -> FFNCount:
-    p = swiglu_params(d_model, cfg.d_ff)
-    return FFNCount(p, float(p), 2.0 * p)
-
-
-@ACCOUNTANTS.register("moe")
-def _moe(cfg, d_model: int) -> FFNCount:
-    D, E, F = d_model, cfg.n_experts, cfg.d_expert
-    router = router_params(cfg.router, D, E)
-    expert = swiglu_params(D, F)
-    shared = swiglu_params(D, cfg.shared_width)
-    k_eff = cfg.router.experts_per_token(E)  # expected routed experts per token
-    rho = cfg.neuron_ratio
-    # MoNE (references.md §MoNE): convention B counts rho of all three matrices per activated
-    # expert; convention A counts the full W_gate (needed to rank neurons) plus rho of W_up and
-    # W_down.
-    routed_b = k_eff * rho * expert
-    routed_a = k_eff * (D * F + 2 * rho * D * F)
-    total = router + E * expert + shared
-    activated = router + routed_b + shared
-    # FLOPs follow the efficient MoNE implementation (full gate projection, kept rows only).
-    flops = 2.0 * (router + routed_a + shared)
-    slots = cfg.router.slots_per_token(E)  # E*C/N with capacity, else None
-    padded = None if slots is None else 2.0 * (router + slots / k_eff * routed_a + shared)
-    return FFNCount(total, activated, flops, router + routed_a + shared if rho < 1 else None,
-                    padded)
-
-
-@ACCOUNTANTS.register("finedeep")
-def _finedeep(cfg, d_model: int) -> FFNCount:
-    """Finedeep [S-FD], references.md §Finedeep: the dense SwiGLU weights (3*D*d_ff) plus M*K
-    router vectors R_{j,i} [D] and M RMSNorm weights [D] (when ``norm``); FLOPs 6*D*d_ff +
-    2*M*K*D (the score dot products o_i . R_{j,i}; elementwise work excluded)."""
-    D, M, K = d_model, cfg.n_sublayers, cfg.n_experts
-    total = swiglu_params(D, cfg.d_ff) + M * K * D + (M * D if cfg.norm else 0)
-    return FFNCount(total, float(total), 2.0 * swiglu_params(D, cfg.d_ff) + 2.0 * M * K * D)
 
 
 def router_params(router_cfg, d_model: int, n_experts: int) -> int:
@@ -93,7 +52,30 @@ def router_params(router_cfg, d_model: int, n_experts: int) -> int:
 
 
 def ffn_count(ffn_cfg, d_model: int) -> FFNCount:
-    return ACCOUNTANTS.get(ffn_cfg.kind, field="model.ffn.kind")(ffn_cfg, d_model)
+    """The block's counts; each FFN config counts itself (``FFNConfig.count``, next to its
+    fields in ``repro/layers/<block>_config.py``)."""
+    ACCOUNTANTS.get(ffn_cfg.kind, field="model.ffn.kind")  # an unknown kind: one line
+    return ffn_cfg.count(d_model)
+
+
+class _Accountants(Registry):
+    """``ACCOUNTANTS``: FFN kind -> ``fn(cfg, d_model) -> FFNCount``, for every registered FFN
+    config that counts itself (filled from the config family on lookup, torch-free)."""
+
+    def _ensure_loaded(self) -> None:
+        from repro.config import family_of
+        from repro.layers import FFNConfig
+
+        for kind, cls in family_of(FFNConfig).items():
+            if kind not in self._items and cls.count is not FFNConfig.count:
+                self._items[kind] = _count_with_config
+
+
+def _count_with_config(cfg, d_model: int) -> FFNCount:
+    return cfg.count(d_model)
+
+
+ACCOUNTANTS: Registry[Callable[..., FFNCount]] = _Accountants("FFN accountant")
 
 
 @dataclass(frozen=True)
@@ -179,7 +161,7 @@ def moe_d_expert_for_ffn_flops(ffn_flops_per_layer: float, moe_cfg, d_model: int
 def match_dense_to(ffn_cfg, d_model: int, quantity: str = "ffn_flops"):
     """A ``DenseFFNConfig`` matched to an FFN block on ``ffn_flops`` or ``ffn_activated_params``
     (or ``ffn_total_params``)."""
-    from repro.layers.dense import DenseFFNConfig
+    from repro.layers.dense_config import DenseFFNConfig
 
     f = ffn_count(ffn_cfg, d_model)
     if quantity == "ffn_flops":

@@ -24,6 +24,7 @@ import json
 import math
 import types
 import typing
+from collections.abc import Callable
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 from repro.registry import Registry, RegistryError
@@ -172,8 +173,8 @@ def variant_family(base: type[C]) -> type[C]:
 
 def variant(name: str):
     """Register a config subclass under ``name`` in its base's family and make ``name`` its
-    ``kind`` default. Components (routers, FFN blocks) need not call it: registering the component
-    in its ``ComponentRegistry`` does it for their ``Config``."""
+    ``kind`` default. A component's config (router, FFN block) is named this way in its
+    torch-free module; ``ComponentRegistry.add`` registers the component under the same name."""
 
     def deco(cls):
         fam = _family_of(cls)
@@ -207,15 +208,44 @@ class ComponentRegistry(Registry):
     """Registry of model components (routers, FFN blocks): classes derived from ``base`` whose
     ``Config`` is their own subclass of the variant family ``config_base``.
 
-    ``@REG.register("name")`` on the component class is the one place its name is written: it
-    becomes the class's ``KIND`` and its config's ``kind`` default (the config is registered under
-    it in the family, so ``from_dict`` and ``--set ...kind=name`` find it). A config that already
-    carries ``@variant`` must carry the same name. ``unregister`` undoes both.
+    A component's name is written once, on its config, in a torch-free module:
+    ``@variant("name")``. That is what ``from_dict``, ``--set ...kind=name``, experiment
+    definitions and ``repro ls`` / ``show`` use, without importing torch. The component class is
+    registered with ``@REG.add``, which takes the name from its ``Config`` and makes it the class's
+    ``KIND``. ``REG.register("name", cls)`` is the same with the name spelled out: it must agree
+    with the config's, or, for a config without a name (a throwaway test component), it names
+    the config. ``unregister`` undoes both.
+
+    ``load`` (optional) imports the component modules; it runs on the first lookup, so the
+    registry is complete however it was imported and torch loads only when a component is needed.
     """
 
-    def __init__(self, kind: str, *, base: type, config_base: type):
+    def __init__(self, kind: str, *, base: type, config_base: type,
+                 load: Callable[[], object] | None = None):
         super().__init__(kind, base=base)
         self.config_base = config_base
+        self._load = load
+        self._loading = False
+
+    def _ensure_loaded(self) -> None:
+        if self._load is None or self._loading:
+            return
+        self._loading = True  # the modules it imports register themselves (no lookups)
+        try:
+            self._load()
+            self._load = None
+        finally:
+            self._loading = False
+
+    def add(self, cls):
+        """``@REG.add`` on a component class: register it under its ``Config``'s name."""
+        cfg = vars(cls).get("Config") if isinstance(cls, type) else None
+        name = vars(cfg).get("KIND") if isinstance(cfg, type) else None
+        if not name:
+            what = cls.__name__ if isinstance(cls, type) else type(cls).__name__ + " instance"
+            raise RegistryError(f"{self.kind} {what}: its Config has no name; name the config "
+                                f"with @variant(\"name\") in its torch-free config module")
+        return self.register(name, cls)
 
     def _stamp(self, name: str, cls) -> None:
         cfg = vars(cls).get("Config")
@@ -230,8 +260,9 @@ class ComponentRegistry(Registry):
             except TypeError as e:
                 raise RegistryError(f"{self.kind} {name!r}: {e}") from None
         elif registered != name:
-            raise RegistryError(f"{self.kind} {name!r}: its Config {cfg.__name__} is registered "
-                                f"as {registered!r}; use one name (drop the @variant)")
+            raise RegistryError(f"{self.kind} {name!r}: its Config {cfg.__name__} is named "
+                                f"{registered!r}; use one name (register the class with .add, "
+                                "which takes its Config's)")
         cls.KIND = name
 
     def unregister(self, name: str):
@@ -240,6 +271,11 @@ class ComponentRegistry(Registry):
         if fam is not None and name in fam:
             fam.unregister(name)
         return cls
+
+
+def family_of(cls: type) -> Registry | None:
+    """The variant registry (kind -> config class) of ``cls``'s family, None outside one."""
+    return _family_of(cls)
 
 
 def _family_of(cls) -> Registry | None:

@@ -3,8 +3,9 @@
 Every component chosen by name (routers, FFN blocks, experiments, search spaces) lives in one of
 these. Duplicate names raise; unknown names raise with close matches ("did you mean"). A registry
 made with ``base=`` refuses anything that is not a subclass of ``base``. Model components (routers,
-FFN blocks) use ``repro.config.ComponentRegistry``, which also stamps the registered name onto
-the class and its config, so the name is written once.
+FFN blocks) use ``repro.config.ComponentRegistry``: a component is registered under the name its
+torch-free config carries, so the name is written once, and the registry imports its component
+modules on first lookup.
 """
 
 from __future__ import annotations
@@ -48,19 +49,25 @@ class Registry(Generic[T]):
     def _stamp(self, name: str, obj: T) -> None:
         """Hook run before ``obj`` is stored (subclasses stamp the name onto it; may raise)."""
 
+    def _ensure_loaded(self) -> None:
+        """Hook run before every lookup (a registry filled on first use loads its entries)."""
+
     def unregister(self, name: str) -> T:
         """Remove ``name`` and return what was registered (tests register throwaway entries)."""
+        self._ensure_loaded()
         if name not in self._items:
             raise RegistryError(self.unknown_message(name))
         return self._items.pop(name)
 
     def get(self, name: str, *, field: str | None = None) -> T:
+        self._ensure_loaded()
         try:
             return self._items[name]
         except (KeyError, TypeError):
             raise RegistryError(self.unknown_message(name, field=field)) from None
 
     def unknown_message(self, name: object, *, field: str | None = None) -> str:
+        self._ensure_loaded()
         where = f"{field}: " if field else ""
         close = difflib.get_close_matches(str(name), list(self._items), n=3, cutoff=0.5)
         hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
@@ -68,16 +75,20 @@ class Registry(Generic[T]):
                 f"(choose one of: {', '.join(sorted(self._items))})")
 
     def names(self) -> list[str]:
+        self._ensure_loaded()
         return sorted(self._items)
 
     def items(self) -> list[tuple[str, T]]:
+        self._ensure_loaded()
         return sorted(self._items.items())
 
     def __contains__(self, name: object) -> bool:
+        self._ensure_loaded()
         return name in self._items
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
 
     def __len__(self) -> int:
+        self._ensure_loaded()
         return len(self._items)

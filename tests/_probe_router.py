@@ -1,15 +1,16 @@
 """A throwaway router that exists only in tests: it proves that registering a router is all a
 new method needs for the registry-driven tests and benchmarks to cover it.
 
-``register()`` adds it to ``ROUTERS`` (one call, as a router file's decorator would);
-``unregister()`` removes it again (router and config variant).
+``register()`` does what a new router's two decorators do: names its config
+(``@variant(NAME)`` in ``<method>_config.py``) and registers the router under that name
+(``@ROUTERS.add`` in ``<method>.py``); ``unregister()`` removes both again.
 """
 
 from __future__ import annotations
 
 import torch
 
-from repro.config import config
+from repro.config import config, variant
 from repro.routers import ROUTERS
 from repro.routers.topk import TopKRouter, TopKRouterConfig
 
@@ -34,7 +35,8 @@ class ProbeRouter(TopKRouter):
 
 
 def register() -> None:
-    ROUTERS.register(NAME, ProbeRouter)
+    variant(NAME)(ProbeRouterConfig)
+    ROUTERS.add(ProbeRouter)
 
 
 def unregister() -> None:

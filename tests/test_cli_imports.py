@@ -1,8 +1,15 @@
 """The CLI starts fast: importing it and parsing any command line loads no heavy library
-(torch, Lightning, MLflow, Optuna, datasets, matplotlib, scipy); those load inside commands."""
+(torch, Lightning, MLflow, Optuna, datasets, matplotlib, scipy); those load inside commands, and
+only in commands that train, track or plot: ``ls``, ``show`` and bad-input errors load none."""
 
+import os
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
 
 HEAVY = ("torch", "lightning", "mlflow", "optuna", "datasets", "matplotlib", "scipy",
          "torchmetrics", "pandas")
@@ -21,3 +28,42 @@ def test_cli_import_and_parse_load_no_heavy_library():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "", f"loaded at parse time: {out}"
+
+
+# Commands that must answer without a heavy library (issue 13: <= 1.5 s): experiment definition,
+# listing, the resolved config with its parameter/FLOP accounting, and bad-input errors (config
+# domains, unknown names), each caught before anything heavy loads.
+LIGHT_COMMANDS = {
+    "ls": (["ls"], 0, "routers:    expert_choice, gshard, noisy_topk, switch, topk"),
+    "show": (["show", "switch-vs-dense", "--scale", "cpu"], 0, "FFN FLOPs/tok"),
+    "unknown-experiment": (["run", "nope"], 2, "unknown experiment 'nope'"),
+    "bad-domain": (["run", "switch-vs-dense", "--scale", "cpu", "--set", "train.lr=inf"], 2,
+                   "train.lr: must be > 0 and finite"),
+    "unknown-router": (["run", "shazeer-balance-ablation", "--scale", "cpu", "--set",
+                        "model.ffn.router.kind=swich"], 2, "did you mean 'switch'"),
+    "bad-router-field": (["show", "shazeer-balance-ablation", "--scale", "cpu", "--set",
+                          "model.ffn.router.top_k=0"], 2, "model.ffn.router.top_k: must be >= 1"),
+}
+
+
+@pytest.mark.parametrize("case", list(LIGHT_COMMANDS))
+def test_light_commands_load_no_heavy_library(case, tmp_path):
+    argv, rc, expect = LIGHT_COMMANDS[case]
+    code = (
+        "import contextlib, io, sys\n"
+        "import repro.cli as c\n"
+        "out, err = io.StringIO(), io.StringIO()\n"
+        "with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):\n"
+        f"    rc = c.main({argv!r})\n"
+        f"heavy = [m for m in {HEAVY!r} if m in sys.modules]\n"
+        "print(rc, ','.join(heavy) or '-')\n"
+        "print(out.getvalue() + err.getvalue())\n")
+    env = {**os.environ, "REPRO_HOME": str(tmp_path), "REPRO_RUNS_DIR": str(tmp_path / "runs"),
+           "REPRO_RESULTS_DIR": str(tmp_path / "results")}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, cwd=ROOT, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    status, text = res.stdout.split("\n", 1)
+    got_rc, heavy = status.split()
+    assert int(got_rc) == rc and expect in text, res.stdout[-2000:]
+    assert heavy == "-", f"{case}: loaded {heavy}"

@@ -143,3 +143,55 @@ def test_registered_components_carry_their_registered_name():
     for reg in (ROUTERS, FFN_BLOCKS):
         for name, cls in reg.items():
             assert cls.KIND == name and cls.Config.KIND == name and cls.Config().kind == name
+
+
+def test_component_names_are_known_without_torch():
+    """The torch-free config modules name every router and FFN block (experiment definitions,
+    `repro ls` / `show` and --set resolve kinds without torch), and the torch registries hold
+    exactly those names."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from repro.config import variant_names\n"
+            "from repro.layers import FFNConfig\n"
+            "from repro.routers import RouterConfig\n"
+            "print(','.join(variant_names(RouterConfig)), ','.join(variant_names(FFNConfig)),\n"
+            "      'torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    from repro.layers import FFN_BLOCKS
+    from repro.routers import ROUTERS
+
+    assert out == [",".join(ROUTERS.names()), ",".join(FFN_BLOCKS.names()), "False"]
+
+
+def test_add_takes_the_name_from_the_config_and_refuses_a_second_name():
+    from repro.config import config, variant, variant_names
+    from repro.routers import ROUTERS, Router, RouterConfig
+
+    @variant("throwaway_named")
+    @config
+    class Cfg(RouterConfig):
+        width: int = 3
+
+    class R(Router):
+        Config = Cfg
+
+    class Unnamed(Router):
+        Config = _throwaway_router().Config
+
+    try:
+        assert Cfg.KIND == "throwaway_named" and "throwaway_named" in variant_names(RouterConfig)
+        with pytest.raises(RegistryError) as e:
+            ROUTERS.register("throwaway_other", R)
+        assert "is named 'throwaway_named'; use one name" in str(e.value)
+        assert "throwaway_other" not in ROUTERS
+        with pytest.raises(RegistryError, match=r"its Config has no name; name the config with "
+                                                r"@variant\(\"name\"\)"):
+            ROUTERS.add(Unnamed)
+        assert ROUTERS.add(R) is R and R.KIND == "throwaway_named"
+        assert ROUTERS.get("throwaway_named") is R
+    finally:
+        ROUTERS.unregister("throwaway_named")
+    assert "throwaway_named" not in variant_names(RouterConfig)

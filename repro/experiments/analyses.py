@@ -11,8 +11,6 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from repro.experiments.claims import Results, mean_std
 
 
@@ -131,6 +129,8 @@ def sparsity(arms: tuple[str, ...]):
     """NSAR(tau) and activation histograms: metrics nsar@tau, act_mean_abs."""
 
     def run(exp, results: Results, ctx: Context) -> list[Path]:
+        import torch  # lazy: defining experiments must not load torch
+
         from repro.analysis import studies as S  # lazy: torchmetrics
         from repro.experiments.plots import plt
 
@@ -170,6 +170,8 @@ def routing_load(arms: tuple[str, ...]):
     """Per-expert load on validation data (sorted, normalised), pooled over layers and seeds."""
 
     def run(exp, results: Results, ctx: Context) -> list[Path]:
+        import torch  # lazy: defining experiments must not load torch
+
         from repro.experiments.plots import plt
 
         loads: dict[str, list[torch.Tensor]] = {}
@@ -203,6 +205,8 @@ def experts_per_token(arms: tuple[str, ...]):
     bins = ("0", "1", "2", "3", "4", "gt4")
 
     def run(exp, results: Results, ctx: Context) -> list[Path]:
+        import torch  # lazy: defining experiments must not load torch
+
         from repro.experiments.plots import plt
 
         per_arm: dict[str, list[list[float]]] = {}
@@ -239,6 +243,8 @@ def gate_mass(arms: tuple[str, ...]):
     the residual stream is scaled down by that factor; drops lower it further."""
 
     def run(exp, results: Results, ctx: Context) -> list[Path]:
+        import torch  # lazy: defining experiments must not load torch
+
         from repro.analysis import studies as S
         from repro.experiments.plots import plt
 

@@ -15,7 +15,7 @@ from repro.compute import ModelCount, check_matched, model_count
 from repro.config import ConfigError, apply_overrides
 from repro.data.config import DataConfig
 from repro.lit.config import RunConfig, TrainConfig, TrainerConfig
-from repro.models.lm import ModelConfig
+from repro.models.lm_config import ModelConfig
 from repro.registry import Registry
 
 EXPERIMENTS: Registry[Callable[[str], Experiment]] = Registry("experiment")

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from repro.data.config import DataConfig
 from repro.lit.config import TrainConfig
-from repro.models.lm import ModelConfig
+from repro.models.lm_config import ModelConfig
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""What every FFN block shares: its config family, its registry and its output contract.
+"""What every FFN block shares: its registry and its output contract (the config family is
+``repro.layers.base_config``).
 
 House rule 2 (return, don't stash): a block returns ``FFNOutput(y, aux, stats)``; the training
 system turns ``aux`` into the loss and ``stats`` into metrics. Nothing is read off module
@@ -12,22 +13,22 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from repro.config import ComponentRegistry, config, variant_family
+from repro.config import ComponentRegistry
+from repro.layers.base_config import FFNConfig
 from repro.routers.base import AuxLoss  # noqa: F401  (re-export; torch-only router contract)
 
 
-@variant_family
-@config
-class FFNConfig:
-    """Base of the FFN block configs; ``kind`` names the block in ``FFN_BLOCKS``."""
+def _load_blocks() -> None:
+    from repro.layers import load_components
 
-    kind: str = ""
+    load_components()
 
 
-# name -> nn.Module class with its own ``Config`` (an FFNConfig subclass); registering stamps the
-# name onto both (see ``repro.config.ComponentRegistry``)
+# name -> nn.Module class with its own ``Config`` (an FFNConfig subclass, named with ``@variant``
+# in its torch-free ``<block>_config.py``), registered with ``@FFN_BLOCKS.add`` under that name
+# (see ``repro.config.ComponentRegistry``); the first lookup imports every block module
 FFN_BLOCKS: ComponentRegistry = ComponentRegistry("FFN block", base=nn.Module,
-                                                  config_base=FFNConfig)
+                                                  config_base=FFNConfig, load=_load_blocks)
 
 
 @dataclass

@@ -6,18 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from repro.config import check, config
-from repro.layers.base import FFN_BLOCKS, FFNConfig, FFNOutput
-
-
-@config
-class DenseFFNConfig(FFNConfig):
-    d_ff: int = 352  # SwiGLU hidden width; ~8/3 * d_model keeps params equal to a 4d GELU FFN
-
-    DOMAINS = {"d_ff": ">= 1"}
-
-    def __post_init__(self):
-        check(self.d_ff >= 1, "d_ff", f"must be >= 1, got {self.d_ff}")
+from repro.layers.base import FFN_BLOCKS, FFNOutput
+from repro.layers.dense_config import DenseFFNConfig  # noqa: F401  (re-export)
 
 
 class SwiGLU(nn.Module):
@@ -43,7 +33,7 @@ class SwiGLU(nn.Module):
         return (a * u) @ self.w_down
 
 
-@FFN_BLOCKS.register("dense")
+@FFN_BLOCKS.add  # under its Config's name, "dense" (dense_config.py)
 class DenseFFN(nn.Module):
     Config = DenseFFNConfig
 

@@ -78,10 +78,10 @@ from typing import NamedTuple
 
 import torch
 
+from repro.layers.moe_config import BACKENDS  # noqa: F401  (the config values; re-export)
+
 Act = Callable[[torch.Tensor], torch.Tensor]
 
-# config values of MoEConfig.backend: ``auto`` (measured), the three backends, ``static`` (the rule)
-BACKENDS = ("auto", "grouped_mm", "loop", "bmm", "static")
 PROBE_ENV = "REPRO_DISPATCH_PROBE"  # "0": auto never measures, it takes the static rule
 CACHE_ENV = "REPRO_DISPATCH_CACHE"  # "0": auto keeps its decisions in the process only
 # static rule: without grouped_mm, bmm while E * (largest group) <= BMM_MAX_PAD * routed rows

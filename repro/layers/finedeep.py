@@ -32,40 +32,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from repro.config import check, config
-from repro.layers.base import FFN_BLOCKS, FFNConfig, FFNOutput
+from repro.layers.base import FFN_BLOCKS, FFNOutput
+from repro.layers.finedeep_config import GATES, FinedeepConfig  # noqa: F401  (re-export)
 from repro.layers.norms import RMSNorm
 
-GATES = ("sigmoid", "softmax", "none")
 
-
-@config
-class FinedeepConfig(FFNConfig):
-    d_ff: int = 352  # hidden width of the dense SwiGLU being partitioned
-    n_sublayers: int = 2  # M sequential sub-layers (NF in the sources)
-    n_experts: int = 4  # K experts per sub-layer (NF in the sources)
-    gate: str = "sigmoid"  # sigmoid (paper) | softmax | none
-    norm: bool = True  # RMSNorm before each sub-layer ("RMSNorm residuals", placement ours)
-
-    DOMAINS = {"d_ff": ">= 1", "n_sublayers": ">= 1", "n_experts": ">= 1"}
-
-    def __post_init__(self):
-        check(self.d_ff >= 1, "d_ff", f"must be >= 1, got {self.d_ff}")
-        check(self.n_sublayers >= 1, "n_sublayers", f"must be >= 1, got {self.n_sublayers}")
-        check(self.n_experts >= 1, "n_experts", f"must be >= 1, got {self.n_experts}")
-        mk = self.n_sublayers * self.n_experts
-        check(self.d_ff % mk == 0, "n_experts",
-              f"n_sublayers*n_experts={self.n_sublayers}*{self.n_experts}={mk} must divide "
-              f"d_ff={self.d_ff}; pick M, K with M*K dividing d_ff (or change d_ff)")
-        check(self.gate in GATES, "gate",
-              f"unknown gate {self.gate!r} (allowed: {', '.join(GATES)})")
-
-    @property
-    def d_expert(self) -> int:
-        return self.d_ff // (self.n_sublayers * self.n_experts)  # f = d_ff / (M*K)
-
-
-@FFN_BLOCKS.register("finedeep")
+@FFN_BLOCKS.add  # under its Config's name, "finedeep" (finedeep_config.py)
 class FinedeepFFN(nn.Module):
     Config = FinedeepConfig
 

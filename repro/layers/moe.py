@@ -20,64 +20,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from repro.config import ConfigError, check, config
 from repro.layers import dispatch
-from repro.layers.base import FFN_BLOCKS, AuxLoss, FFNConfig, FFNOutput
+from repro.layers.base import FFN_BLOCKS, AuxLoss, FFNOutput
 from repro.layers.dense import SwiGLU
-from repro.layers.dispatch import BACKENDS, Act, Assignments, sort_assignments
+from repro.layers.dispatch import Act, Assignments, sort_assignments
 from repro.layers.experts import Experts
-from repro.layers.mone import NEURON_IMPLS, NeuronTopK, gather_experts, neurons_kept
-from repro.routers import ROUTERS, RouterConfig
-from repro.routers.topk import TopKRouterConfig
+from repro.layers.moe_config import MoEConfig  # noqa: F401  (re-export)
+from repro.layers.mone import NeuronTopK, gather_experts
+from repro.routers import ROUTERS
 
 
-@config
-class MoEConfig(FFNConfig):
-    n_experts: int = 8  # E routed experts
-    d_expert: int = 352  # F, hidden width of one routed expert
-    router: RouterConfig = TopKRouterConfig()
-    n_shared: int = 0  # K_s shared experts, always active [P-DSM] §3.2
-    d_shared: int | None = None  # hidden width of one shared expert (default: d_expert)
-    neuron_ratio: float = 1.0  # MoNE rho: share of each routed expert's neurons kept per token
-    backend: str = "auto"  # dispatch backend: auto (measured) | grouped_mm | loop | bmm | static
-    neuron_impl: str = "auto"  # MoNE top-k implementation: auto (= mask, measured) | mask | gather
-    # NG-LBL coefficient (references.md §MoNE candidate formula, ours; the paper's is NF). 0: off.
-    neuron_alpha: float = 0.0
-
-    DOMAINS = {"n_experts": ">= 1", "d_expert": ">= 1", "n_shared": ">= 0", "d_shared": ">= 1",
-               "neuron_ratio": "(0, 1]", "neuron_alpha": ">= 0"}
-
-    def __post_init__(self):
-        check(self.n_experts >= 1, "n_experts", f"must be >= 1, got {self.n_experts}")
-        check(self.d_expert >= 1, "d_expert", f"must be >= 1, got {self.d_expert}")
-        check(self.n_shared >= 0, "n_shared", f"must be >= 0, got {self.n_shared}")
-        check(self.d_shared is None or self.d_shared >= 1, "d_shared",
-              f"must be >= 1 or none, got {self.d_shared}")
-        check(0.0 < self.neuron_ratio <= 1.0, "neuron_ratio",
-              f"MoNE rho must be in (0, 1], got {self.neuron_ratio}")
-        check(self.backend in BACKENDS, "backend",
-              f"unknown dispatch backend {self.backend!r} (allowed: {', '.join(BACKENDS)})")
-        check(self.neuron_impl in NEURON_IMPLS, "neuron_impl",
-              f"unknown MoNE implementation {self.neuron_impl!r} "
-              f"(allowed: {', '.join(NEURON_IMPLS)})")
-        check(self.neuron_alpha >= 0, "neuron_alpha", f"must be >= 0, got {self.neuron_alpha}")
-        if self.router.kind not in ROUTERS:
-            raise ConfigError("router.kind", ROUTERS.unknown_message(self.router.kind))
-        try:
-            self.router.validate_for(self.n_experts)
-        except ConfigError as e:
-            raise e.prefixed("router") from None
-
-    @property
-    def shared_width(self) -> int:
-        return self.n_shared * (self.d_shared or self.d_expert)
-
-    @property
-    def neuron_k(self) -> int | None:
-        return neurons_kept(self.neuron_ratio, self.d_expert) if self.neuron_ratio < 1 else None
-
-
-@FFN_BLOCKS.register("moe")
+@FFN_BLOCKS.add  # under its Config's name, "moe" (moe_config.py)
 class MoEFFN(nn.Module):
     Config = MoEConfig
 

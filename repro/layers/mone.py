@@ -8,17 +8,15 @@ with the largest |SiLU(x W_gate)| and zeroes the rest:
 (``repro.layers.dispatch``), which never knows it runs MoNE. Two implementations with equal results
 (tests): ``mask`` (the activation above: full W_up / W_down GEMMs on the masked activations) and
 ``gather`` (per token, gather only the kept rows of W_up and W_down; batched GEMVs), the paper's
-efficient version. ``auto`` resolves to ``mask`` (measured, see ``NEURON_IMPLS``). Optional
-neuron-granular balance loss (NG-LBL, references.md §MoNE candidate, ours):
-``neuron_balance_loss``.
+efficient version. ``auto`` resolves to ``mask`` (measured, see ``NEURON_IMPLS`` in
+``repro.layers.moe_config``). Optional neuron-granular balance loss (NG-LBL, references.md §MoNE
+candidate, ours): ``neuron_balance_loss``.
 
 Dimension legend: A routed rows in expert order, R rows an activation call sees (A, or E*C slots),
 D model width, E experts, F expert hidden width, k neurons kept per token.
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn.functional as F
@@ -31,19 +29,9 @@ from repro.layers.dispatch import (
     slot_index,
     unpermute,
 )
+from repro.layers.moe_config import NEURON_IMPLS, neurons_kept  # noqa: F401  (re-export)
 
-# MoNE neuron top-k implementations. ``auto`` -> ``mask``: measured 2026-11-26 on the 2-core CPU
-# (fp32, E=8, F=256, D=128, 8192 tokens, top-2, fwd+bwd, glibc mmap off, 5 interleaved rounds,
-# machine shared with other jobs), time relative to the plain MoE (rho=1): mask 1.13 (rho=0.5) and
-# 1.10 (rho=0.25); gather 5.6 (rho=0.5) and 3.9 (rho=0.25). Per-token weight gathers are
-# memory-bound GEMVs and their backward is a scatter-add, so gather only pays with real kernels.
-NEURON_IMPLS = ("auto", "mask", "gather")
 GATHER_CHUNK = 512  # rows per chunk in the gather implementation (bounds the [n, k, D] gathers)
-
-
-def neurons_kept(ratio: float, d_expert: int) -> int:
-    """ceil(rho * F) neurons per token ([S-MoNE] top-K ratio)."""
-    return max(1, math.ceil(ratio * d_expert - 1e-9))
 
 
 def keep_top_neurons(a: torch.Tensor, k: int, return_mask: bool = False):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from repro.config import ConfigError, check, config
 from repro.data.config import DataConfig
-from repro.models.lm import ModelConfig
+from repro.models.lm_config import ModelConfig
 
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true")
 

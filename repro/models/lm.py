@@ -13,38 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from repro.config import ConfigError, check, config
-from repro.layers import FFN_BLOCKS, AuxLoss, FFNConfig, build_ffn
+from repro.layers import AuxLoss, build_ffn
 from repro.layers.attention import CausalSelfAttention
-from repro.layers.dense import DenseFFNConfig
 from repro.layers.norms import RMSNorm
-
-
-@config
-class ModelConfig:
-    vocab_size: int = 8192
-    d_model: int = 128
-    n_layers: int = 2
-    n_heads: int = 4
-    ffn: FFNConfig = DenseFFNConfig()
-    tie_embeddings: bool = True
-    rope_theta: float = 10000.0
-    norm_eps: float = 1e-5
-    init_std: float = 0.02  # GPT-2 style N(0, 0.02); output projections scaled by 1/sqrt(2L)
-
-    DOMAINS = {"vocab_size": ">= 2", "d_model": ">= 2", "n_layers": ">= 1", "n_heads": ">= 1",
-               "rope_theta": "> 0", "norm_eps": "> 0", "init_std": "> 0"}
-
-    def __post_init__(self):
-        check(self.vocab_size >= 2, "vocab_size", f"must be >= 2, got {self.vocab_size}")
-        check(self.d_model >= 2, "d_model", f"must be >= 2, got {self.d_model}")
-        check(self.n_layers >= 1, "n_layers", f"must be >= 1, got {self.n_layers}")
-        check(self.n_heads >= 1 and self.d_model % self.n_heads == 0, "n_heads",
-              f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
-        check((self.d_model // self.n_heads) % 2 == 0, "n_heads",
-              "head dim d_model/n_heads must be even for RoPE")
-        if self.ffn.kind not in FFN_BLOCKS:
-            raise ConfigError("ffn.kind", FFN_BLOCKS.unknown_message(self.ffn.kind))
+from repro.models.lm_config import ModelConfig  # noqa: F401  (re-export)
 
 
 @dataclass

@@ -17,47 +17,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from repro.config import ComponentRegistry, check, config, variant_family
-
-
-@variant_family
-@config
-class RouterConfig:
-    """Fields every router has. ``z_loss``: ST-MoE router z-loss coefficient ([P-ST] Eq. 5)."""
-
-    kind: str = ""
-    z_loss: float = 0.0
-    # std of the router weight init; 0 gives zero init (Shazeer App. A). Default: Switch's
-    # reduced-scale init, std = sqrt(0.1 / D) ([P-SW] §2.4 scales the init by s = 0.1).
-    init_scale: float = 0.1
-
-    DOMAINS = {"z_loss": ">= 0", "init_scale": ">= 0"}
-
-    def experts_per_token(self, n_experts: int) -> float:
-        """Expected number of experts applied per token (for compute accounting)."""
-        raise NotImplementedError
-
-    def slots_per_token(self, n_experts: int) -> float | None:
-        """Expert slots per token that a capacity-padded dispatch computes in training (E*C/N,
-        whether or not a token fills them); None for a method without capacity. Compute
-        accounting uses it for the "executed" FLOPs next to the "per routed token" ones."""
-        return None
-
-    def param_count(self, d_model: int, n_experts: int) -> int:
-        """Parameters of the router (compute accounting; a test compares it with the module)."""
-        return d_model * n_experts  # W_r: [D, E]
-
-    def with_experts_per_token(self, k: int) -> RouterConfig:
-        """This config set to apply ``k`` experts per token where the method has a free K (the
-        benchmarks use it to run every router at one K); a fixed-K method returns itself."""
-        return self
-
-    def validate_for(self, n_experts: int) -> None:
-        """Cross-field checks against the block (raise ConfigError with a field name)."""
-
-    def _check_common(self) -> None:
-        check(self.z_loss >= 0, "z_loss", f"must be >= 0, got {self.z_loss}")
-        check(self.init_scale >= 0, "init_scale", f"must be >= 0, got {self.init_scale}")
+from repro.config import ComponentRegistry
+from repro.routers.base_config import RouterConfig
 
 
 @dataclass
@@ -89,10 +50,11 @@ class Routing:
 
 
 class Router(nn.Module):
-    """Base of every router. A router is registered once, ``@ROUTERS.register("name")`` on its
-    class, with its own ``Config`` (a ``@config`` subclass of ``RouterConfig``, no ``kind``
-    default): the registration stamps ``name`` as the class's ``KIND`` and its config's ``kind``.
-    Its tests and benchmarks then come from the registry (tests/routers, ``repro bench``)."""
+    """Base of every router. A router's name is written once, ``@variant("name")`` on its
+    ``Config`` (a ``@config`` subclass of ``RouterConfig``, no ``kind`` default) in its torch-free
+    ``<method>_config.py``; ``@ROUTERS.add`` on the class registers it under that name (its
+    ``KIND``). Its tests and benchmarks then come from the registry (tests/routers,
+    ``repro bench``)."""
 
     Config: type[RouterConfig] = RouterConfig
     KIND: str = ""  # set by the registration
@@ -123,8 +85,15 @@ class Router(nn.Module):
         raise NotImplementedError
 
 
-# name -> Router subclass; registering stamps the name onto the class and its Config
-ROUTERS: ComponentRegistry = ComponentRegistry("router", base=Router, config_base=RouterConfig)
+def _load_routers() -> None:
+    from repro.routers import load_components
+
+    load_components()
+
+
+# name -> Router subclass, under its Config's name; the first lookup imports every router module
+ROUTERS: ComponentRegistry = ComponentRegistry("router", base=Router, config_base=RouterConfig,
+                                               load=_load_routers)
 
 
 # ------------------------------------------------------------------------ shared router pieces

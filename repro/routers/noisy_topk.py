@@ -15,56 +15,22 @@ undefined; then, as in the authors' reference code, Load is the hard count (no g
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from repro.config import check, config
 from repro.routers.base import (
     ROUTERS,
     AuxLoss,
     Router,
-    RouterConfig,
     Routing,
     cv_squared,
     routing_stats,
     z_loss,
 )
-
-
-@config
-class NoisyTopKRouterConfig(RouterConfig):
-    top_k: int = 4  # k = 4 for the flat MoEs [P-SHZ App. C]
-    w_importance: float = 0.1  # 0.1 in the 1B-word LM runs [P-SHZ App. C] (0.01 for MT, App. E)
-    w_load: float = 0.1  # 0.1 in the 1B-word LM runs [P-SHZ App. C]
-    noise_at_eval: bool = False  # [ours] paper silent (NF); default: noise in training only
-    noise_eps: float = 1e-2  # floor added to softplus std [ours; reference code uses 1e-2]
-    init_scale: float = 0.0  # W_g and W_noise zero-initialised [P-SHZ App. A]
-
-    DOMAINS = {"top_k": ">= 1", "w_importance": ">= 0", "w_load": ">= 0", "noise_eps": ">= 0"}
-
-    def __post_init__(self):
-        self._check_common()
-        check(self.top_k >= 1, "top_k", f"must be >= 1, got {self.top_k}")
-        check(self.w_importance >= 0, "w_importance", f"must be >= 0, got {self.w_importance}")
-        check(self.w_load >= 0, "w_load", f"must be >= 0, got {self.w_load}")
-        check(self.noise_eps >= 0, "noise_eps", f"must be >= 0, got {self.noise_eps}")
-
-    def with_experts_per_token(self, k: int) -> RouterConfig:
-        return dataclasses.replace(self, top_k=k)
-
-    def experts_per_token(self, n_experts: int) -> float:
-        return float(self.top_k)
-
-    def validate_for(self, n_experts: int) -> None:
-        check(self.top_k <= n_experts, "top_k",
-              f"top_k={self.top_k} > n_experts={n_experts}; use top_k <= n_experts")
-
-    def param_count(self, d_model: int, n_experts: int) -> int:
-        return 2 * d_model * n_experts  # W_g and W_noise, each [D, E]
+from repro.routers.noisy_topk_config import NoisyTopKRouterConfig  # noqa: F401  (re-export)
 
 
 def smooth_load(clean: torch.Tensor, noisy: torch.Tensor, std: torch.Tensor,
@@ -84,7 +50,7 @@ def smooth_load(clean: torch.Tensor, noisy: torch.Tensor, std: torch.Tensor,
     return torch.where(is_in, p_in, p_out).sum(0)  # [E]
 
 
-@ROUTERS.register("noisy_topk")
+@ROUTERS.add  # under its Config's name, "noisy_topk" (noisy_topk_config.py)
 class NoisyTopKRouter(Router):
     Config = NoisyTopKRouterConfig
 

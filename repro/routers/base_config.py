@@ -1,0 +1,47 @@
+"""The config every router config derives from (torch-free: experiment definitions, ``repro ls``
+/ ``show`` and ``--set`` validation use it without importing torch). The router contract itself
+is ``repro.routers.base``."""
+
+from __future__ import annotations
+
+from repro.config import check, config, variant_family
+
+
+@variant_family
+@config
+class RouterConfig:
+    """Fields every router has. ``z_loss``: ST-MoE router z-loss coefficient ([P-ST] Eq. 5)."""
+
+    kind: str = ""
+    z_loss: float = 0.0
+    # std of the router weight init; 0 gives zero init (Shazeer App. A). Default: Switch's
+    # reduced-scale init, std = sqrt(0.1 / D) ([P-SW] §2.4 scales the init by s = 0.1).
+    init_scale: float = 0.1
+
+    DOMAINS = {"z_loss": ">= 0", "init_scale": ">= 0"}
+
+    def experts_per_token(self, n_experts: int) -> float:
+        """Expected number of experts applied per token (for compute accounting)."""
+        raise NotImplementedError
+
+    def slots_per_token(self, n_experts: int) -> float | None:
+        """Expert slots per token that a capacity-padded dispatch computes in training (E*C/N,
+        whether or not a token fills them); None for a method without capacity. Compute
+        accounting uses it for the "executed" FLOPs next to the "per routed token" ones."""
+        return None
+
+    def param_count(self, d_model: int, n_experts: int) -> int:
+        """Parameters of the router (compute accounting; a test compares it with the module)."""
+        return d_model * n_experts  # W_r: [D, E]
+
+    def with_experts_per_token(self, k: int) -> RouterConfig:
+        """This config set to apply ``k`` experts per token where the method has a free K (the
+        benchmarks use it to run every router at one K); a fixed-K method returns itself."""
+        return self
+
+    def validate_for(self, n_experts: int) -> None:
+        """Cross-field checks against the block (raise ConfigError with a field name)."""
+
+    def _check_common(self) -> None:
+        check(self.z_loss >= 0, "z_loss", f"must be >= 0, got {self.z_loss}")
+        check(self.init_scale >= 0, "init_scale", f"must be >= 0, got {self.init_scale}")
