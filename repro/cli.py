@@ -683,4 +683,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m repro.cli` runs this file as __main__; use the imported repro.cli instead, so
+    # that UserError raised by modules that import it is the class main() catches
+    from repro.cli import main as _main
+
+    sys.exit(_main())

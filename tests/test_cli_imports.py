@@ -67,3 +67,20 @@ def test_light_commands_load_no_heavy_library(case, tmp_path):
     got_rc, heavy = status.split()
     assert int(got_rc) == rc and expect in text, res.stdout[-2000:]
     assert heavy == "-", f"{case}: loaded {heavy}"
+
+
+def test_bench_flag_errors_are_fast_and_torch_free():
+    """`repro bench` checks its flags before importing torch, also via `python -m repro.cli`."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom repro.cli import main\nrc = main(['bench', '--routers', 'topq'])\n"
+            "heavy = [m for m in ('torch', 'lightning', 'mlflow', 'optuna') if m in sys.modules]\n"
+            "print(rc, heavy)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "2 []", out.stdout + out.stderr
+    assert "unknown router 'topq'; did you mean 'topk'?" in out.stderr
+    m = subprocess.run([sys.executable, "-m", "repro.cli", "bench", "--device", "tpu"],
+                       capture_output=True, text=True)
+    assert m.returncode == 2
+    assert m.stderr.strip() == "repro: error: --device: 'tpu' is not cpu or cuda"

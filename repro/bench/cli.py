@@ -50,18 +50,43 @@ def _ints(text: str, flag: str) -> tuple[int, ...]:
     return vals
 
 
+def _unknown_router(flag: str, name: str, names: list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    return f"{flag}: unknown router {name!r}{hint} (choose one of: {', '.join(names)})"
+
+
 def bench_main(args) -> int:
+    kw = _spec_kwargs(args)  # every flag checked before torch is imported (a fast one-line error)
     import torch
 
     from repro.bench.run import BenchSpec, format_table, run_bench
     from repro.cli import UserError
-    from repro.layers.dispatch import BACKENDS
-    from repro.routers import ROUTERS
 
-    if args.device not in ("cpu", "cuda"):
-        raise UserError(f"--device: {args.device!r} is not cpu or cuda")
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device is available; use --device cpu")
+    spec = BenchSpec.quick_spec(**kw) if args.quick else BenchSpec(**kw)
+    if spec.tokens % min(spec.seq_len, spec.tokens):
+        spec.seq_len = spec.tokens
+    rows, path = run_bench(spec)
+    print()
+    print(format_table(rows, spec.device))
+    print(f"[repro] wrote {path} (+ .png)")
+    return 0
+
+
+def _spec_kwargs(args) -> dict:
+    """BenchSpec keyword arguments from the flags, torch-free; a UserError names a bad flag."""
+    from repro.cli import UserError
+    from repro.config import variant_names
+    from repro.layers.moe_config import BACKENDS
+    from repro.routers import RouterConfig
+
+    router_names = sorted(variant_names(RouterConfig))
+    if args.device not in ("cpu", "cuda"):
+        raise UserError(f"--device: {args.device!r} is not cpu or cuda")
     if args.dtype not in ("float32", "bfloat16"):
         raise UserError(f"--dtype: {args.dtype!r} is not float32 or bfloat16")
     kw: dict = dict(device=args.device, dtype=args.dtype, out_dir=args.out,
@@ -79,14 +104,14 @@ def bench_main(args) -> int:
     if args.routers:
         routers = tuple(r.strip() for r in args.routers.split(",") if r.strip())
         for r in routers:
-            if r not in ROUTERS:
-                raise UserError(f"--routers: {ROUTERS.unknown_message(r)}")
+            if r not in router_names:
+                raise UserError(_unknown_router("--routers", r, router_names))
         kw["routers"] = routers
     if args.sweep_routers:
         kw["sweep_routers"] = tuple(r.strip() for r in args.sweep_routers.split(",") if r.strip())
         for r in kw["sweep_routers"]:
-            if r not in ROUTERS:
-                raise UserError(f"--sweep-routers: {ROUTERS.unknown_message(r)}")
+            if r not in router_names:
+                raise UserError(_unknown_router("--sweep-routers", r, router_names))
     if args.backends:
         bs = tuple(b.strip() for b in args.backends.split(",") if b.strip())
         bad = [b for b in bs if b not in BACKENDS]
@@ -101,11 +126,4 @@ def bench_main(args) -> int:
             if v < 1:
                 raise UserError(f"--{name.replace('_', '-')}: must be >= 1, got {v}")
             kw[name] = v
-    spec = BenchSpec.quick_spec(**kw) if args.quick else BenchSpec(**kw)
-    if spec.tokens % min(spec.seq_len, spec.tokens):
-        spec.seq_len = spec.tokens
-    rows, path = run_bench(spec)
-    print()
-    print(format_table(rows, spec.device))
-    print(f"[repro] wrote {path} (+ .png)")
-    return 0
+    return kw
