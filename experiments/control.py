@@ -35,7 +35,7 @@ from repro.layers.dense import DenseFFNConfig
 from repro.layers.moe import MoEConfig
 from repro.routers.switch import SwitchRouterConfig
 from repro.routers.topk import TopKRouterConfig
-from repro.tracking.store import M_DROP_MEAN
+from repro.tracking.names import M_DROP_MEAN
 
 N_EXPERTS = 8
 

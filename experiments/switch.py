@@ -16,7 +16,7 @@ from repro.experiments.scales import preset
 from repro.layers.dense import DenseFFNConfig
 from repro.layers.moe import MoEConfig
 from repro.routers.switch import SwitchRouterConfig
-from repro.tracking.store import M_DROP_MEAN
+from repro.tracking.names import M_DROP_MEAN
 
 EXPERTS = (4, 8, 16)
 

@@ -12,13 +12,34 @@ gate probabilities, ``drop_frac``, ``entropy``, ``z``, optionally ``smooth_load`
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 from torchmetrics import Metric
 
-SCALARS = ("load_cv", "importance_cv", "smooth_load_cv", "max_mean_load", "drop_frac", "entropy",
-           "z", "zero_frac", "second_frac")
-EPT_BINS = ("0", "1", "2", "3", "4", "gt4")
+from repro.tracking import names as N
+
+SCALARS = N.ROUTING_SCALARS  # the statistic names (logged as N.routing_metric(split, name))
+EPT_BINS = N.EPT_BINS
 EPS = 1e-9
+# raw router statistics logged as they are (per-batch scalars, averaged)
+PASSED_THROUGH = (N.S_DROP_FRAC, N.S_ENTROPY, N.S_Z, N.S_ZERO_FRAC, N.S_SECOND_FRAC)
+# raw router statistic (a key of ``Routing.stats``) -> the logged statistics it gives
+LOGGED_FROM = {"load": (N.S_LOAD_CV, N.S_MAX_MEAN_LOAD), "importance": (N.S_IMPORTANCE_CV,),
+               "smooth_load": (N.S_SMOOTH_LOAD_CV,),
+               "ept_hist": tuple(N.ept_stat(b) for b in EPT_BINS),
+               **{k: (k,) for k in PASSED_THROUGH}}
+
+
+def logged_stats(raw: Iterable[str]) -> tuple[str, ...]:
+    """The statistics ``RoutingMetric`` logs for a router whose calls return the raw ``raw``
+    keys (``Router.STATS``); a raw key it does not read gives none."""
+    return tuple(s for k in raw for s in LOGGED_FROM.get(k, ()))
+
+
+def n_experts_of(ffn_cfg) -> int | None:
+    """The experts of a block whose router is tracked (``moe`` blocks); None: no routing metrics."""
+    return getattr(ffn_cfg, "n_experts", None) if ffn_cfg.kind == "moe" else None
 
 
 def cv(v: torch.Tensor) -> torch.Tensor:
@@ -31,13 +52,13 @@ def batch_scalars(stats: dict[str, torch.Tensor]) -> dict[str, float]:
     out: dict[str, float] = {}
     if "load" in stats:
         load = stats["load"].float()
-        out["load_cv"] = float(cv(load))
-        out["max_mean_load"] = float(load.max() / (load.mean() + EPS))
+        out[N.S_LOAD_CV] = float(cv(load))
+        out[N.S_MAX_MEAN_LOAD] = float(load.max() / (load.mean() + EPS))
     if "importance" in stats:
-        out["importance_cv"] = float(cv(stats["importance"]))
+        out[N.S_IMPORTANCE_CV] = float(cv(stats["importance"]))
     if "smooth_load" in stats:
-        out["smooth_load_cv"] = float(cv(stats["smooth_load"]))
-    for k in ("drop_frac", "entropy", "z", "zero_frac", "second_frac"):
+        out[N.S_SMOOTH_LOAD_CV] = float(cv(stats["smooth_load"]))
+    for k in PASSED_THROUGH:
         if k in stats:
             out[k] = float(stats[k])
     return out
@@ -77,7 +98,7 @@ class RoutingMetric(Metric):
                if self.counts[i] > 0}
         if self.ept.sum() > 0:
             frac = self.ept / self.ept.sum()
-            out.update({f"ept_{b}": frac[i] for i, b in enumerate(EPT_BINS)})
+            out.update({N.ept_stat(b): frac[i] for i, b in enumerate(EPT_BINS)})
         return {k: v.float() for k, v in out.items()}
 
 
@@ -86,7 +107,7 @@ class ActivationSparsity(Metric):
     ours) and mean |a|, accumulated over batches."""
 
     full_state_update = False
-    TAUS = (0.01, 0.05, 0.1, 0.2)
+    TAUS = N.NSAR_TAUS
 
     def __init__(self, taus: tuple[float, ...] = TAUS, **kw):
         super().__init__(**kw)

@@ -96,6 +96,9 @@ class Router(nn.Module):
 
     Config: type[RouterConfig] = RouterConfig
     KIND: str = ""  # set by the registration
+    # the keys of ``Routing.stats`` every call returns (tests/test_routers.py checks them; the
+    # logged metrics follow from them, repro.metrics.routing.logged_stats)
+    STATS: tuple[str, ...] = ("load", "importance", "drop_frac", "entropy", "z")
 
     def __init__(self, cfg: RouterConfig, d_model: int, n_experts: int):
         super().__init__()
@@ -207,5 +210,4 @@ def routing_stats(probs: torch.Tensor, logits: torch.Tensor, kept_expert: torch.
         "drop_frac": torch.tensor(1.0 - kept_expert.numel() / max(n_selected, 1)),
         "entropy": ent,
         "z": torch.logsumexp(logits, -1).pow(2).mean(),
-        "tokens": torch.tensor(float(probs.shape[0])),
     }

@@ -74,6 +74,7 @@ class GShardRouterConfig(RouterConfig):
 
 @ROUTERS.register("gshard")
 class GShardRouter(Router):
+    STATS = (*Router.STATS, "second_frac")
     Config = GShardRouterConfig
 
     def forward(self, x: torch.Tensor, shape: tuple[int, int] | None = None) -> Routing:
@@ -121,6 +122,5 @@ class GShardRouter(Router):
         token, expert, weight = token[keep], expert[keep], weight[keep]
 
         stats = routing_stats(probs, logits, expert, n_selected, E)
-        stats["capacity"] = torch.tensor(float(C))
         stats["second_frac"] = keep2.float().mean()  # tokens whose 2nd expert was dispatched
         return Routing(token, expert, weight, aux, stats, capacity=G * C)

@@ -86,6 +86,7 @@ def smooth_load(clean: torch.Tensor, noisy: torch.Tensor, std: torch.Tensor,
 
 @ROUTERS.register("noisy_topk")
 class NoisyTopKRouter(Router):
+    STATS = (*Router.STATS, "smooth_load")
     Config = NoisyTopKRouterConfig
 
     def __init__(self, cfg: NoisyTopKRouterConfig, d_model: int, n_experts: int):
@@ -137,6 +138,4 @@ class NoisyTopKRouter(Router):
         stats = routing_stats(H.softmax(-1), H, expert, N * K, E)
         stats["importance"] = importance.detach()
         stats["smooth_load"] = load.detach()
-        stats["cv_importance"] = cv_squared(importance.detach()).sqrt()
-        stats["cv_load"] = cv_squared(load.detach()).sqrt()
         return Routing(token, expert, weight, aux, stats)
