@@ -35,7 +35,7 @@ from repro.layers.dense_config import DenseFFNConfig
 from repro.layers.moe_config import MoEConfig
 from repro.routers.switch_config import SwitchRouterConfig
 from repro.routers.topk_config import TopKRouterConfig
-from repro.tracking.store import M_DROP_MEAN
+from repro.tracking.names import M_DROP_MEAN
 
 N_EXPERTS = 8
 

@@ -20,6 +20,7 @@ from repro.experiments.claims import IncreasingClaim, MetricClaim, PairedMetricC
 from repro.experiments.scales import preset
 from repro.layers.moe_config import MoEConfig
 from repro.routers.topk_config import TopKRouterConfig
+from repro.tracking import names as N
 
 SOURCE = "Dai et al. DeepSeekMoE (arXiv 2401.06066)"
 
@@ -96,11 +97,11 @@ def deepseekmoe_redundancy(scale: str) -> Experiment:
                           "([P-DSM]'s GShard x1.5)",
                           paper_figure="DeepSeekMoE's Pile loss rises faster (curve only)",
                           source="[P-DSM] §4.5, Fig. 4", arm="deepseekmoe", other="topk2-x1.5",
-                          metric="mask_delta@0.25"),
+                          metric=N.mask_delta_metric(0.25)),
         MetricClaim(name="shared-irreplaceable", statement="dropping the shared expert (and "
                     "activating one more routed expert) raises val loss by > 0.05 nats",
                     paper_figure="Pile loss 1.808 -> 2.414", source="[P-DSM] §4.5",
-                    arm="deepseekmoe", metric="drop_shared_delta", threshold=0.05,
+                    arm="deepseekmoe", metric=N.M_DROP_SHARED_DELTA, threshold=0.05,
                     greater=True),
     )
     return Experiment(

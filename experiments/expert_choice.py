@@ -20,6 +20,7 @@ from repro.layers.moe_config import MoEConfig
 from repro.routers.expert_choice_config import ExpertChoiceRouterConfig
 from repro.routers.gshard_config import GShardRouterConfig
 from repro.routers.switch_config import SwitchRouterConfig
+from repro.tracking import names as N
 
 E = 8  # references.md §EC: 8 experts, expert = 1 FFN unit
 SOURCE = "Zhou et al. Mixture-of-Experts with Expert Choice Routing (arXiv 2202.09368)"
@@ -116,13 +117,13 @@ def ec_ept(scale: str) -> Experiment:
     claims = (
         MetricClaim(name="most-1-2", statement="most tokens get 1-2 experts (64 experts, CF 2)",
                     paper_figure="\"most\"", source="[P-EC] §4.5, Fig. 3", arm="ec-cf2-e64",
-                    metric="ept_1_2", threshold=0.5, greater=True),
+                    metric=N.M_EPT_1_2, threshold=0.5, greater=True),
         MetricClaim(name="tail-3-4", statement="a non-trivial share gets 3-4 experts (> 10%)",
                     paper_figure="23%", source="[P-EC] §4.5", arm="ec-cf2-e64",
-                    metric="ept_3_4", threshold=0.10, greater=True),
+                    metric=N.M_EPT_3_4, threshold=0.10, greater=True),
         MetricClaim(name="tail-gt4", statement="some tokens get more than 4 experts (> 0.5%)",
                     paper_figure="about 3%", source="[P-EC] §4.5", arm="ec-cf2-e64",
-                    metric="ept_gt4", threshold=0.005, greater=True),
+                    metric=N.M_EPT_GT4, threshold=0.005, greater=True),
     )
     return Experiment(
         name="ec-experts-per-token", version="1", scale=scale,

@@ -11,6 +11,7 @@ from repro.experiments.claims import PairedMetricClaim
 from repro.experiments.scales import preset
 from repro.layers.dense_config import DenseFFNConfig
 from repro.layers.finedeep_config import FinedeepConfig
+from repro.tracking import names as N
 
 SOURCE = "Pan, Su et al. Finedeep (arXiv 2502.12928; abstract and reviews only)"
 
@@ -38,7 +39,7 @@ def finedeep_sparse(scale: str) -> Experiment:
         PairedMetricClaim(name="higher-nsar", statement="Finedeep has a higher non-sparse "
                           "activation rate NSAR(0.1) than dense", paper_figure="reduces "
                           "sparsity (NSAR), no numbers", source="[S-FD] abstract, Fig. 1",
-                          arm="fd-m2k4", other="dense", metric="nsar@0.1"),
+                          arm="fd-m2k4", other="dense", metric=N.nsar_metric(0.1)),
         PairedMetricClaim(name="lower-loss", statement="Finedeep (2x4) ends below dense in val "
                           "loss at matched params and FLOPs", paper_figure="\"significantly\" "
                           "better perplexity", source="[S-FD] abstract", arm="dense",

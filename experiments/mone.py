@@ -14,6 +14,7 @@ from repro.experiments.claims import EquivalenceClaim, MetricClaim, PairedMetric
 from repro.experiments.scales import preset
 from repro.layers.moe_config import MoEConfig
 from repro.routers.topk_config import TopKRouterConfig
+from repro.tracking import names as N
 
 SOURCE = "Cheng et al. Mixture of Neuron Experts (arXiv 2510.05781; abstract-level facts only)"
 RATIOS = (1.0, .8, .6, .5, .4, .3, .2, .1, .05)
@@ -34,11 +35,11 @@ def mone_pruning(scale: str) -> Experiment:
         MetricClaim(name="prune-60pct-negligible", statement="keeping 40% of each activated "
                     "expert's neurons (60% pruned) costs < 0.02 nats (MoE)",
                     paper_figure="up to 60% pruned: negligible degradation",
-                    source="[S-MoNE] abstract", arm="moe", metric="prune_delta@0.4",
+                    source="[S-MoNE] abstract", arm="moe", metric=N.prune_delta_metric(0.4),
                     threshold=0.02),
         MetricClaim(name="prune-90pct-collapse", statement="keeping 10% (90% pruned) costs "
                     "> 0.1 nats (MoE)", paper_figure="large drops only after > 90% removed",
-                    source="[S-MoNE] abstract", arm="moe", metric="prune_delta@0.1",
+                    source="[S-MoNE] abstract", arm="moe", metric=N.prune_delta_metric(0.1),
                     threshold=0.1, greater=True),
     )
     return Experiment(

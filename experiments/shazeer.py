@@ -14,6 +14,9 @@ from repro.experiments.claims import EquivalenceClaim, MetricClaim, PairedMetric
 from repro.experiments.scales import preset
 from repro.layers.moe_config import MoEConfig
 from repro.routers.noisy_topk_config import NoisyTopKRouterConfig
+from repro.tracking import names as N
+
+MAX_LOAD = N.routing_metric(N.VAL, N.S_MAX_MEAN_LOAD)
 
 WEIGHTS = ((0.0, 0.0), (0.2, 0.0), (0.0, 0.2), (0.1, 0.1), (0.01, 0.01), (1.0, 1.0))
 
@@ -38,14 +41,14 @@ def shazeer_balance_ablation(scale: str) -> Experiment:
     claims = (
         MetricClaim(name="collapse-maxload", statement="without balance losses the load "
                     "collapses: max/mean expert load > 2 (val)", paper_figure="max/mean 17.80",
-                    source="[P-SHZ] Table 6", arm=none, metric="val_routing/max_mean_load",
+                    source="[P-SHZ] Table 6", arm=none, metric=MAX_LOAD,
                     threshold=2.0, greater=True),
         MetricClaim(name="collapse-cv", statement="without balance losses CV(Importance) > 1",
                     paper_figure="CV(Importance) 3.04", source="[P-SHZ] Table 6", arm=none,
-                    metric="val_routing/importance_cv", threshold=1.0, greater=True),
+                    metric=N.routing_metric(N.VAL, N.S_IMPORTANCE_CV), threshold=1.0, greater=True),
         MetricClaim(name="balanced", statement="with w_imp = w_load = 0.1 the max/mean load "
                     "stays below 1.5", paper_figure="1.14", source="[P-SHZ] Table 6", arm=both,
-                    metric="val_routing/max_mean_load", threshold=1.5),
+                    metric=MAX_LOAD, threshold=1.5),
         PairedMetricClaim(name="quality", statement="the no-loss arm has a worse val loss than "
                           "w_imp = w_load = 0.1", paper_figure="test ppl 39.8 vs 35.6",
                           source="[P-SHZ] Table 6", arm=none, other=both),
@@ -56,7 +59,7 @@ def shazeer_balance_ablation(scale: str) -> Experiment:
         PairedMetricClaim(name="higher-weight-lower-maxload", statement="a higher loss weight "
                           "gives a lower max load: (1, 1) below (0.01, 0.01)",
                           paper_figure="max/mean 1.07 vs 1.37", source="[P-SHZ] Table 6",
-                          arm=big, other=small, metric="val_routing/max_mean_load",
+                          arm=big, other=small, metric=MAX_LOAD,
                           greater=False),
     )
     return Experiment(

@@ -15,6 +15,7 @@ from repro.experiments.claims import MetricClaim, PairedMetricClaim
 from repro.experiments.scales import preset
 from repro.layers.moe_config import MoEConfig
 from repro.routers.switch_config import SwitchRouterConfig
+from repro.tracking import names as N
 
 LR_FACTOR = 3.0  # "a higher LR (3e-3)" as 3x the scale's LR [ours] (references.md §ST-MoE)
 SEEDS = (0, 1, 2, 3, 4)  # references.md §ST-MoE: 5 seeds (stability is a rate)
@@ -35,16 +36,17 @@ def zloss_stability(scale: str) -> Experiment:
         MetricClaim(name="baseline-unstable", statement="without z-loss some runs diverge (loss "
                     "spike > 2x that does not recover; diverged fraction > 0.1)",
                     paper_figure="2 of 6 runs unstable",
-                    source="[P-ST] Table 4", arm="switch-z0", metric="train/diverged",
+                    source="[P-ST] Table 4", arm="switch-z0", metric=N.M_DIVERGED,
                     threshold=0.1, greater=True),
         MetricClaim(name="zloss-stable", statement="with z-loss no run diverges (diverged "
                     "fraction < 0.1)", paper_figure="3 of 3 runs stable",
-                    source="[P-ST] Table 4", arm="switch-z1e-3", metric="train/diverged",
+                    source="[P-ST] Table 4", arm="switch-z1e-3", metric=N.M_DIVERGED,
                     threshold=0.1),
         PairedMetricClaim(name="smaller-logits", statement="z-loss gives smaller router "
                           "logits: mean squared logsumexp (val) is lower", paper_figure="the "
                           "loss's purpose (no number)", source="[P-ST] §3.3, Eq. 5",
-                          arm="switch-z0", other="switch-z1e-3", metric="val_routing/z"),
+                          arm="switch-z0", other="switch-z1e-3",
+                          metric=N.routing_metric(N.VAL, N.S_Z)),
         PairedMetricClaim(name="no-quality-cost", statement="z-loss costs no quality: its val "
                           "loss is at most 0.02 nats above the baseline's",
                           paper_figure="neg. log ppl -1.741 vs -1.755 (better)",

@@ -16,7 +16,7 @@ from repro.experiments.scales import preset
 from repro.layers.dense_config import DenseFFNConfig
 from repro.layers.moe_config import MoEConfig
 from repro.routers.switch_config import SwitchRouterConfig
-from repro.tracking.store import M_DROP_MEAN
+from repro.tracking.names import M_DROP_MEAN
 
 EXPERTS = (4, 8, 16)
 

@@ -28,6 +28,56 @@ def test_definition_is_matched_and_claims_name_real_arms(name, scale):
         assert c.source and c.paper_figure and c.statement
 
 
+@pytest.mark.parametrize("scale", ["smoke", "cpu", "cpu-v1", "gpu"])
+@pytest.mark.parametrize("name", NAMES)
+def test_every_claim_reads_a_metric_its_arm_produces(name, scale):
+    from repro.experiments.produced import arm_metrics
+
+    exp = get_experiment(name, scale)
+    for c in exp.claims:
+        for arm, metric in c.reads:
+            assert metric in arm_metrics(exp, arm), (c.name, arm, metric)
+
+
+def _with_claim(exp, name, **changes):
+    from dataclasses import replace
+
+    return replace(exp, claims=tuple(replace(c, **changes) if c.name == name else c
+                                     for c in exp.claims))
+
+
+def test_misspelt_claim_metric_is_refused_with_close_matches():
+    from repro.config import ConfigError
+
+    exp = _with_claim(get_experiment("shazeer-balance-ablation", "smoke"), "collapse-maxload",
+                      metric="val_routing/max_mean_lod")
+    with pytest.raises(ConfigError) as e:
+        exp.validate()
+    msg = str(e.value)
+    assert msg.startswith("claims.collapse-maxload.metric: ") and "\n" not in msg
+    assert "'val_routing/max_mean_lod'" in msg and "'val_routing/max_mean_load'" in msg
+
+
+def test_claim_on_a_metric_of_another_arm_or_of_no_study_is_refused():
+    from repro.config import ConfigError
+
+    # a routing statistic of the dense arm: only the MoE arms log it
+    exp = _with_claim(get_experiment("moe-vs-dense", "smoke"), "drop-rate",
+                      arm="dense")
+    with pytest.raises(ConfigError, match="produced only by arm"):
+        exp.validate()
+    # a pruning ratio the analysis does not measure
+    exp = _with_claim(get_experiment("mone-pruning-curve", "smoke"), "prune-60pct-negligible",
+                      metric="prune_delta@0.45")
+    with pytest.raises(ConfigError, match=r"prune_delta@0\.45.*did you mean .*'prune_delta@0\.4'"):
+        exp.validate()
+    # Expert Choice's histogram is not logged by a Switch router
+    exp = _with_claim(get_experiment("zloss-stability", "smoke"), "smaller-logits",
+                      metric="val_routing/ept_gt4")
+    with pytest.raises(ConfigError, match="no arm or analysis|did you mean"):
+        exp.validate()
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_smoke_run_and_check(name, store):
     from repro.cli import main

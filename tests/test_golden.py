@@ -80,3 +80,25 @@ def test_golden_files_are_not_trivial():
         tl = [v for _, v in want["train/loss"]]
         assert len(tl) >= 4 and len(want["val/loss"]) >= 2, (e, a)
         assert tl[-1] < tl[0] - 0.1, (e, a, tl)
+
+
+@pytest.mark.parametrize("experiment,arm", CASES, ids=[f"{e}:{a}" for e, a in CASES])
+def test_logged_metric_names_are_the_ones_claims_may_read(experiment, arm, store):
+    """What a run logs is what ``repro.experiments.produced`` says its arm produces (the set
+    claims are checked against), less what `repro check` derives; the per-term aux losses are
+    left out there on purpose, and ``epoch`` is Lightning's."""
+    from repro.cli import main
+    from repro.experiments.base import get_experiment
+    from repro.experiments.produced import EVERY_RUN, routing_metrics
+    from repro.tracking import names as N
+    from repro.tracking import store as ts
+
+    assert main(["run", experiment, "--scale", "smoke", "--arm", arm, "--seeds", "0",
+                 "--no-progress"]) == 0  # reuses the run trained above
+    runs = ts.search_runs(store, None, f"tags.`{ts.T_ARM}` = '{arm}' and tags.`{ts.T_KIND}` = "
+                          "'train'", statuses=("FINISHED",))
+    logged = {k for k in runs[0].data.metrics
+              if not k.startswith(N.aux_metric("")) and k != "epoch"}
+    derived = {N.M_FINAL_VAL_LOSS, N.M_MAX_SPIKE, N.M_DIVERGED, N.M_DROP_MEAN}
+    model = get_experiment(experiment, "smoke").run_config(arm).model
+    assert logged == (set(EVERY_RUN) | routing_metrics(model)) - derived

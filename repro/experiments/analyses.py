@@ -2,7 +2,9 @@
 
 Each factory returns ``fn(exp, results, ctx) -> list[Path]``: it loads the final weights of the
 relevant runs, runs a study from ``repro.analysis.studies``, stores per-run numbers in
-``RunRecord.metrics`` (so claims can read them) and writes plots into ``ctx.out``.
+``RunRecord.metrics`` (so claims can read them) and writes plots into ``ctx.out``. ``fn.arms``
+and ``fn.metrics`` declare the arms it studies and the metric names it adds to their records
+(``Experiment.validate`` refuses a claim on a metric nothing produces).
 """
 
 from __future__ import annotations
@@ -12,12 +14,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from repro.experiments.claims import Results, mean_std
+from repro.tracking import names as N
 
 
 @dataclass
 class Context:
     batches: list  # validation (x, y) batches
     out: Path
+
+
+def _declare(run, arms, metrics=()):
+    """Attach what an analysis studies and adds: ``run.arms``, ``run.metrics``."""
+    run.arms, run.metrics = tuple(arms), tuple(metrics)
+    return run
 
 
 def _models(results: Results, arms):
@@ -72,8 +81,8 @@ def pruning(arms: tuple[str, ...], ratios=(1.0, .8, .6, .5, .4, .3, .2, .1, .05)
             curve = S.pruning_curve(model, ctx.batches, ratios, score)
             base = curve[1.0] if 1.0 in curve else S.eval_loss(model, ctx.batches)
             for rho, v in curve.items():
-                rec.metrics[f"prune_loss@{rho:g}"] = v
-                rec.metrics[f"prune_delta@{rho:g}"] = v - base
+                rec.metrics[N.prune_loss_metric(rho)] = v
+                rec.metrics[N.prune_delta_metric(rho)] = v - base
             per_arm.setdefault(arm, []).append({r: v - base for r, v in curve.items()})
         if not per_arm:
             return []
@@ -81,7 +90,8 @@ def pruning(arms: tuple[str, ...], ratios=(1.0, .8, .6, .5, .4, .3, .2, .1, .05)
                             f"{exp.name}: training-free neuron top-k pruning",
                             ctx.out / "pruning_curve.png", invert=True)]
 
-    return run
+    return _declare(run, arms, [m(r) for r in ratios
+                                for m in (N.prune_loss_metric, N.prune_delta_metric)])
 
 
 def expert_masking(arms: tuple[str, ...], fracs=(0.0, 1 / 16, 1 / 8, 1 / 4)):
@@ -91,7 +101,7 @@ def expert_masking(arms: tuple[str, ...], fracs=(0.0, 1 / 16, 1 / 8, 1 / 4)):
         for arm, _seed, rec, model in _models(results, arms):
             curve = S.expert_masking_curve(model, ctx.batches, fracs)
             for r, v in curve.items():
-                rec.metrics[f"mask_delta@{r:.4g}"] = v - curve[0.0]
+                rec.metrics[N.mask_delta_metric(r)] = v - curve[0.0]
             per_arm.setdefault(arm, []).append({r: v - curve[0.0] for r, v in curve.items()})
         if not per_arm:
             return []
@@ -99,7 +109,7 @@ def expert_masking(arms: tuple[str, ...], fracs=(0.0, 1 / 16, 1 / 8, 1 / 4)):
                             f"{exp.name}: disabling top routed experts",
                             ctx.out / "expert_masking.png")]
 
-    return run
+    return _declare(run, arms, [N.mask_delta_metric(r) for r in fracs])
 
 
 def shared_knockout(arm: str, ks: tuple[int, ...] = ()):
@@ -110,11 +120,11 @@ def shared_knockout(arm: str, ks: tuple[int, ...] = ()):
         per_arm: dict[str, list[dict[float, float]]] = {}
         for a, _seed, rec, model in _models(results, (arm,)):
             base = S.eval_loss(model, ctx.batches)
-            rec.metrics["drop_shared_delta"] = S.drop_shared(model, ctx.batches) - base
+            rec.metrics[N.M_DROP_SHARED_DELTA] = S.drop_shared(model, ctx.batches) - base
             if ks:
                 curve = S.vary_active(model, ctx.batches, ks)
                 for k, v in curve.items():
-                    rec.metrics[f"active_loss@{k}"] = v
+                    rec.metrics[N.active_loss_metric(k)] = v
                 per_arm.setdefault(a, []).append({float(k): v for k, v in curve.items()})
         if not per_arm:
             return []
@@ -122,7 +132,7 @@ def shared_knockout(arm: str, ks: tuple[int, ...] = ()):
                             f"{exp.name}: varying the active routed count",
                             ctx.out / "active_count.png")]
 
-    return run
+    return _declare(run, (arm,), [N.M_DROP_SHARED_DELTA, *map(N.active_loss_metric, ks)])
 
 
 def sparsity(arms: tuple[str, ...]):
@@ -143,9 +153,9 @@ def sparsity(arms: tuple[str, ...]):
             for k, v in r["mean"].items():
                 if k.startswith("nsar_"):
                     tau = float(k[5:])
-                    rec.metrics[f"nsar@{tau:g}"] = v
+                    rec.metrics[N.nsar_metric(tau)] = v
                     curve[tau] = v
-            rec.metrics["act_mean_abs"] = r["mean"]["mean_abs"]
+            rec.metrics[N.M_ACT_MEAN_ABS] = r["mean"]["mean_abs"]
             per_arm.setdefault(arm, []).append(curve)
             hists.setdefault(arm, []).append(r["hist"])
             edges = r["edges"]
@@ -163,7 +173,7 @@ def sparsity(arms: tuple[str, ...]):
         return files + [_save(fig, ax, ctx.out / "activation_hist.png",
                               "FFN gate activation SiLU(zW_g) (clamped to [-1, 1])", "fraction")]
 
-    return run
+    return _declare(run, arms, [*map(N.nsar_metric, N.NSAR_TAUS), N.M_ACT_MEAN_ABS])
 
 
 def routing_load(arms: tuple[str, ...]):
@@ -197,12 +207,12 @@ def routing_load(arms: tuple[str, ...]):
                       "load / mean load (val)", f"{exp.name}: expert load distribution",
                       legend_size=7)]
 
-    return run
+    return _declare(run, arms)
 
 
 def experts_per_token(arms: tuple[str, ...]):
     """Experts-per-token histogram from the logged validation routing metrics (Expert Choice)."""
-    bins = ("0", "1", "2", "3", "4", "gt4")
+    bins = N.EPT_BINS
 
     def run(exp, results: Results, ctx: Context) -> list[Path]:
         import torch  # lazy: defining experiments must not load torch
@@ -213,13 +223,13 @@ def experts_per_token(arms: tuple[str, ...]):
         for (arm, _seed), rec in sorted(results.runs.items()):
             if arm not in arms:
                 continue
-            fr = [rec.metrics.get(f"val_routing/ept_{b}", math.nan) for b in bins]
+            fr = [rec.metrics.get(N.ept_metric(b), math.nan) for b in bins]
             if any(math.isnan(f) for f in fr):
                 continue
-            rec.metrics["ept_3_4"] = fr[3] + fr[4]
-            rec.metrics["ept_1_2"] = fr[1] + fr[2]
-            rec.metrics["ept_gt4"] = fr[5]
-            rec.metrics["ept_0"] = fr[0]
+            rec.metrics[N.M_EPT_3_4] = fr[3] + fr[4]
+            rec.metrics[N.M_EPT_1_2] = fr[1] + fr[2]
+            rec.metrics[N.M_EPT_GT4] = fr[5]
+            rec.metrics[N.M_EPT_0] = fr[0]
             per_arm.setdefault(arm, []).append(fr)
         if not per_arm:
             return []
@@ -232,7 +242,7 @@ def experts_per_token(arms: tuple[str, ...]):
         return [_save(fig, ax, ctx.out / "experts_per_token.png", "experts per token",
                       "fraction of tokens (val)", grid=False)]
 
-    return run
+    return _declare(run, arms, [N.M_EPT_0, N.M_EPT_1_2, N.M_EPT_3_4, N.M_EPT_GT4])
 
 
 def gate_mass(arms: tuple[str, ...]):
@@ -266,8 +276,8 @@ def gate_mass(arms: tuple[str, ...]):
                 for h in handles:
                     h.remove()
             if masses:
-                rec.metrics["gate_mass"] = sum(masses) / len(masses)
-                per_arm.setdefault(arm, []).append(rec.metrics["gate_mass"])
+                rec.metrics[N.M_GATE_MASS] = sum(masses) / len(masses)
+                per_arm.setdefault(arm, []).append(rec.metrics[N.M_GATE_MASS])
         if not per_arm:
             return []
         fig, ax = plt.subplots(figsize=(5, 3.5))
@@ -280,4 +290,4 @@ def gate_mass(arms: tuple[str, ...]):
                       "mean gate mass per token (val)", f"{exp.name}: how much expert output "
                       "passes the gate", grid=False)]
 
-    return run
+    return _declare(run, arms, [N.M_GATE_MASS])

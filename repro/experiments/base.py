@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from repro.compute import ModelCount, check_matched, model_count
 from repro.config import ConfigError, apply_overrides
 from repro.data.config import DataConfig
+from repro.experiments.produced import check_claim_metrics
 from repro.lit.config import RunConfig, TrainConfig, TrainerConfig
 from repro.models.lm_config import ModelConfig
 from repro.registry import Registry
@@ -81,7 +82,9 @@ class Experiment:
                 for a in self.arms}
 
     def validate(self, overrides: list[str] | None = None) -> dict[str, float]:
-        """Refuse unmatched arms (2% tolerance) before any training; returns deviations."""
+        """Refuse unmatched arms (2% tolerance) and claims on a metric their arm never produces
+        (``repro.experiments.produced``) before any training; returns deviations."""
+        check_claim_metrics(self, overrides)
         if self.matched == "none" and not self.also_matched:
             return {}
         if self.matched == "none":

@@ -24,11 +24,12 @@ from repro.tracking import store as ts
 
 VERDICT_RULE_ID = "t95-paired"  # claims.json marker of the verdict rule in repro.experiments.stats
 
-SUMMARY_METRICS = ("val/ppl", "perf/tokens_per_s", "val_routing/load_cv",
-                   "val_routing/max_mean_load", "val_routing/importance_cv",
-                   "val_routing/drop_frac", "train_routing/drop_frac", ts.M_DROP_MEAN,
-                   "val_routing/entropy",
-                   "val_routing/z", "train/max_spike", "train/diverged")
+SUMMARY_METRICS = (ts.M_VAL_PPL, ts.M_TOKENS_PER_S,
+                   *(ts.routing_metric(ts.VAL, s) for s in (ts.S_LOAD_CV, ts.S_MAX_MEAN_LOAD,
+                                                             ts.S_IMPORTANCE_CV, ts.S_DROP_FRAC)),
+                   ts.M_DROP, ts.M_DROP_MEAN,
+                   *(ts.routing_metric(ts.VAL, s) for s in (ts.S_ENTROPY, ts.S_Z)),
+                   ts.M_MAX_SPIKE, ts.M_DIVERGED)
 
 
 class MissingRunsError(RuntimeError):
@@ -135,12 +136,12 @@ def spike_metrics(train: list[tuple[int, float]], warmup: int) -> dict[str, floa
     best, worst = math.inf, 1.0
     for _, v in pts:
         if not math.isfinite(v):
-            return {"train/max_spike": math.inf, "train/diverged": 1.0}
+            return {ts.M_MAX_SPIKE: math.inf, ts.M_DIVERGED: 1.0}
         if math.isfinite(best):
             worst = max(worst, v / best)
         best = min(best, v)
     diverged = worst > SPIKE_RATIO and pts[-1][1] > RECOVER_RATIO * best
-    return {"train/max_spike": worst, "train/diverged": float(diverged)}
+    return {ts.M_MAX_SPIKE: worst, ts.M_DIVERGED: float(diverged)}
 
 
 def _find_by_tags(uri: str, rr: ResolvedRun):
@@ -272,7 +273,7 @@ def write_outputs(exp: Experiment, results: Results, claims: list[ClaimResult],
     for a in arms:
         seeds = results.seeds(a)
         m, s = mean_std([results.get(a, x).final_val_loss for x in seeds])
-        tps, _ = mean_std([results.get(a, x).metrics.get("perf/tokens_per_s", math.nan)
+        tps, _ = mean_std([results.get(a, x).metrics.get(ts.M_TOKENS_PER_S, math.nan)
                            for x in seeds])
         lines.append(f"| {a} | {m:.4f} ± {s:.4f} | {len(seeds)} | {tps:,.0f} |")
     if exp.notes:
@@ -306,7 +307,7 @@ def write_outputs(exp: Experiment, results: Results, claims: list[ClaimResult],
     buf = io.StringIO()
     w = csv.writer(buf)
     study_cols = sorted({k for rec in results.runs.values() for k in rec.metrics
-                         if "/" not in k and k not in ("epoch", "lr")})
+                         if "/" not in k and k not in ("epoch", ts.M_LR)})
     cols = [*SUMMARY_METRICS, *study_cols]
     w.writerow(["experiment", "scale", "arm", "seed", "run_id", "final_val_loss", *cols])
     for (a, s), rec in sorted(results.runs.items()):
@@ -372,7 +373,7 @@ def _log_summary_run(exp: Experiment, uri: str, files: list[Path], claims,
         for r in claims:
             c.set_tag(run.run_id, f"verdict.{r.claim.name}", r.verdict)
             if not math.isnan(r.mean):
-                c.log_metric(run.run_id, f"claim/{r.claim.name}", r.mean)
+                c.log_metric(run.run_id, ts.claim_metric(r.claim.name), r.mean)
         _log_tables(c, run.run_id, claims, files)
         if results is not None:
             _link_runs(c, run.run_id, exp, claims, results)

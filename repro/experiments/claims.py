@@ -22,6 +22,7 @@ from repro.experiments.stats import (
     decide_within,
     t_interval,
 )
+from repro.tracking import names as N
 
 __all__ = ["INCONCLUSIVE", "NOT_REPRODUCED", "REPRODUCED", "Decision", "Interval"]
 
@@ -204,6 +205,12 @@ class Claim:
     def arms(self) -> tuple[str, ...]:
         return ()
 
+    @property
+    def reads(self) -> tuple[tuple[str, str], ...]:
+        """The (arm, metric) pairs the claim reads from the runs' records (``Experiment.validate``
+        refuses a metric that arm does not produce)."""
+        return ()
+
 
 @dataclass(frozen=True)
 class SpeedupClaim(Claim):
@@ -289,6 +296,10 @@ class MetricClaim(Claim):
     def arms(self):
         return (self.arm,)
 
+    @property
+    def reads(self):
+        return ((self.arm, self.metric),)
+
     def evaluate(self, results: Results) -> ClaimResult:
         seeds = results.seeds(self.arm)
         vals = [_metric(results.get(self.arm, s), self.metric) for s in seeds]
@@ -299,7 +310,7 @@ class MetricClaim(Claim):
 
 
 def _metric(rec: RunRecord, metric: str) -> float:
-    if metric == "final_val_loss":
+    if metric == N.M_FINAL_VAL_LOSS:
         return rec.final_val_loss
     return rec.metrics.get(metric, math.nan)
 
@@ -316,13 +327,17 @@ class PairedMetricClaim(Claim):
 
     arm: str = ""
     other: str = ""
-    metric: str = "final_val_loss"
+    metric: str = N.M_FINAL_VAL_LOSS
     margin: float = 0.0
     greater: bool = True
 
     @property
     def arms(self):
         return (self.arm, self.other)
+
+    @property
+    def reads(self):
+        return ((self.arm, self.metric), (self.other, self.metric))
 
     def evaluate(self, results: Results) -> ClaimResult:
         diffs = paired_diffs(results, self.arm, self.other, self.metric)
@@ -331,7 +346,7 @@ class PairedMetricClaim(Claim):
         op = ">" if self.greater else "<"
         # the loss gap along the budget, oriented so that positive = the claim's winner ahead
         budget = None
-        if self.metric == "final_val_loss":
+        if self.metric == N.M_FINAL_VAL_LOSS:
             plus, minus = (self.other, self.arm) if self.greater else (self.arm, self.other)
             budget = budget_gaps(results, plus, minus)
         return _result(self, dec, f"{self.metric}({self.arm}) - {self.metric}({self.other})",
@@ -346,18 +361,22 @@ class EquivalenceClaim(Claim):
 
     arm: str = ""
     other: str = ""
-    metric: str = "final_val_loss"
+    metric: str = N.M_FINAL_VAL_LOSS
     margin: float = 0.02
 
     @property
     def arms(self):
         return (self.arm, self.other)
 
+    @property
+    def reads(self):
+        return ((self.arm, self.metric), (self.other, self.metric))
+
     def evaluate(self, results: Results) -> ClaimResult:
         diffs = paired_diffs(results, self.arm, self.other, self.metric)
         dec = decide_within(_finite(diffs), self.margin)
         budget = (budget_gaps(results, self.arm, self.other)
-                  if self.metric == "final_val_loss" else None)
+                  if self.metric == N.M_FINAL_VAL_LOSS else None)
         return _result(self, dec, f"{self.metric}({self.arm}) - {self.metric}({self.other})",
                        f"paired difference: 95% CI inside ±{self.margin:g}", {"diff": diffs},
                        budget=budget)

@@ -210,7 +210,7 @@ def _train_rank0(rr: ResolvedRun, dm, uri: str, exp_id: str, extra_tags: dict,
     client = ts.client(uri)
     ckdir = checkpoint_dir(rr.key) if checkpoints else None
     tags = {**rr.identity_tags(), ts.T_GIT: ts.git_sha(), **owner_tags(),
-            "repro.torch": torch.__version__, ts.T_DEVICE: device_label(rr.config),
+            ts.T_TORCH: torch.__version__, ts.T_DEVICE: device_label(rr.config),
             **extra_tags}
     with tracked_run(client, exp_id, tags=tags, run_name=run_name or rr.run_name,
                      resume=resume_from, interrupts=(RunInterrupted,)) as mlrun:

@@ -20,6 +20,8 @@ import warnings
 
 from lightning.pytorch.callbacks.progress.progress_bar import ProgressBar
 
+from repro.tracking.names import M_TRAIN_LOSS
+
 
 def fmt_duration(seconds: float | None) -> str:
     """``0:07``, ``12:05``, ``1:02:03``; ``?`` when unknown."""
@@ -161,7 +163,7 @@ class StepBar(ProgressBar):
                 self.end_line()
 
     def _draw(self, trainer, prefix: str) -> None:
-        loss = trainer.callback_metrics.get("train/loss")
+        loss = trainer.callback_metrics.get(M_TRAIN_LOSS)
         text = bar_text(self.clock, loss=float(loss) if loss is not None else None)
         # pad over a longer previous line; \x1b[K would leave garbage on dumb terminals
         self.out.write(f"{prefix}{text:<100s}" if prefix else text)

@@ -16,11 +16,9 @@ from torchmetrics import MeanMetric
 from repro.config import from_dict, to_dict
 from repro.lit.config import RunConfig
 from repro.metrics import RoutingMetric
+from repro.metrics.routing import n_experts_of
 from repro.models.lm import LM
-
-
-def n_experts_of(ffn_cfg) -> int | None:
-    return getattr(ffn_cfg, "n_experts", None) if ffn_cfg.kind == "moe" else None
+from repro.tracking import names as N
 
 
 class LMSystem(L.LightningModule):
@@ -47,7 +45,7 @@ class LMSystem(L.LightningModule):
         keys: start those windows empty instead of refusing the checkpoint."""
         sd = checkpoint.get("state_dict", {})
         for k, v in self.state_dict().items():
-            if k.startswith("train_routing.") and k not in sd:
+            if k.startswith("train_routing.") and k not in sd:  # the attribute below
                 sd[k] = torch.zeros_like(v)
 
     # ------------------------------------------------------------------ steps
@@ -73,17 +71,17 @@ class LMSystem(L.LightningModule):
         # stop fell in between
         if (step + 1) % self.run_cfg.train.log_every == 0 or \
                 step == self.run_cfg.train.max_steps - 1:
-            logs = {"train/loss": loss.detach(), "train/ce": ce.detach(),
-                    "train/aux": aux_total.detach(), "train/ppl": torch.exp(ce.detach()),
-                    "lr": self.optimizers().param_groups[0]["lr"]}
+            logs = {N.M_TRAIN_LOSS: loss.detach(), N.M_TRAIN_CE: ce.detach(),
+                    N.M_TRAIN_AUX: aux_total.detach(), N.M_TRAIN_PPL: torch.exp(ce.detach()),
+                    N.M_LR: self.optimizers().param_groups[0]["lr"]}
             by_name: dict[str, float] = {}
             for k, term in out.aux.items():
                 name = k.split(".", 1)[1]
                 by_name[name] = by_name.get(name, 0.0) + float(term.value.detach())
             for name, v in by_name.items():
-                logs[f"train/aux_{name}"] = v / self.run_cfg.model.n_layers
+                logs[N.aux_metric(name)] = v / self.run_cfg.model.n_layers
             if self.train_routing is not None:
-                logs.update(self._routing_logs(self.train_routing, "train"))
+                logs.update(self._routing_logs(self.train_routing, N.TRAIN))
             # sync_dist: under DDP the logged train loss is the mean over ranks (the global batch)
             self.log_dict(logs, on_step=True, on_epoch=False, batch_size=batch[0].shape[0],
                           sync_dist=True)
@@ -91,17 +89,17 @@ class LMSystem(L.LightningModule):
             raise FloatingPointError(f"non-finite loss {float(loss.detach())} at step {step}")
         return loss
 
-    def _routing_logs(self, metrics, prefix: str) -> dict[str, float]:
+    def _routing_logs(self, metrics, split: str) -> dict[str, float]:
         logs: dict[str, float] = {}
         agg: dict[str, list[float]] = {}
         for i, m in enumerate(metrics):
             vals = m.compute() if m.has_data else {}
             for k, v in vals.items():
-                logs[f"{prefix}_routing/layer{i}/{k}"] = float(v)
+                logs[N.routing_metric(split, k, layer=i)] = float(v)
                 agg.setdefault(k, []).append(float(v))
             m.reset()
         for k, vs in agg.items():
-            logs[f"{prefix}_routing/{k}"] = sum(vs) / len(vs)  # mean over layers
+            logs[N.routing_metric(split, k)] = sum(vs) / len(vs)  # mean over layers
         return logs
 
     def validation_step(self, batch, batch_idx):
@@ -114,9 +112,9 @@ class LMSystem(L.LightningModule):
     def on_validation_epoch_end(self):
         loss = self.val_loss.compute()
         self.val_loss.reset()
-        logs = {"val/loss": loss, "val/ppl": torch.exp(loss)}
+        logs = {N.M_VAL_LOSS: loss, N.M_VAL_PPL: torch.exp(loss)}
         if self.val_routing is not None:
-            logs.update(self._routing_logs(self.val_routing, "val"))
+            logs.update(self._routing_logs(self.val_routing, N.VAL))
         # callbacks (checkpointing, pruning) read these; the logger gets them below at the true
         # optimizer step (Lightning's own logging step for validation lags by one)
         self.log_dict(logs, on_step=False, on_epoch=True, sync_dist=False, logger=False)

@@ -15,12 +15,17 @@ from __future__ import annotations
 import torch
 from torchmetrics import Metric
 
-SCALARS = ("load_cv", "importance_cv", "smooth_load_cv", "max_mean_load", "drop_frac", "entropy",
-           "z", "zero_frac", "second_frac")
-EPT_BINS = ("0", "1", "2", "3", "4", "gt4")
+from repro.metrics.logged import (  # noqa: F401 - re-exported
+    LOGGED_FROM,
+    PASSED_THROUGH,
+    logged_stats,
+    n_experts_of,
+)
+from repro.tracking import names as N
+
+SCALARS = N.ROUTING_SCALARS  # the statistic names (logged as N.routing_metric(split, name))
+EPT_BINS = N.EPT_BINS
 EPS = 1e-9
-
-
 def cv(v: torch.Tensor) -> torch.Tensor:
     """Coefficient of variation std/mean over the last axis (population variance, + eps)."""
     v = v.float()
@@ -31,13 +36,13 @@ def batch_scalars(stats: dict[str, torch.Tensor]) -> dict[str, float]:
     out: dict[str, float] = {}
     if "load" in stats:
         load = stats["load"].float()
-        out["load_cv"] = float(cv(load))
-        out["max_mean_load"] = float(load.max() / (load.mean() + EPS))
+        out[N.S_LOAD_CV] = float(cv(load))
+        out[N.S_MAX_MEAN_LOAD] = float(load.max() / (load.mean() + EPS))
     if "importance" in stats:
-        out["importance_cv"] = float(cv(stats["importance"]))
+        out[N.S_IMPORTANCE_CV] = float(cv(stats["importance"]))
     if "smooth_load" in stats:
-        out["smooth_load_cv"] = float(cv(stats["smooth_load"]))
-    for k in ("drop_frac", "entropy", "z", "zero_frac", "second_frac"):
+        out[N.S_SMOOTH_LOAD_CV] = float(cv(stats["smooth_load"]))
+    for k in PASSED_THROUGH:
         if k in stats:
             out[k] = float(stats[k])
     return out
@@ -77,7 +82,7 @@ class RoutingMetric(Metric):
                if self.counts[i] > 0}
         if self.ept.sum() > 0:
             frac = self.ept / self.ept.sum()
-            out.update({f"ept_{b}": frac[i] for i, b in enumerate(EPT_BINS)})
+            out.update({N.ept_stat(b): frac[i] for i, b in enumerate(EPT_BINS)})
         return {k: v.float() for k, v in out.items()}
 
 
@@ -86,7 +91,7 @@ class ActivationSparsity(Metric):
     ours) and mean |a|, accumulated over batches."""
 
     full_state_update = False
-    TAUS = (0.01, 0.05, 0.1, 0.2)
+    TAUS = N.NSAR_TAUS
 
     def __init__(self, taus: tuple[float, ...] = TAUS, **kw):
         super().__init__(**kw)

@@ -58,6 +58,12 @@ class Router(nn.Module):
 
     Config: type[RouterConfig] = RouterConfig
     KIND: str = ""  # set by the registration
+    # the raw ``Routing.stats`` keys every call returns: declared once, on the (torch-free) config
+    STATS: tuple[str, ...] = RouterConfig.STATS
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        cls.STATS = tuple(getattr(cls.Config, "STATS", RouterConfig.STATS))
 
     def __init__(self, cfg: RouterConfig, d_model: int, n_experts: int):
         super().__init__()
@@ -176,5 +182,4 @@ def routing_stats(probs: torch.Tensor, logits: torch.Tensor, kept_expert: torch.
         "drop_frac": torch.tensor(1.0 - kept_expert.numel() / max(n_selected, 1)),
         "entropy": ent,
         "z": torch.logsumexp(logits, -1).pow(2).mean(),
-        "tokens": torch.tensor(float(probs.shape[0])),
     }

@@ -19,6 +19,10 @@ class RouterConfig:
     init_scale: float = 0.1
 
     DOMAINS = {"z_loss": ">= 0", "init_scale": ">= 0"}
+    # the keys of ``Routing.stats`` every call of this router returns (a class attribute, not a
+    # field; tests/test_routers.py checks them against real calls). The logged metrics follow
+    # from them (repro.metrics.logged.logged_stats), so claims are checked without torch.
+    STATS = ("load", "importance", "drop_frac", "entropy", "z")
 
     def experts_per_token(self, n_experts: int) -> float:
         """Expected number of experts applied per token (for compute accounting)."""

@@ -168,6 +168,4 @@ class ExpertChoiceRouter(Router):
         stats = routing_stats(probs, logits, expert, E * G * C, E)
         stats.update(tokens_per_expert_hist(token, N))
         stats["drop_frac"] = stats["zero_frac"]  # EC "drop rate" = tokens with 0 experts [§1]
-        stats["max_ept"] = torch.bincount(token, minlength=N).max().float()
-        stats["capacity"] = torch.tensor(float(C))
         return Routing(token, expert, weight, aux, stats, capacity=G * C, expert_major=full)

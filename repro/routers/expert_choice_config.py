@@ -18,6 +18,7 @@ CAP_METHODS = ("greedy", "dykstra")
 @variant("expert_choice")
 @config
 class ExpertChoiceRouterConfig(RouterConfig):
+    STATS = (*RouterConfig.STATS, "ept_hist", "zero_frac")  # see RouterConfig.STATS
     capacity_factor: float = 2.0  # c: EC-CF2 matches GShard top-2 compute [P-EC] §4
     group: str = "position"  # routing group: position | sequence | batch (see module docstring)
     cap: int | None = None  # EC-CAPb: at most b experts per token (None: uncapped EC-CF)

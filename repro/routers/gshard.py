@@ -82,6 +82,5 @@ class GShardRouter(Router):
         token, expert, weight = token[keep], expert[keep], weight[keep]
 
         stats = routing_stats(probs, logits, expert, n_selected, E)
-        stats["capacity"] = torch.tensor(float(C))
         stats["second_frac"] = keep2.float().mean()  # tokens whose 2nd expert was dispatched
         return Routing(token, expert, weight, aux, stats, capacity=G * C)

@@ -15,6 +15,7 @@ POLICIES = ("all", "random")
 @variant("gshard")
 @config
 class GShardRouterConfig(RouterConfig):
+    STATS = (*RouterConfig.STATS, "second_frac")  # see RouterConfig.STATS
     policy: str = "random"  # second-expert policy: all | random  [C-GS]
     threshold: float = 0.5  # random policy: keep e2 with prob min(1, g2/threshold) [C-GS comment]
     random_at_eval: bool = True  # Lingvo applies the random policy regardless of mode [C-GS]

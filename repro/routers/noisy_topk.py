@@ -103,6 +103,4 @@ class NoisyTopKRouter(Router):
         stats = routing_stats(H.softmax(-1), H, expert, N * K, E)
         stats["importance"] = importance.detach()
         stats["smooth_load"] = load.detach()
-        stats["cv_importance"] = cv_squared(importance.detach()).sqrt()
-        stats["cv_load"] = cv_squared(load.detach()).sqrt()
         return Routing(token, expert, weight, aux, stats)

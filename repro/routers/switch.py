@@ -43,5 +43,4 @@ class SwitchRouter(Router):
         if cfg.z_loss > 0:
             aux["z"] = AuxLoss(z_loss(logits), cfg.z_loss)
         stats = routing_stats(probs, logits, expert[keep], N, E)
-        stats["capacity"] = torch.tensor(float(C))
         return Routing(token, expert[keep], gate[keep], aux, stats)

@@ -17,10 +17,11 @@ import optuna
 from optuna_integration import PyTorchLightningPruningCallback
 
 from repro.registry import Registry
+from repro.tracking.names import M_VAL_LOSS
 
 
 class StepPruningCallback(PyTorchLightningPruningCallback):
-    def __init__(self, trial: optuna.trial.Trial, monitor: str = "val/loss") -> None:
+    def __init__(self, trial: optuna.trial.Trial, monitor: str = M_VAL_LOSS) -> None:
         super().__init__(trial, monitor)
         self.run_id: str | None = None
         self.last_step: int | None = None

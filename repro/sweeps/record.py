@@ -21,11 +21,8 @@ from pathlib import Path
 from optuna.trial import TrialState
 
 from repro.paths import atomic_write_text, results_dir
-
-T_STUDY = "repro.study"
-T_TRIAL = "repro.trial"
-T_TRIAL_STATE = "repro.trial_state"
-T_STORAGE = "repro.optuna_storage"
+from repro.tracking import names as N
+from repro.tracking.names import T_STORAGE, T_STUDY, T_TRIAL, T_TRIAL_STATE  # noqa: F401
 
 
 def storage_key(url: str) -> str:
@@ -51,7 +48,7 @@ def ensure_parent(ctx) -> str:
     exp_id = ts.ensure_experiment(uri, ctx.exp.name)
     tags = {ts.T_EXPERIMENT: ctx.exp.name, ts.T_VERSION: ctx.exp.version, ts.T_ARM: ctx.spec.arm,
             ts.T_SCALE: ctx.spec.scale, ts.T_KIND: "sweep", ts.T_GIT: ts.git_sha(),
-            T_STUDY: ctx.name, T_STORAGE: key, "repro.optuna_storage_url": redact(ctx.url)}
+            T_STUDY: ctx.name, T_STORAGE: key, N.T_STORAGE_URL: redact(ctx.url)}
     run = c.create_run(exp_id, tags=tags, run_name=ts.run_name(
         f"sweep-{ctx.spec.arm}-{ctx.space.name}", ctx.spec.scale))
     params = {"sweep.space": ctx.space.name, "sweep.arm": ctx.spec.arm,
@@ -89,14 +86,14 @@ def close_dead_trial_runs(ctx, echo=print) -> list:
 def trial_rows(study) -> list[dict]:
     rows = []
     for t in study.get_trials(deepcopy=False):
-        why = t.user_attrs.get("repro.failure") or t.user_attrs.get("repro.lost")
+        why = t.user_attrs.get(N.A_FAILURE) or t.user_attrs.get(N.A_LOST)
         state = t.state.name
-        if t.state == TrialState.FAIL and "repro.failure" not in t.user_attrs:
+        if t.state == TrialState.FAIL and N.A_FAILURE not in t.user_attrs:
             state = "FAIL(lost)"
         rows.append({"number": t.number, "state": state, "value": t.value,
-                     "params": dict(t.params), "steps": t.user_attrs.get("steps"),
-                     "seconds": t.user_attrs.get("seconds"),
-                     "mlflow_run_id": t.user_attrs.get("mlflow_run_id"),
+                     "params": dict(t.params), "steps": t.user_attrs.get(N.A_STEPS),
+                     "seconds": t.user_attrs.get(N.A_SECONDS),
+                     "mlflow_run_id": t.user_attrs.get(N.A_RUN),
                      "failure": why if t.state == TrialState.FAIL else None})
     return rows
 
@@ -108,16 +105,16 @@ def summarize(ctx) -> dict:
     counts = state_counts(study)
     done = [t for t in study.get_trials(deepcopy=False)
             if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-            and "steps" in t.user_attrs]
+            and N.A_STEPS in t.user_attrs]
     max_steps = ctx.base.train.max_steps
-    trained = sum(int(t.user_attrs.get("steps") or 0) for t in done)
+    trained = sum(int(t.user_attrs.get(N.A_STEPS) or 0) for t in done)
     full = max_steps * len(done)
-    secs = sum(float(t.user_attrs.get("seconds") or 0) for t in done)
+    secs = sum(float(t.user_attrs.get(N.A_SECONDS) or 0) for t in done)
     best = None
     with contextlib.suppress(ValueError):
         bt = study.best_trial
         best = {"number": bt.number, "value": bt.value, "params": dict(bt.params),
-                "mlflow_run_id": bt.user_attrs.get("mlflow_run_id"),
+                "mlflow_run_id": bt.user_attrs.get(N.A_RUN),
                 "set": [f"{k}={v}" for k, v in bt.params.items()]}
     import torch
 
@@ -146,18 +143,18 @@ def finalize(ctx, parent_run_id: str, echo=print) -> dict:
     out = result_path(ctx)
     atomic_write_text(out, json.dumps(s, indent=1, default=str) + "\n")
     c = ts.client(ctx.uri)
-    c.set_tag(parent_run_id, "repro.trials", json.dumps(s["counts"]))
+    c.set_tag(parent_run_id, N.T_TRIALS, json.dumps(s["counts"]))
     n_done = s["counts"]["complete"] + s["counts"]["pruned"] + s["counts"]["failed"]
     for k in ("complete", "pruned", "failed"):
-        c.log_metric(parent_run_id, f"sweep/n_{k}", s["counts"][k], step=n_done)
-    c.log_metric(parent_run_id, "sweep/steps_saved_fraction", s["steps"]["saved_fraction"],
+        c.log_metric(parent_run_id, N.sweep_count_metric(k), s["counts"][k], step=n_done)
+    c.log_metric(parent_run_id, N.M_STEPS_SAVED, s["steps"]["saved_fraction"],
                  step=n_done)
     if s["best"] is not None:
-        c.log_metric(parent_run_id, "best_value", s["best"]["value"], step=n_done)
-        c.set_tag(parent_run_id, "best.trial", str(s["best"]["number"]))
-        c.set_tag(parent_run_id, "best.value", f"{s['best']['value']:.6f}")
+        c.log_metric(parent_run_id, N.M_BEST_VALUE, s["best"]["value"], step=n_done)
+        c.set_tag(parent_run_id, N.T_BEST_TRIAL, str(s["best"]["number"]))
+        c.set_tag(parent_run_id, N.T_BEST_VALUE, f"{s['best']['value']:.6f}")
         for k, v in s["best"]["params"].items():
-            c.set_tag(parent_run_id, f"best.{k}", str(v))
+            c.set_tag(parent_run_id, N.best_param_tag(k), str(v))
     with tempfile.TemporaryDirectory() as td:
         p = Path(td) / "best_params.json"
         p.write_text(json.dumps(s["best"], indent=1, default=str))

@@ -39,13 +39,17 @@ from repro.paths import runs_dir
 from repro.sweeps.pruning import PRUNERS, StepPruningCallback, make_pruner
 from repro.sweeps.spaces import SearchSpace, default_space, get_space
 from repro.tracking.locks import pid_alive
+from repro.tracking.names import (  # Optuna trial user attributes
+    A_FAILURE,
+    A_HOST,
+    A_LOST,
+    A_PID,
+    A_RUN,
+    A_SECONDS,
+    A_SLOT,
+    A_STEPS,
+)
 
-A_FAILURE = "repro.failure"  # set on trials that failed in the objective (they count toward N)
-A_HOST = "repro.host"
-A_PID = "repro.pid"
-A_RUN = "mlflow_run_id"
-A_STEPS = "steps"
-A_SECONDS = "seconds"
 HEARTBEAT_S = 20
 GRACE_S = 60
 MAX_RETRY = 2
@@ -220,7 +224,7 @@ def top_up(ctx: Context, n_total: int) -> int:
         have = sum(counts_toward_n(t) for t in ctx.study.get_trials(deepcopy=False))
         add = max(0, n_total - have)
         for _ in range(add):
-            ctx.study.enqueue_trial({}, user_attrs={"repro.slot": True})
+            ctx.study.enqueue_trial({}, user_attrs={A_SLOT: True})
     return add
 
 
@@ -241,7 +245,7 @@ def fail_and_retry(ctx: Context, trial_id: int, reason: str) -> bool:
     """Mark a RUNNING trial FAILED (its worker is gone) and enqueue a retry with its params."""
     storage = ctx.study._storage
     try:
-        storage.set_trial_user_attr(trial_id, "repro.lost", reason)  # only while unfinished
+        storage.set_trial_user_attr(trial_id, A_LOST, reason)  # only while unfinished
         if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
             return False
     except optuna.exceptions.UpdateFinishedTrialError:
@@ -338,7 +342,7 @@ def run_trial(ctx: Context, trial_id: int, parent_run_id: str, echo=print) -> Tr
             except ConfigError as e:
                 raise InfeasibleTrial(str(e)) from None
             cb = StepPruningCallback(trial, ts.M_VAL_LOSS)
-            tags = {"mlflow.parentRunId": parent_run_id, T_TRIAL: str(number),
+            tags = {ts.T_PARENT: parent_run_id, T_TRIAL: str(number),
                     T_STUDY: ctx.name}
             out = train_one(ctx.exp, ctx.spec.arm, ctx.seed, overrides, ctx.uri,
                             progress=ctx.spec.progress, extra_tags=tags, callbacks=[cb],
@@ -347,7 +351,7 @@ def run_trial(ctx: Context, trial_id: int, parent_run_id: str, echo=print) -> Tr
                                                  ctx.spec.scale))
             trial.set_user_attr(A_RUN, out.run_id)
             ts.client(ctx.uri).set_tag(out.run_id, T_TRIAL_STATE, "COMPLETE")
-            ts.client(ctx.uri).log_metric(out.run_id, "trial/value", out.final_val_loss)
+            ts.client(ctx.uri).log_metric(out.run_id, ts.M_TRIAL_VALUE, out.final_val_loss)
             value, state = out.final_val_loss, TrialState.COMPLETE
             trial.set_user_attr(A_STEPS, ctx.base.train.max_steps)
         except optuna.TrialPruned as e:
@@ -358,7 +362,7 @@ def run_trial(ctx: Context, trial_id: int, parent_run_id: str, echo=print) -> Tr
                 _mark_child(ctx, cb.run_id, "KILLED", "PRUNED")
                 with contextlib.suppress(Exception):
                     ts.client(ctx.uri).delete_tag(cb.run_id, ts.T_FAIL)
-                    ts.client(ctx.uri).set_tag(cb.run_id, "repro.pruned", str(e))
+                    ts.client(ctx.uri).set_tag(cb.run_id, ts.T_PRUNED, str(e))
         except (KeyboardInterrupt, SystemExit):
             # not the trial's fault: leave it for a resume (FAILED + a WAITING retry)
             trial.set_user_attr(A_SECONDS, time.time() - t0)

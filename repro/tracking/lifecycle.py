@@ -25,7 +25,6 @@ from pathlib import Path
 
 from repro.tracking import store as ts
 
-T_RESUMES = "repro.resumes"  # how many times an interrupted run was reopened
 INTERRUPTED = ("interrupted ({name}); rerun the same command to resume from the last "
                "checkpoint")
 
@@ -59,8 +58,8 @@ class TrackedRun:
 
 def _reopen(client, previous) -> str:
     run_id = previous.info.run_id
-    n = int(previous.data.tags.get(T_RESUMES, "0")) + 1
-    for k, v in {**owner_tags(), ts.T_GIT: ts.git_sha(), T_RESUMES: str(n)}.items():
+    n = int(previous.data.tags.get(ts.T_RESUMES, "0")) + 1
+    for k, v in {**owner_tags(), ts.T_GIT: ts.git_sha(), ts.T_RESUMES: str(n)}.items():
         client.set_tag(run_id, k, v)
     client.update_run(run_id, status="RUNNING")
     if ts.T_FAIL in previous.data.tags:

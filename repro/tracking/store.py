@@ -1,4 +1,4 @@
-"""MLflow store access, run hierarchy, and every tag / metric name in one place.
+"""MLflow store access and run hierarchy; re-exports every tag / metric name (``names``).
 
 MLflow experiment = repro experiment. One run per (arm, seed), named ``ARM-sSEED-SCALE`` and
 tagged with the experiment version, arm, seed, git SHA, config hash, run key and scale. A finished
@@ -15,47 +15,12 @@ from pathlib import Path
 
 from repro.paths import runs_dir
 
-# ---- tag names
-T_EXPERIMENT = "repro.experiment"
-T_VERSION = "repro.version"
-T_ARM = "repro.arm"
-T_SEED = "repro.seed"
-T_GIT = "repro.git_sha"
-T_HASH = "repro.config_hash"
-T_KEY = "repro.run_key"
-T_SCALE = "repro.scale"
-T_KIND = "repro.kind"  # train | summary | sweep | trial
-T_FAIL = "repro.failure_reason"
-T_PID = "repro.pid"
-T_HOST = "repro.host"
-T_PID_SINCE = "repro.pid_since"  # unix time at which repro.pid took the run (create or resume)
-T_DEVICE = "repro.device"  # where the run trained, e.g. "cpu (x86_64, 1 threads)"
-T_WEIGHTS = "repro.weights"  # path of the final weights (runs/checkpoints/<run key>/final.pt)
-T_DATA_FP = "repro.data_fingerprint"  # LMDataModule.fingerprint: content + tokenizer + windowing
-T_USES = "repro.uses_runs"  # summary run: the train run ids its verdicts used, comma-separated
-T_CHECKED_BY = "repro.checked_by"  # train run: summary run ids that used it, newest first
-CHECKED_BY_MAX = 50  # ... at most this many (33 characters each)
-T_NOTE = "mlflow.note.content"  # a run's description in the MLflow UI (markdown)
+# every tag / metric / table name: repro.tracking.names (re-exported here as ts.T_*, ts.M_*, ...)
+from repro.tracking.names import *  # noqa: F403
+from repro.tracking.names import T_FAIL, T_HOST, T_KEY, T_KIND, T_PID, T_PID_SINCE
+
+CHECKED_BY_MAX = 50  # ... at most this many summary run ids in T_CHECKED_BY (33 characters each)
 TAG_MAX = 8000  # characters in one MLflow tag value
-
-# ---- MLflow tables of a summary run (rendered as tables in the UI; mlflow.load_table reads them)
-TABLE_CLAIMS = "claims_table.json"  # one row per claim: statement, paper, measured, verdict, rule
-TABLE_SUMMARY = "summary_table.json"  # summary.csv: one row per (arm, seed) with its run id
-
-# ---- dataset inputs of a training run (mlflow.data.context values; see tracking/datasets.py)
-CTX_TRAIN = "training"
-CTX_VAL = "validation"
-
-# ---- metric names
-M_VAL_LOSS = "val/loss"
-M_VAL_PPL = "val/ppl"
-M_TRAIN_LOSS = "train/loss"
-M_TOKENS_PER_S = "perf/tokens_per_s"
-# the train drop fraction: each logged value is the mean over its log window (the routing metric
-# accumulates every step), so the mean of the history is the drop rate over the whole run,
-# derived by `repro check` (the final value alone hides an early collapse)
-M_DROP = "train_routing/drop_frac"
-M_DROP_MEAN = "train_routing/drop_frac_mean"
 
 
 def run_name(stem: str, scale: str) -> str:
