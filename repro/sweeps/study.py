@@ -225,15 +225,23 @@ def top_up(ctx: Context, n_total: int) -> int:
 
 
 def claim(study) -> int | None:
-    """Atomically move one WAITING trial to RUNNING; its trial id, or None if none is left."""
+    """Atomically move one WAITING trial to RUNNING; its trial id, or None if none is left.
+
+    Optuna's compare-and-set (``set_trial_state_values(RUNNING)`` succeeds only on a WAITING
+    trial) reads the state with ``SELECT ... FOR UPDATE``, which SQLite ignores: two workers can
+    both read WAITING and both "claim" the same trial, and the second to finish it dies with
+    ``UpdateFinishedTrialError``. On a sqlite storage the read-and-set therefore runs under the
+    storage's file lock (the one ``top_up`` takes); server RDBs honour FOR UPDATE."""
     storage = study._storage
-    for t in storage.get_all_trials(study._study_id, deepcopy=False,
-                                    states=(TrialState.WAITING,)):
-        try:
-            if storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
-                return t._trial_id
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue
+    rdb = getattr(storage, "_backend", storage)  # optuna wraps an RDBStorage in _CachedStorage
+    with storage_lock(getattr(rdb, "url", "")):
+        for t in storage.get_all_trials(study._study_id, deepcopy=False,
+                                        states=(TrialState.WAITING,)):
+            try:
+                if storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
+                    return t._trial_id
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue
     return None
 
 
@@ -490,15 +498,15 @@ def sweep(spec: SweepSpec, echo=print) -> dict:
     echo(f"[sweep] {spec.trials} trials: {c['complete']} complete, {c['pruned']} pruned, "
          f"{c['failed']} failed, {c['running']} running elsewhere, {c['waiting']} to run "
          f"({added} new{f', {reaped} re-queued from dead workers' if reaped else ''})")
-    parent = record.ensure_parent(ctx)
     deadline = time.time() + spec.timeout if spec.timeout else None
-    try:
-        if spec.workers == 1:
-            work(ctx, parent, deadline, echo=echo)
-        else:
-            run_workers(spec, ctx, parent, deadline, echo=echo)
-    finally:
-        summary = record.finalize(ctx, parent, echo=echo)
+    with record.parent_run(ctx) as parent:  # FINISHED / KILLED / FAILED with a reason
+        try:
+            if spec.workers == 1:
+                work(ctx, parent.run_id, deadline, echo=echo)
+            else:
+                run_workers(spec, ctx, parent.run_id, deadline, echo=echo)
+        finally:
+            summary = record.finalize(ctx, parent, echo=echo)
     return summary
 
 
