@@ -85,11 +85,11 @@ def is_rank_zero(trainer_cfg, env: dict | None = None) -> bool:
     return global_rank(int(trainer_cfg.devices), env) == 0
 
 
-def check_run(run, kind: str = "train") -> None:
+def check_run(run, role: str = "train") -> None:
     """Validate the scale-out part of a run config before any data or tracking is touched."""
     check_strategy(run.trainer)
     per_rank_batch(run)
-    if kind != "train" and world_size(run.trainer) > 1:
+    if role != "train" and world_size(run.trainer) > 1:
         raise ConfigError("trainer.devices",
                           f"sweep trials train in one process (world size "
                           f"{world_size(run.trainer)} given); scale a sweep out with --workers "

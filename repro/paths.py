@@ -17,9 +17,15 @@ root (tests point them, or ``REPRO_HOME``, at temporary folders).
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import re
+import shutil
 import tempfile
+import time
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
 from repro.config import ConfigError
@@ -95,13 +101,67 @@ def results_dir() -> Path:
     return path
 
 
+# ``.NAME.XXXXXXXX.tmp``: the temp file of ``atomic_write_bytes`` (tempfile.mkstemp's 8 chars)
+_TEMP_RE = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp$")
+STALE_TEMP_S = 15 * 60  # a temp file untouched this long is a dead writer's [ours: a writer
+# keeps its temp open and flock-ed, and even a multi-GB checkpoint is written in well under this]
+_swept: set[str] = set()  # folders whose stale temps this process has already removed
+
+
+def is_temp_name(name: str) -> bool:
+    return _TEMP_RE.match(name) is not None
+
+
+def clean_stale_temps(folder: Path, max_age_s: float = STALE_TEMP_S) -> list[Path]:
+    """Remove ``atomic_write_bytes`` temp files in ``folder`` that a killed writer (kill -9,
+    power loss) left behind; returns them. A temp file is removed only when it is older than
+    ``max_age_s`` *and* no process holds its ``flock`` (every live writer holds one), so a
+    write in progress is never touched."""
+    import fcntl
+
+    removed = []
+    cutoff = time.time() - max_age_s
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for e in entries:
+        if not is_temp_name(e.name):
+            continue
+        try:
+            if not e.is_file(follow_symlinks=False) or e.stat().st_mtime > cutoff:
+                continue
+            fd = os.open(e.path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a live writer holds it: skip
+            os.unlink(e.path)
+            removed.append(Path(e.path))
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return removed
+
+
 def atomic_write_bytes(path: Path, data: bytes, durable: bool = False) -> None:
     """Write to a temp file in the same directory, then rename, so readers never see a
     half-written file. ``durable``: fsync before the rename, so a resume after a crash or power
-    loss sees the old file or the new one, never half of one (checkpoints)."""
+    loss sees the old file or the new one, never half of one (checkpoints). The first write of
+    a process into a folder removes the stale temp files of killed writers there
+    (``clean_stale_temps``); the writer holds an ``flock`` on its own temp file meanwhile."""
+    import fcntl
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    folder = str(path.parent.resolve())
+    if folder not in _swept:
+        _swept.add(folder)
+        clean_stale_temps(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with contextlib.suppress(OSError):
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # "in use" for ``clean_stale_temps``
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -142,3 +202,127 @@ def check_free_space(path: Path, need: int = MIN_FREE_BYTES) -> None:
     if free < need:
         raise OSError(errno.ENOSPC, f"only {free / 2**20:.1f} MiB free on its file system "
                       f"(need {need / 2**20:.0f} MiB)", str(path))
+
+
+# ---------------------------------------------------------------- a folder replaced as a whole
+STAGING, ASIDE = "staging", "old"  # ``NAME.staging-PID-XXXX`` / ``NAME.old-PID-XXXX`` beside NAME
+_LEFTOVER_RE = re.compile(r"^(?P<name>.+)\.(?P<kind>staging|old)-(?P<pid>\d+)-[^/]+$")
+
+
+def swap_leftover(name: str) -> tuple[str, str, int] | None:
+    """``(target name, "staging"|"old", pid)`` when ``name`` is a ``staged_dir`` folder."""
+    m = _LEFTOVER_RE.match(name)
+    return (m["name"], m["kind"], int(m["pid"])) if m else None
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``);
+    False where the system or file system does not offer it."""
+    import ctypes
+
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_fdcwd, rename_exchange = -100, 2
+    if fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EPERM):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def clean_swap_leftovers(target: Path) -> list[Path]:
+    """Undo what a killed ``staged_dir`` left beside ``target``: when ``target`` is missing
+    (killed between the two renames of the fallback swap) the newest ``NAME.old-*`` folder, the
+    previous complete version, is renamed back; every other staging / old folder of a process
+    that is gone is deleted. Folders of live processes are never touched. Returns what was
+    removed or restored."""
+    from repro.tracking.locks import pid_alive
+
+    target = Path(target)
+    try:
+        entries = [p for p in target.parent.iterdir() if p.is_dir()]
+    except OSError:
+        return []
+    dead = []
+    for p in entries:
+        info = swap_leftover(p.name)
+        if info and info[0] == target.name and not pid_alive(info[2]):
+            dead.append((info[1], p))
+    done = []
+    if not target.exists():
+        olds = sorted((p for kind, p in dead if kind == ASIDE), key=lambda p: p.stat().st_mtime)
+        if olds:
+            os.rename(olds[-1], target)
+            done.append(olds[-1])
+            dead = [(k, p) for k, p in dead if p != olds[-1]]
+    for _, p in dead:
+        shutil.rmtree(p, ignore_errors=True)
+        done.append(p)
+    return done
+
+
+@contextlib.contextmanager
+def staged_dir(target: Path, owned: Callable[[str], bool] = lambda name: True):
+    """Build a new version of folder ``target`` in a staging folder beside it (same file
+    system) and put it in place as a whole when the block exits cleanly; on any error the
+    staging folder is removed and ``target`` is untouched, byte for byte.
+
+    Files of the old ``target`` that the new one lacks and that are not ``owned`` by the writer
+    (another command's files in a shared folder) are carried over by hard link. The swap is one
+    ``renameat2(RENAME_EXCHANGE)`` where Linux offers it, else ``target -> NAME.old-*`` and
+    ``staging -> target``. Whatever a kill -9 leaves (a staging folder, an old one, or no
+    ``target`` between the fallback's two renames) is cleaned or restored by the next
+    ``staged_dir`` of the same target (``clean_swap_leftovers``). An OSError about a file in the
+    staging folder names the file's place in ``target`` instead."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    clean_swap_leftovers(target)
+    stage = Path(tempfile.mkdtemp(dir=target.parent,
+                                  prefix=f"{target.name}.{STAGING}-{os.getpid()}-"))
+    aside = None
+    try:
+        yield stage
+        _carry_over(target, stage, owned)
+        if not target.exists():
+            os.rename(stage, target)
+        elif _exchange(stage, target):
+            _carry_over(stage, target, owned)  # written into the old folder meanwhile
+            shutil.rmtree(stage)  # the old version
+        else:
+            aside = Path(tempfile.mkdtemp(dir=target.parent,
+                                          prefix=f"{target.name}.{ASIDE}-{os.getpid()}-"))
+            os.rename(target, aside)  # replaces the empty placeholder folder
+            os.rename(stage, target)
+            _carry_over(aside, target, owned)
+            shutil.rmtree(aside)
+    except BaseException as e:
+        if aside is not None and aside.exists() and not target.exists():
+            os.rename(aside, target)  # the fallback failed between its renames: undo
+        shutil.rmtree(stage, ignore_errors=True)
+        if isinstance(e, OSError) and e.filename and str(e.filename).startswith(str(stage)):
+            where = target / Path(e.filename).relative_to(stage)
+            raise OSError(e.errno, e.strerror or os.strerror(e.errno or 0), str(where)) from e
+        raise
+
+
+def _carry_over(old: Path, new: Path, owned: Callable[[str], bool]) -> None:
+    """Hard-link (copy where links fail) into ``new`` each regular file of ``old`` that ``new``
+    lacks and the writer does not own; temp files of killed writers are left behind."""
+    if not old.is_dir():
+        return
+    for p in old.iterdir():
+        if not p.is_file() or p.is_symlink() or owned(p.name) or is_temp_name(p.name):
+            continue
+        dest = new / p.name
+        if dest.exists():
+            continue
+        try:
+            os.link(p, dest)
+        except FileExistsError:
+            pass
+        except OSError:
+            shutil.copy2(p, dest)

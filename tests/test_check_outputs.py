@@ -4,6 +4,8 @@ effect sizes and the loss gap along the budget (smoke runs in an isolated store)
 import csv
 import json
 import math
+import subprocess
+import sys
 
 from repro.cli import main
 from repro.experiments.base import get_experiment
@@ -117,6 +119,27 @@ def test_check_on_a_full_disk_names_the_file_and_leaves_no_half_written_file(tmp
     assert set(after) == set(before)
     json.loads(after["claims.json"])  # every file complete: JSON parses, PNGs end properly
     assert all(v.endswith(b"IEND\xaeB`\x82") for k, v in after.items() if k.endswith(".png"))
+    # every file of a check is staged beside the folder and swapped in whole: the previous
+    # complete folder is byte-identical, no staging folder is left
+    assert after == before
+    assert sorted(p.name for p in out.parent.iterdir()) == ["smoke"]
+
+    # a check killed (-9) part-way left its staging folder (and a temp file in the results
+    # folder from before staging); the next check removes them and replaces the folder whole
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    left = out.parent / f"smoke.staging-{dead.pid}-x1y2"
+    left.mkdir()
+    (left / "claims.md").write_text("half")
+    (out / "sweep-switch-e4-capacity.json").write_text("{}")  # another command's file
+    stale = out / ".claims.md.k3x9abcd.tmp"
+    stale.write_text("half")
+    os.utime(stale, (0, 0))
+    assert main(["check", *base]) == 0
+    assert not stale.exists()
+    assert sorted(p.name for p in out.parent.iterdir()) == ["smoke"]
+    assert (out / "sweep-switch-e4-capacity.json").read_text() == "{}"  # kept
+    after = _snapshot(out)
 
     # almost no space left: refused before anything is written, the results unchanged
     import shutil

@@ -73,6 +73,12 @@ def test_lifecycle_statuses(tmp_runs):
     back = c.get_run(run_id)
     assert back.info.status == "FINISHED" and ts.T_FAIL not in back.data.tags
     assert back.data.tags["repro.resumes"] == "1"
+    # a clean exit told to end otherwise (a sweep's time limit with trials left): that status,
+    # with its reason
+    with tracked_run(c, exp_id, run_name="partly") as part:
+        part.end_as("KILLED", "3 of 5 trials unfinished")
+    got = c.get_run(part.run_id)
+    assert got.info.status == "KILLED" and got.data.tags[ts.T_FAIL] == "3 of 5 trials unfinished"
 
 
 def test_resolved_run_is_the_identity_training_records():
@@ -90,3 +96,46 @@ def test_resolved_run_is_the_identity_training_records():
     tags = a.identity_tags()
     assert tags["repro.run_key"] == a.key and tags["repro.arm"] == "dense"
     assert f"'{dm.fingerprint}'" in a.tag_filter()
+
+
+# a fake `repro run` child: prints a misleading line, then reports through its result file
+FAKE_RUN = ("import json, sys, time; from repro.pool import write_result; "
+            "arm, seed = sys.argv[1], int(sys.argv[2]); time.sleep(0.2 * seed); "
+            "print('-> trained: val loss 0.0000, 1s (run ffffffff)'); "
+            "ok = arm != 'bad'; write_result({'outcomes': [dict(arm=arm, "
+            "seed=seed, run_id=f'run{seed:05d}', status='trained', "
+            "final_val_loss=1.5 + seed, tokens_per_s=1.0, seconds=0.0)] if ok else [], "
+            "'failed': [] if ok else ['boom']}); sys.exit(0 if ok else 1)")
+
+
+def test_jobs_parent_prints_run_lines_with_totals_from_pool_events(tmp_runs, monkeypatch):
+    """`repro run --jobs N`: the parent prints the in-process path's run lines (run i/N, arm,
+    seed, the suite's totals and time left) when the pool starts and reaps a child, from the
+    child's result file and the pool's events, never from the child's printed text."""
+    from types import SimpleNamespace
+
+    from repro.experiments import parallel
+
+    exp = SimpleNamespace(name="e", scale="smoke")
+    monkeypatch.setattr(parallel, "child_command", lambda exp, arm, seed, *a: [
+        sys.executable, "-c", FAKE_RUN, arm, str(seed)])
+    lines: list[str] = []
+    grid = [(exp, "a", 0), (exp, "a", 1), (exp, "bad", 2), (exp, "a", 3)]
+    outcomes, failed = parallel.run_parallel(grid, [], "file:///unused", jobs=2, threads=1,
+                                             echo=lines.append)
+    assert sorted(o.run_id for o in outcomes) == ["run00000", "run00001", "run00003"]
+    assert len(failed) == 1 and "boom" in failed[0]
+    starts = [ln for ln in lines if " started (pid " in ln]
+    ends = [ln for ln in lines if " -> " in ln]
+    assert len(starts) == 4 and len(ends) == 4
+    assert starts[0].startswith("[repro] run 1/4 · a · seed 0  (e, smoke) started (pid ")
+    assert starts[2].startswith("[repro] run 3/4 · ") and ") started (pid " in starts[2]
+    assert starts[2].endswith("]") and "[so far: " in starts[2]
+    first = ends[0]
+    assert first.startswith("[repro] run 1/4 · a · seed 0 -> trained: val loss 1.5000, ")
+    assert "(run run00000)  [so far: 1 trained, 0 reused, 0 failed; " in first
+    assert "left for 3 run(s)]" in first
+    assert "ffffffff" not in "".join(lines)  # the children's printed text is never read
+    bad = next(ln for ln in ends if "· bad ·" in ln)
+    assert bad.startswith("[repro] run 3/4 · bad · seed 2 -> FAILED: exit 1; log ")
+    assert "3 trained, 0 reused, 1 failed" in ends[-1] and "~0:00 left for 0 run(s)" in ends[-1]

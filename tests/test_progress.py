@@ -176,6 +176,31 @@ def test_suite_lines_name_the_experiment_and_give_a_suite_total():
     assert "0 trained, 0 reused, 1 failed" in line and "2 run(s) to go" in line  # no estimate
 
 
+def test_overlapping_runs_end_by_key_and_share_the_time_left_over_the_processes():
+    """`--jobs 2`: runs overlap; each ends by its key, with its own wall time, and the time
+    left counts what the running ones still need, spread over 2 processes."""
+    t = FakeClock()
+    e = _exp("switch-vs-dense")
+    grid = [(e, "dense", s) for s in range(5)]
+    c = RunCounter(grid, clock=t, width=2)
+    c.start(e, "dense", 0)
+    t.t += 10
+    c.start(e, "dense", 1)
+    t.t += 50
+    line = c.finished(e, "dense", 0, "trained", "val loss 3.0")  # 60 s
+    assert line.startswith("[repro] run 1/5 · dense · seed 0 -> trained: val loss 3.0  [so far: "
+                           "1 trained, 0 reused, 0 failed; 1:00 elapsed, ~")
+    # run 1 has run 50 s of its expected 60; 3 queued x 60 s; over 2 processes: 95 s
+    assert "~1:35 left for 4 run(s)" in line
+    c.start(e, "dense", 2)
+    t.t += 20
+    line = c.finished(e, "dense", 1, "trained")  # started 70 s ago, not 20
+    assert c.trained == [60.0, 70.0] and line.endswith("left for 3 run(s)]")
+    assert c.finished(e, "dense", 2, "failed").startswith("[repro] run 3/5 · dense · seed 2 -> "
+                                                         "failed  [so far: 2 trained, 0 reused, "
+                                                         "1 failed")
+
+
 def test_a_real_run_shows_run_line_and_total_steps_bar(tmp_runs):
     """One real (tiny) run with progress on, stdout and stderr into one pipe as a person's
     terminal would interleave them: the run line, a bar with the total and an ETA, Lightning's

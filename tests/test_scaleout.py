@@ -56,7 +56,7 @@ def test_per_rank_batch_and_refusals():
         check_run(apply_overrides(RunConfig(), ["trainer.strategy=ddp_spawn"]))
     with pytest.raises(ConfigError, match="trainer.devices: sweep trials train in one process"):
         check_run(apply_overrides(RunConfig(), ["trainer.devices=2", "train.batch_size=8"]),
-                  kind="trial")
+                  role="trial")
 
 
 @pytest.mark.parametrize("env, devices, rank", [

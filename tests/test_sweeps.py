@@ -141,10 +141,40 @@ def test_smoke_sweep_parent_children_resume(tmp_runs):
     s2 = sweep(_spec())
     assert s2["counts"]["complete"] == 3 and len(_runs("trial")) == 3
     assert [r.info.run_id for r in _runs("sweep")] == [parent.info.run_id]
+    assert _runs("sweep")[0].info.status == "FINISHED"
     # a larger --trials finishes only the remainder
     s3 = sweep(_spec(trials=4))
     assert s3["counts"]["complete"] == 4 and len(_runs("trial")) == 4
     assert len(Context(_spec(), create=False).study.trials) == 4
+
+
+def test_sweep_parent_run_ends_killed_or_failed_with_a_reason(tmp_runs):
+    """The parent run's lifecycle (``tracked_run``): trials left when the time limit passes ->
+    KILLED with a one-line reason; a crash of the launcher -> FAILED with the error; a rerun
+    that finishes the study -> the same parent, FINISHED, the old reason dropped."""
+    from repro.sweeps import study as st
+    from repro.tracking import store
+
+    s = sweep(_spec(trials=2, timeout=1e-6))  # the deadline passes before the first claim
+    assert s["counts"]["waiting"] == 2
+    (parent,) = _runs("sweep")
+    assert parent.info.status == "KILLED"
+    assert "2 of 2 trials unfinished" in parent.data.tags[store.T_FAIL]
+
+    def crash(*a, **k):
+        raise RuntimeError("disk on fire")
+
+    with pytest.MonkeyPatch.context() as mp, pytest.raises(RuntimeError):
+        mp.setattr(st, "work", crash)
+        sweep(_spec(trials=2))
+    (again,) = _runs("sweep")
+    assert again.info.run_id == parent.info.run_id and again.info.status == "FAILED"
+    assert again.data.tags[store.T_FAIL] == "RuntimeError: disk on fire"
+
+    s = sweep(_spec(trials=2))
+    (done,) = _runs("sweep")
+    assert s["counts"]["complete"] == 2 and done.info.status == "FINISHED"
+    assert store.T_FAIL not in done.data.tags and done.data.tags["repro.resumes"] == "2"
 
 
 def test_pruned_and_failed_trials_are_recorded(tmp_runs, monkeypatch):
@@ -200,6 +230,46 @@ def test_two_workers_share_one_study(tmp_runs):
     children = _runs("trial")
     assert sorted(int(r.data.tags["repro.trial"]) for r in children) == [0, 1, 2, 3]
     assert len({r.info.run_id for r in children}) == 4
+
+
+def test_two_workers_reading_one_waiting_trial_claim_it_once(tmp_path, monkeypatch):
+    """The race behind a flaky ``test_two_workers_share_one_study`` (UpdateFinishedTrialError on
+    trial 0): Optuna's WAITING -> RUNNING compare-and-set reads with ``SELECT ... FOR UPDATE``,
+    which SQLite ignores, so two workers that both read the trial as WAITING before either writes
+    both claimed it. Here the two claimers (threads, each with its own storage connection, as
+    two worker processes) are held after that read until the other has read too (1 s at most):
+    exactly one of them may get the trial."""
+    import contextlib
+    import threading
+
+    from optuna.storages._rdb import models
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(storage=optuna.storages.RDBStorage(url), study_name="race")
+    study.enqueue_trial({})
+    real = models.TrialModel.find_or_raise_by_id.__func__
+    both_read = threading.Barrier(2, timeout=1.0)
+
+    def held_after_read(cls, trial_id, session, for_update=False):
+        trial = real(cls, trial_id, session, for_update)
+        if for_update:  # the compare-and-set's read: wait for the other claimer's
+            with contextlib.suppress(threading.BrokenBarrierError):
+                both_read.wait()
+        return trial
+
+    monkeypatch.setattr(models.TrialModel, "find_or_raise_by_id", classmethod(held_after_read))
+    got = {}
+
+    def worker(i):
+        storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 30}})
+        got[i] = claim(optuna.load_study(study_name="race", storage=storage))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(got.values(), key=str) == [study.trials[0]._trial_id, None], got
 
 
 def _all_experiments():
@@ -280,10 +350,10 @@ def test_killed_worker_leaves_no_running_trial_run(tmp_runs):
     spec = _spec(trials=1)
     ctx = Context(spec)
     top_up(ctx, 1)
-    parent = record.ensure_parent(ctx)
     env = {**os.environ, "REPRO_FAULT": "kill@1", "OMP_NUM_THREADS": "1"}
-    rc = subprocess.run(_worker_cmd(spec, ctx, parent, None), env=env, capture_output=True,
-                        timeout=300).returncode
+    with record.parent_run(ctx) as parent:
+        rc = subprocess.run(_worker_cmd(spec, ctx, parent.run_id, None), env=env,
+                            capture_output=True, timeout=300).returncode
     assert rc == -9
     (child,) = _runs("trial")
     assert child.info.status == "RUNNING"  # left behind by the killed worker

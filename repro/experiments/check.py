@@ -19,7 +19,7 @@ from repro.experiments.base import Experiment
 from repro.experiments.claims import ClaimResult, Results, RunRecord, mean_std
 from repro.experiments.resolve import ResolvedRun, prepare_data, resolve_run
 from repro.experiments.stats import RULE
-from repro.paths import atomic_write_text, results_dir
+from repro.paths import atomic_write_text, results_dir, staged_dir
 from repro.tracking import store as ts
 
 VERDICT_RULE_ID = "t95-paired"  # claims.json marker of the verdict rule in repro.experiments.stats
@@ -30,6 +30,12 @@ SUMMARY_METRICS = (ts.M_VAL_PPL, ts.M_TOKENS_PER_S,
                    ts.M_DROP, ts.M_DROP_MEAN,
                    *(ts.routing_metric(ts.VAL, s) for s in (ts.S_ENTROPY, ts.S_Z)),
                    ts.M_MAX_SPIKE, ts.M_DIVERGED)
+
+
+def is_check_output(name: str) -> bool:
+    """Whether a file of ``results/<experiment>/<scale>/`` is written by ``repro check`` (a
+    check replaces all of these; other files there, e.g. sweep summaries, are kept)."""
+    return name in ("claims.md", "claims.json", "summary.csv") or name.endswith(".png")
 
 
 class MissingRunsError(RuntimeError):
@@ -45,7 +51,7 @@ def extra_seeds(exp: Experiment, uri: str) -> list[int]:
     MLflow experiment: shared arms are tagged with the experiment that trained them first);
     `repro check` tries them, so an experiment grown by `repro run --seeds auto` is checked on
     every seed it has."""
-    flt = f"tags.`{ts.T_SCALE}` = '{exp.scale}' and tags.`{ts.T_KIND}` = 'train'"
+    flt = f"tags.`{ts.T_SCALE}` = '{exp.scale}' and tags.`{ts.T_ROLE}` = '{ts.ROLE_TRAIN}'"
     found = {int(r.data.tags[ts.T_SEED]) for r in ts.search_runs(uri, None, flt,
                                                                   statuses=("FINISHED",))
              if (r.data.tags.get(ts.T_SEED) or "").isdigit()}
@@ -151,9 +157,10 @@ def _find_by_tags(uri: str, rr: ResolvedRun):
 
 
 def evaluate_claims(exp: Experiment, uri: str, overrides: list[str] | None,
-                    seeds: list[int] | None, out: Path, partial: bool = True, echo=None):
-    """Collect the finished runs, run the eval-time studies (their figures go to ``out``) and
-    evaluate every claim: ``(results, claim_results, study_files)``.
+                    seeds: list[int] | None, out: Path, partial: bool = True, echo=None,
+                    write_to: Path | None = None):
+    """Collect the finished runs, run the eval-time studies (their figures go to ``write_to``,
+    default ``out``) and evaluate every claim: ``(results, claim_results, study_files)``.
 
     Some (arm, seed) runs missing: ``results.missing`` lists them and ``echo`` says so; unless
     ``partial``, IncompleteGridError is raised (before anything is written) when ``out`` already
@@ -186,13 +193,14 @@ def evaluate_claims(exp: Experiment, uri: str, overrides: list[str] | None,
                                       f"{exp.scale}` first, or pass --partial to overwrite it")
         if echo is not None:
             echo(f"[repro] partial check: {what}; results are marked partial")
-    out.mkdir(parents=True, exist_ok=True)
+    write_to = write_to or out
+    write_to.mkdir(parents=True, exist_ok=True)
     extra_files: list[Path] = []
     if exp.analyses:
         from repro.experiments.analyses import Context
 
         batches = list(dm.val_dataloader())
-        ctx = Context(batches=batches, out=out)
+        ctx = Context(batches=batches, out=write_to)
         for fn in exp.analyses:
             extra_files += fn(exp, results, ctx)
     return results, [c.evaluate(results) for c in exp.claims], extra_files
@@ -203,9 +211,13 @@ def check_experiment(exp: Experiment, uri: str | None = None, overrides: list[st
                      partial: bool = False, echo=print):
     uri = ts.resolve_uri(uri)
     out = out_dir or results_dir() / exp.name / exp.scale
-    results, claim_results, extra_files = evaluate_claims(exp, uri, overrides, seeds, out,
-                                                          partial=partial, echo=echo)
-    files = write_outputs(exp, results, claim_results, out, overrides) + extra_files
+    # every file of this check is written into a staging folder beside ``out`` and swapped in
+    # whole: a failure part-way (disk full, kill -9) never leaves a mix with the previous check
+    with staged_dir(out, owned=is_check_output) as stage:
+        results, claim_results, extra_files = evaluate_claims(
+            exp, uri, overrides, seeds, out, partial=partial, echo=echo, write_to=stage)
+        files = write_outputs(exp, results, claim_results, stage, overrides) + extra_files
+    files = [out / f.relative_to(stage) for f in files]
     _log_summary_run(exp, uri, files, claim_results, results)
     return claim_results, out
 
@@ -365,7 +377,7 @@ def _log_summary_run(exp: Experiment, uri: str, files: list[Path], claims,
     c = ts.client(uri)
     exp_id = ts.ensure_experiment(uri, exp.name)
     with tracked_run(c, exp_id, run_name=ts.run_name("summary", exp.scale),
-                     tags={ts.T_KIND: "summary", ts.T_EXPERIMENT: exp.name,
+                     tags={ts.T_ROLE: ts.ROLE_SUMMARY, ts.T_EXPERIMENT: exp.name,
                            ts.T_VERSION: exp.version, ts.T_SCALE: exp.scale,
                            ts.T_GIT: ts.git_sha()}) as run:
         for f in files:

@@ -14,6 +14,10 @@ Each child's output goes to ``runs/logs/NAME/SCALE/ARM-sSEED.log``; it reports i
 ``runner._report_to_parent``; removed once read), never through its printed text. SIGINT /
 SIGTERM are passed on: the children checkpoint, mark their runs KILLED and the same command
 resumes them.
+
+The parent prints the in-process path's run lines (``repro.lit.progress.RunCounter``: run i/N,
+arm, seed, the command's totals and the time left over N processes) when the pool starts a
+child and when it reaps one, from the pool's events and the child's result file.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ def run_parallel(grid: list[tuple[Experiment, str, int]], overrides: list[str], 
     Returns ``(outcomes, failed)``: the RunOutcome each child wrote to its result file, and one
     message per failed run (a failure the child reported, or a non-zero exit with its log)."""
     from repro.experiments.runner import RunOutcome
+    from repro.lit.progress import RunCounter
     from repro.pool import Job, run_pool
 
     threads = threads or max(1, (os.cpu_count() or 1) // jobs)
@@ -61,9 +66,12 @@ def run_parallel(grid: list[tuple[Experiment, str, int]], overrides: list[str], 
          f"{len(grid)} runs in {jobs} processes x {threads} thread(s); logs in "
          f"{log_path(grid[0][0], 'ARM', 0).parent.parent.parent if grid else 'runs/logs'}")
 
+    # the run lines of the in-process path (run i/N, totals, time left), from the pool's events
+    counter = RunCounter(grid, width=jobs)
+
     def started(job: Job, pid: int) -> None:
         exp, arm, seed = job.data
-        echo(f"[repro] {exp.name} arm={arm} seed={seed} scale={exp.scale} started (pid {pid})")
+        echo(counter.start(exp, arm, seed, f"started (pid {pid})"))
 
     def done(d) -> None:
         exp, arm, seed = d.job.data
@@ -73,14 +81,14 @@ def run_parallel(grid: list[tuple[Experiment, str, int]], overrides: list[str], 
             for o in mine:
                 o.seconds = d.seconds  # the child's wall time, start-up included
                 outcomes.append(o)
-                echo(f"[repro] {exp.name} {arm} seed {seed} -> {o.status}: val loss "
-                     f"{o.final_val_loss:.4f}, {o.seconds:.0f}s (run {o.run_id[:8]})")
+                echo(counter.finished(exp, arm, seed, o.status, f"val loss "
+                                      f"{o.final_val_loss:.4f}, {o.seconds:.0f}s (run "
+                                      f"{o.run_id[:8]})"))
             return
         why = "; ".join(res.get("failed", [])) or _last_line(d.job.log)
         failed.append(f"{exp.name} arm={arm} seed={seed}: exit {d.returncode}: {why[:200]} "
                       f"(log {d.job.log})")
-        echo(f"[repro] {exp.name} {arm} seed {seed} -> FAILED (exit {d.returncode}); log "
-             f"{d.job.log}")
+        echo(counter.finished(exp, arm, seed, "FAILED", f"exit {d.returncode}; log {d.job.log}"))
 
     run_pool([Job(child_command(exp, arm, seed, overrides, uri, force), log_path(exp, arm, seed),
                   env=env, result=log_path(exp, arm, seed).with_suffix(".result.json"),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from repro.experiments.check import VERDICT_RULE_ID
 from repro.experiments.stats import RULE
-from repro.paths import atomic_write_text, results_dir
+from repro.paths import atomic_write_text, results_dir, swap_leftover
 
 
 def write_report(root: Path | None = None) -> Path:
@@ -19,6 +19,8 @@ def write_report(root: Path | None = None) -> Path:
     root = root or results_dir()
     rows, smoke, controls = [], [], []
     for f in sorted(root.glob("*/*/claims.json")):
+        if swap_leftover(f.parent.name):  # a check's staging folder, never a result
+            continue
         d = json.loads(f.read_text())
         if d.get("scale") == "smoke":  # a pipeline check, not evidence: never in the report
             smoke.append(str(f.parent.relative_to(root)))

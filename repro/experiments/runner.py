@@ -53,7 +53,7 @@ class RunOutcome:
 
 
 def preflight(exp: Experiment, arms: list[str], overrides: list[str],
-              kind: str = "train") -> None:
+              role: str = ts.ROLE_TRAIN) -> None:
     """Everything checkable before the first MLflow run is created, for every arm of the command:
     the resolved config (domains, memory estimate), scale-out, device and precision, and each
     distinct data source (readable local files, a reachable hub)."""
@@ -64,7 +64,7 @@ def preflight(exp: Experiment, arms: list[str], overrides: list[str],
     sources = set()
     for arm in arms:
         run = exp.run_config(arm, overrides)
-        dist.check_run(run, kind)
+        dist.check_run(run, role)
         check_device(run)
         key = data_identity(run)
         if key not in sources:
@@ -95,13 +95,13 @@ def quiet_third_party() -> None:
 
 def train_one(exp: Experiment, arm: str, seed: int, overrides: list[str], uri: str,
               progress: bool = True, force: bool = False, *, extra_tags: dict | None = None,
-              callbacks: list | None = None, kind: str = "train",
+              callbacks: list | None = None, role: str = ts.ROLE_TRAIN,
               run_name: str | None = None) -> RunOutcome:
     """Train one (arm, seed) into its own MLflow run and return the outcome.
 
     ``extra_tags`` (e.g. ``mlflow.parentRunId`` for sweep trials), ``callbacks`` (e.g. an Optuna
     pruning callback) and ``kind`` (the ``repro.kind`` tag) let sweeps reuse this path. Reuse of a
-    finished run only applies to ``kind == "train"``.
+    finished run only applies to training runs (``role`` ROLE_TRAIN).
     """
 
     from repro import dist
@@ -109,17 +109,17 @@ def train_one(exp: Experiment, arm: str, seed: int, overrides: list[str], uri: s
 
     quiet_third_party()
     base = exp.run_config(arm, overrides)
-    dist.check_run(base, kind)
+    dist.check_run(base, role)
     check_device(base)
     dm = prepare_data(base, seed)
     rr = resolve_run(exp, arm, seed, overrides, dm)
     uri = ts.resolve_uri(uri)
-    train = kind == "train"  # sweep trials: no reuse, no resume, no checkpoints
+    train = role == ts.ROLE_TRAIN  # sweep trials: no reuse, no resume, no checkpoints
     if not dist.is_rank_zero(rr.config.trainer):  # DDP rank > 0: lockstep, write nothing
         return _train_rank_worker(rr, dm, uri, progress, callbacks, reuse=train and not force,
                                   checkpoints=train)
     exp_id = ts.ensure_experiment(uri, exp.name)
-    tags = {ts.T_KIND: kind, **(extra_tags or {})}
+    tags = {ts.T_ROLE: role, **(extra_tags or {})}
     if not train:
         return _train_rank0(rr, dm, uri, exp_id, tags, callbacks, progress, run_name,
                             resume_from=None, checkpoints=False)

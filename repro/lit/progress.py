@@ -9,6 +9,9 @@
   that rate (``StepClock``, pure logic, unit-tested). On a terminal it redraws one line; into a
   file or pipe it writes a line every 10%. It always ends its line before anything else prints
   (a Python warning during training clears the bar line first), so no message is glued onto it.
+* With ``repro run --jobs N`` the parent prints the same run lines from the process pool's
+  start and finish events (``RunCounter.start`` / ``finished``), with the suite's totals and
+  the time left over N processes.
 """
 
 from __future__ import annotations
@@ -196,34 +199,54 @@ class StepBar(ProgressBar):
 class RunCounter:
     """The line before each run: ``run 3/12 · ARM · seed S`` (``EXP / ARM`` across experiments)
     and, after the first, the command's totals: runs done and the estimated time left (the mean
-    wall time of the runs *trained* so far, times the runs to go; reused runs take ~0 s)."""
+    wall time of the runs *trained* so far, times the runs to go; reused runs take ~0 s).
 
-    def __init__(self, grid: list, clock=time.monotonic):
+    Runs may overlap (``repro run --jobs N``: ``width`` runs at a time): each is then started
+    and ended by its ``(exp, arm, seed)`` key (``start`` / ``done(status, key)``), ``finished``
+    gives its closing line, and the estimate counts what the running ones still need and
+    spreads the work over ``width`` processes."""
+
+    def __init__(self, grid: list, clock=time.monotonic, width: int = 1):
         self.grid = list(grid)
         self.n = len(self.grid)
         self.multi = len({getattr(e, "name", e) for e, _, _ in self.grid}) > 1
+        self.width = max(1, int(width))
         self.i = 0
         self.trained: list[float] = []
         self.reused = 0
         self.failed = 0
         self._clock = clock
         self._t0 = clock()
-        self._run_t0: float | None = None
+        self._open: dict[tuple, tuple[int, float]] = {}  # running: key -> (run number, start)
+        self._current: tuple | None = None  # the latest started run (one at a time: the run)
 
-    def start(self, exp, arm: str, seed: int) -> str:
+    @staticmethod
+    def key(exp, arm: str, seed: int) -> tuple:
+        return (getattr(exp, "name", exp), arm, seed)
+
+    def _name(self, exp, arm: str) -> str:
+        return f"{exp.name} / {arm}" if self.multi else arm
+
+    def start(self, exp, arm: str, seed: int, note: str = "") -> str:
+        """The run's opening line (``note``, e.g. ``started (pid N)``, before the totals)."""
         self.i += 1
-        self._run_t0 = self._clock()
-        name = f"{exp.name} / {arm}" if self.multi else arm
-        line = f"[repro] run {self.i}/{self.n} · {name} · seed {seed}"
+        k = self.key(exp, arm, seed)
+        self._open[k] = (self.i, self._clock())
+        self._current = k
+        line = f"[repro] run {self.i}/{self.n} · {self._name(exp, arm)} · seed {seed}"
         if not self.multi:
             line += f"  ({exp.name}, {exp.scale})"
+        if note:
+            line += f" {note}"
         if self.i > 1:
             line += f"  [{self.totals()}]"
         return line
 
-    def done(self, status: str) -> None:
-        """The current run ended: ``trained``, ``reused`` or ``failed``."""
-        secs = self._clock() - (self._run_t0 if self._run_t0 is not None else self._t0)
+    def done(self, status: str, key: tuple | None = None) -> None:
+        """A run ended (``key``, default the latest started): ``trained``, ``reused`` or
+        ``failed``."""
+        _, t0 = self._open.pop(key if key is not None else self._current, (0, self._t0))
+        secs = self._clock() - t0
         if status == "trained":
             self.trained.append(secs)
         elif status == "reused":
@@ -231,13 +254,27 @@ class RunCounter:
         else:
             self.failed += 1
 
+    def finished(self, exp, arm: str, seed: int, status: str, what: str = "") -> str:
+        """``done`` for one of overlapping runs, and its closing line: ``run 3/12 · ARM · seed S
+        -> trained: WHAT  [so far: ...]``."""
+        k = self.key(exp, arm, seed)
+        number = self._open.get(k, (0, 0.0))[0]
+        self.done(status, k)
+        return (f"[repro] run {number}/{self.n} · {self._name(exp, arm)} · seed {seed} -> "
+                f"{status}{': ' + what if what else ''}  [{self.totals()}]")
+
     def eta(self) -> float | None:
-        """Seconds the unfinished runs (the current one included) need, at the mean wall time
-        of the runs trained so far; None before the first trained run."""
+        """Seconds the unfinished runs need, at the mean wall time of the runs trained so far
+        (a running one: that mean less its time so far), over ``width`` processes; None before
+        the first trained run."""
         if not self.trained:
             return None
-        todo = self.n - len(self.trained) - self.reused - self.failed
-        return todo * sum(self.trained) / len(self.trained)
+        mean = sum(self.trained) / len(self.trained)
+        now = self._clock()
+        running = [max(mean - (now - t0), 0.0) for _, t0 in self._open.values()]
+        queued = self.n - len(self.trained) - self.reused - self.failed - len(running)
+        work = max(queued, 0) * mean + sum(running)
+        return work / max(1, min(self.width, max(queued, 0) + len(running)))
 
     def totals(self) -> str:
         """``suite: 2 trained, 1 reused, 0 failed; 4:10 elapsed, ~8:20 left for 9 runs``."""

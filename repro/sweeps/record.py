@@ -29,35 +29,41 @@ def storage_key(url: str) -> str:
     return hashlib.sha256(url.encode()).hexdigest()[:12]
 
 
-def ensure_parent(ctx) -> str:
-    from mlflow.entities import Param
-
+@contextlib.contextmanager
+def parent_run(ctx):
+    """The study's parent run for one sweep command, as a ``tracked_run``: reopened when the
+    study has one (resume), else created with its params. FINISHED when the block ends with
+    every trial done; KILLED with a reason when trials are left (``finalize``: time limit, or
+    an interruption); FAILED with a reason when the launcher crashed."""
     from repro.sweeps.study import redact
     from repro.tracking import store as ts
+    from repro.tracking.lifecycle import owner_tags, tracked_run
 
     uri = ctx.uri
     key = storage_key(ctx.url)
     found = ts.search_runs(uri, ctx.exp.name,
-                           f"tags.`{ts.T_KIND}` = 'sweep' and tags.`{T_STUDY}` = '{ctx.name}' "
-                           f"and tags.`{T_STORAGE}` = '{key}'")
+                           f"tags.`{ts.T_ROLE}` = '{ts.ROLE_SWEEP}' and "
+                           f"tags.`{T_STUDY}` = '{ctx.name}' and tags.`{T_STORAGE}` = '{key}'")
     c = ts.client(uri)
     if found:
-        run_id = sorted(found, key=lambda r: r.info.start_time)[0].info.run_id
-        c.update_run(run_id, status="RUNNING")
-        return run_id
+        previous = sorted(found, key=lambda r: r.info.start_time)[0]
+        with tracked_run(c, resume=previous) as run:
+            yield run
+        return
     exp_id = ts.ensure_experiment(uri, ctx.exp.name)
     tags = {ts.T_EXPERIMENT: ctx.exp.name, ts.T_VERSION: ctx.exp.version, ts.T_ARM: ctx.spec.arm,
-            ts.T_SCALE: ctx.spec.scale, ts.T_KIND: "sweep", ts.T_GIT: ts.git_sha(),
-            T_STUDY: ctx.name, T_STORAGE: key, N.T_STORAGE_URL: redact(ctx.url)}
-    run = c.create_run(exp_id, tags=tags, run_name=ts.run_name(
-        f"sweep-{ctx.spec.arm}-{ctx.space.name}", ctx.spec.scale))
-    params = {"sweep.space": ctx.space.name, "sweep.arm": ctx.spec.arm,
-              "sweep.scale": ctx.spec.scale, "sweep.study": ctx.name,
-              "sweep.seed": ctx.seed, "sweep.overrides": json.dumps(list(ctx.overrides))}
-    for p in ctx.params:
-        params[f"space.{p.path}"] = p.describe()
-    c.log_batch(run.info.run_id, params=[Param(k, str(v)[:500]) for k, v in params.items()])
-    return run.info.run_id
+            ts.T_SCALE: ctx.spec.scale, ts.T_ROLE: ts.ROLE_SWEEP, ts.T_GIT: ts.git_sha(),
+            T_STUDY: ctx.name, T_STORAGE: key, N.T_STORAGE_URL: redact(ctx.url),
+            **owner_tags()}
+    with tracked_run(c, exp_id, tags=tags, run_name=ts.run_name(
+            f"sweep-{ctx.spec.arm}-{ctx.space.name}", ctx.spec.scale)) as run:
+        params = {"sweep.space": ctx.space.name, "sweep.arm": ctx.spec.arm,
+                  "sweep.scale": ctx.spec.scale, "sweep.study": ctx.name,
+                  "sweep.seed": ctx.seed, "sweep.overrides": json.dumps(list(ctx.overrides))}
+        for p in ctx.params:
+            params[f"space.{p.path}"] = p.describe()
+        run.log_params(params)
+        yield run
 
 
 def close_dead_trial_runs(ctx, echo=print) -> list:
@@ -75,7 +81,8 @@ def close_dead_trial_runs(ctx, echo=print) -> list:
                 f"{t.get(T_TRIAL, '?')} was RUNNING; the study re-queued the trial")
 
     closed = ts.mark_stale(ctx.uri, ctx.exp.name, filter_string=(
-        f"tags.`{ts.T_KIND}` = 'trial' and tags.`{T_STUDY}` = '{ctx.name}'"), reason=reason,
+        f"tags.`{ts.T_ROLE}` = '{ts.ROLE_TRIAL}' and tags.`{T_STUDY}` = '{ctx.name}'"),
+        reason=reason,
         tags={T_TRIAL_STATE: "FAIL"})
     if closed:
         echo(f"[sweep] marked {len(closed)} trial run(s) left RUNNING by dead workers FAILED "
@@ -136,9 +143,12 @@ def result_path(ctx) -> Path:
             f"sweep-{ctx.spec.arm}-{ctx.space.name}.json")
 
 
-def finalize(ctx, parent_run_id: str, echo=print) -> dict:
+def finalize(ctx, parent, echo=print) -> dict:
+    """Write the summary (results/ file, the parent run's tags, metrics, plots); ``parent`` is
+    the ``parent_run`` TrackedRun, told to end KILLED when trials are left unfinished."""
     from repro.tracking import store as ts
 
+    parent_run_id = parent.run_id
     s = summarize(ctx)
     out = result_path(ctx)
     atomic_write_text(out, json.dumps(s, indent=1, default=str) + "\n")
@@ -162,7 +172,10 @@ def finalize(ctx, parent_run_id: str, echo=print) -> dict:
         for path in plots(ctx.study, Path(td), len(ctx.params), echo=echo):
             c.log_artifact(parent_run_id, str(path), artifact_path="plots")
     unfinished = s["counts"]["running"] + s["counts"]["waiting"]
-    c.set_terminated(parent_run_id, "FINISHED" if unfinished == 0 else "KILLED")
+    if unfinished:
+        parent.end_as("KILLED", f"{unfinished} of {ctx.spec.trials} trials unfinished "
+                      f"({s['counts']['running']} running, {s['counts']['waiting']} waiting); "
+                      "rerun the same command to continue the study")
     b = s["best"]
     st = s["steps"]
     echo(f"[sweep] {s['counts']['complete']} complete, {s['counts']['pruned']} pruned, "

@@ -48,6 +48,7 @@ from repro.tracking.names import (  # Optuna trial user attributes
     A_SECONDS,
     A_SLOT,
     A_STEPS,
+    ROLE_TRIAL,
 )
 
 HEARTBEAT_S = 20
@@ -229,15 +230,23 @@ def top_up(ctx: Context, n_total: int) -> int:
 
 
 def claim(study) -> int | None:
-    """Atomically move one WAITING trial to RUNNING; its trial id, or None if none is left."""
+    """Atomically move one WAITING trial to RUNNING; its trial id, or None if none is left.
+
+    Optuna's compare-and-set (``set_trial_state_values(RUNNING)`` succeeds only on a WAITING
+    trial) reads the state with ``SELECT ... FOR UPDATE``, which SQLite ignores: two workers can
+    both read WAITING and both "claim" the same trial, and the second to finish it dies with
+    ``UpdateFinishedTrialError``. On a sqlite storage the read-and-set therefore runs under the
+    storage's file lock (the one ``top_up`` takes); server RDBs honour FOR UPDATE."""
     storage = study._storage
-    for t in storage.get_all_trials(study._study_id, deepcopy=False,
-                                    states=(TrialState.WAITING,)):
-        try:
-            if storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
-                return t._trial_id
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue
+    rdb = getattr(storage, "_backend", storage)  # optuna wraps an RDBStorage in _CachedStorage
+    with storage_lock(getattr(rdb, "url", "")):
+        for t in storage.get_all_trials(study._study_id, deepcopy=False,
+                                        states=(TrialState.WAITING,)):
+            try:
+                if storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
+                    return t._trial_id
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue
     return None
 
 
@@ -346,7 +355,7 @@ def run_trial(ctx: Context, trial_id: int, parent_run_id: str, echo=print) -> Tr
                     T_STUDY: ctx.name}
             out = train_one(ctx.exp, ctx.spec.arm, ctx.seed, overrides, ctx.uri,
                             progress=ctx.spec.progress, extra_tags=tags, callbacks=[cb],
-                            kind="trial",
+                            role=ROLE_TRIAL,
                             run_name=ts.run_name(f"{ctx.spec.arm}-trial-{number}",
                                                  ctx.spec.scale))
             trial.set_user_attr(A_RUN, out.run_id)
@@ -482,7 +491,7 @@ def sweep(spec: SweepSpec, echo=print) -> dict:
 
     exp = get_experiment(spec.experiment, spec.scale)
     exp.arm(spec.arm)
-    preflight(exp, [spec.arm], list(spec.overrides), kind="trial")  # before storage and runs
+    preflight(exp, [spec.arm], list(spec.overrides), role=ROLE_TRIAL)  # before storage and runs
     ctx = Context(spec)
     prepare_data(ctx.base, ctx.seed)  # data errors fail here once, caches are built once
     reaped = reap(ctx)
@@ -494,15 +503,15 @@ def sweep(spec: SweepSpec, echo=print) -> dict:
     echo(f"[sweep] {spec.trials} trials: {c['complete']} complete, {c['pruned']} pruned, "
          f"{c['failed']} failed, {c['running']} running elsewhere, {c['waiting']} to run "
          f"({added} new{f', {reaped} re-queued from dead workers' if reaped else ''})")
-    parent = record.ensure_parent(ctx)
     deadline = time.time() + spec.timeout if spec.timeout else None
-    try:
-        if spec.workers == 1:
-            work(ctx, parent, deadline, echo=echo)
-        else:
-            run_workers(spec, ctx, parent, deadline, echo=echo)
-    finally:
-        summary = record.finalize(ctx, parent, echo=echo)
+    with record.parent_run(ctx) as parent:  # FINISHED / KILLED / FAILED with a reason
+        try:
+            if spec.workers == 1:
+                work(ctx, parent.run_id, deadline, echo=echo)
+            else:
+                run_workers(spec, ctx, parent.run_id, deadline, echo=echo)
+        finally:
+            summary = record.finalize(ctx, parent, echo=echo)
     return summary
 
 

@@ -5,7 +5,8 @@
     # FINISHED on a clean exit; on an exception the run is marked and the exception goes on:
     #   an interruption (Ctrl-C, SIGTERM, a class in ``interrupts``) -> KILLED
     #   anything else (a diverged loss, a crash)                      -> FAILED
-    # each with a one-line ``repro.failure_reason`` tag
+    # each with a one-line ``repro.failure_reason`` tag; ``run.end_as(status, reason)`` ends a
+    # clean exit otherwise (a sweep stopped by its time limit with trials left: KILLED)
 
 Reopening (``resume=`` an interrupted run) keeps its run id: this process takes ownership (pid,
 host, since) *before* the run shows RUNNING again, so that a concurrent stale check never sees
@@ -40,6 +41,12 @@ class TrackedRun:
     client: object
     run_id: str
     resumed: bool  # an interrupted run reopened, not a fresh one
+    outcome: tuple[str, str] | None = None  # (status, reason) for a clean exit (``end_as``)
+
+    def end_as(self, status: str, reason: str) -> None:
+        """End the block, when it exits cleanly, as ``status`` with a one-line reason instead of
+        FINISHED (e.g. KILLED: a sweep stopped by its time limit with trials left to run)."""
+        self.outcome = (status, reason)
 
     def log_params(self, params: dict) -> None:
         """Params as strings cut to MLflow's 500 characters, in one batch."""
@@ -98,4 +105,9 @@ def tracked_run(client, exp_id: str | None = None, *, tags: dict | None = None,
         client.set_tag(run.run_id, ts.T_FAIL, failure_reason(e))
         client.set_terminated(run.run_id, "FAILED")
         raise
-    client.set_terminated(run.run_id, "FINISHED")
+    if run.outcome is not None:
+        status, reason = run.outcome
+        client.set_tag(run.run_id, ts.T_FAIL, reason[:400])
+        client.set_terminated(run.run_id, status)
+    else:
+        client.set_terminated(run.run_id, "FINISHED")

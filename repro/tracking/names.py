@@ -23,7 +23,11 @@ T_GIT = "repro.git_sha"
 T_HASH = "repro.config_hash"
 T_KEY = "repro.run_key"
 T_SCALE = "repro.scale"
-T_KIND = "repro.kind"  # train | summary | sweep | trial
+T_KIND = "repro.kind"  # the run's role: one of ROLES below (tag name kept for old stores)
+T_ROLE = T_KIND
+ROLE_TRAIN, ROLE_SUMMARY, ROLE_SWEEP, ROLE_TRIAL = "train", "summary", "sweep", "trial"
+ROLES = (ROLE_TRAIN, ROLE_SUMMARY, ROLE_SWEEP, ROLE_TRIAL)  # training run, `repro check`'s
+# summary, a sweep's parent run, one sweep trial
 T_FAIL = "repro.failure_reason"
 T_PID = "repro.pid"
 T_HOST = "repro.host"

@@ -17,7 +17,7 @@ from repro.paths import runs_dir
 
 # every tag / metric / table name: repro.tracking.names (re-exported here as ts.T_*, ts.M_*, ...)
 from repro.tracking.names import *  # noqa: F403
-from repro.tracking.names import T_FAIL, T_HOST, T_KEY, T_KIND, T_PID, T_PID_SINCE
+from repro.tracking.names import ROLE_TRAIN, T_FAIL, T_HOST, T_KEY, T_KIND, T_PID, T_PID_SINCE
 
 CHECKED_BY_MAX = 50  # ... at most this many summary run ids in T_CHECKED_BY (33 characters each)
 TAG_MAX = 8000  # characters in one MLflow tag value
@@ -194,7 +194,7 @@ def find_finished(uri: str, experiment: str | None, run_key: str):
     """A FINISHED training run with this run key, in ``experiment`` or (None) in any experiment:
     a run key fixes config, data and seed, so one run serves every experiment that needs it."""
     runs = search_runs(uri, experiment,
-                       f"tags.`{T_KEY}` = '{run_key}' and tags.`{T_KIND}` = 'train'",
+                       f"tags.`{T_KEY}` = '{run_key}' and tags.`{T_KIND}` = '{ROLE_TRAIN}'",
                        statuses=("FINISHED",))
     # the newest wins: `repro run --force` retrains a run key and supersedes the older run
     return max(runs, key=lambda r: r.info.start_time or 0) if runs else None
@@ -204,7 +204,7 @@ def find_resumable(uri: str, run_key: str):
     """The latest unfinished training run with this run key that no live process owns: FAILED,
     KILLED, or RUNNING with a dead pid on this host. Call with the run key's lock held."""
     runs = search_runs(uri, None,
-                       f"tags.`{T_KEY}` = '{run_key}' and tags.`{T_KIND}` = 'train'",
+                       f"tags.`{T_KEY}` = '{run_key}' and tags.`{T_KIND}` = '{ROLE_TRAIN}'",
                        statuses=("RUNNING", "FAILED", "KILLED"))
     runs = [r for r in runs if r.info.status != "RUNNING" or is_stale(r)]
     return max(runs, key=lambda r: r.info.start_time or 0) if runs else None
