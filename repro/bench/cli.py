@@ -30,6 +30,8 @@ def add_arguments(sp) -> None:
                     help="merge into the existing CSV, replacing only the re-measured rows")
     sp.add_argument("--out", default="", help="output folder (default: the project's "
                     "results/bench; see README 'Where runs and results live')")
+    sp.add_argument("--threads", type=int, default=None,
+                    help="intra-op CPU threads (default: torch's, at most the cores)")
     sp.add_argument("--peers", action="store_true",
                     help="also time transformers 5's OLMoE / Qwen3-MoE blocks on the same "
                     "weights (topk cases; needs the optional extra: pip install "
@@ -120,7 +122,7 @@ def _spec_kwargs(args) -> dict:
         kw["backends"] = bs  # loop always runs once as the reference; timed only if listed
     if args.experts:
         kw["experts"] = _ints(args.experts, "--experts")
-    for name in ("tokens", "d_model", "hidden", "reps"):
+    for name in ("tokens", "d_model", "hidden", "reps", "threads"):
         v = getattr(args, name)
         if v is not None:
             if v < 1:
