@@ -158,7 +158,14 @@ def test_static_rule_grouped_mm_first_then_bmm_by_padding():
     skewed = _assign([120, 4, 2, 2])  # E * max / A = 3.75 > BMM_MAX_PAD
     assert 4 * 120 / 128 > BMM_MAX_PAD
     assert m.dispatch_backend(xf, balanced) == "grouped_mm"  # D=16, F=8: aligned fp32 rows
-    assert m.dispatch_backend(xf, _assign([32] * 4, full=True)) == "bmm"  # expert-major full
+    threads = torch.get_num_threads()
+    try:  # expert-major full slots (EC): grouped_mm on one CPU thread, bmm on more
+        torch.set_num_threads(2)
+        assert m.dispatch_backend(xf, _assign([32] * 4, full=True)) == "bmm"
+        torch.set_num_threads(1)
+        assert m.dispatch_backend(xf, _assign([32] * 4, full=True)) == "grouped_mm"
+    finally:
+        torch.set_num_threads(threads)
     odd = MoEFFN(moe_cfg("topk", backend="static", n_experts=4, d_expert=6), D)  # 24-byte rows
     assert odd.dispatch_backend(xf, balanced) == "bmm"
     assert odd.dispatch_backend(xf, skewed) == "loop"

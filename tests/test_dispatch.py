@@ -97,6 +97,10 @@ def test_probe_off_by_env_and_while_compiling_takes_the_static_rule(monkeypatch)
     monkeypatch.setattr(dispatch, "POLICY", policy)
     m(x)
     assert policy.decisions == {}
+    monkeypatch.delenv(dispatch.PROBE_ENV)  # unset: the probe is opt-in
+    assert not dispatch.AutoPolicy(timer=boom, disk=False).probing
+    m(x)
+    assert policy.decisions == {}
     monkeypatch.setenv(dispatch.PROBE_ENV, "1")
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
     m(x)

@@ -25,40 +25,42 @@ up to float rounding; tests):
   ``torch.bmm``, with the permute fused into the slot layout; when every expert holds exactly C
   rows (Expert Choice) the sorted rows are the slots and nothing is padded.
 
-Backend policy (``MoEConfig.backend``): a named backend always runs; ``static`` runs the rule
-below; ``auto`` (the default) measures.
+Backend policy (``MoEConfig.backend``): a named backend always runs; ``static`` and ``auto`` (the
+default) run the rule below, derived from measurement; with ``REPRO_DISPATCH_PROBE=1`` ``auto``
+measures each shape instead (opt-in, see "Why the probe is opt-in").
 
-* **What ``auto`` measures.** On the first call of a shape, each eligible backend (``grouped_mm``
-  where it runs; ``bmm`` unless its padding exceeds ``BMM_MAX_PAD``; ``loop``) runs ``warmup`` +
-  ``reps`` (1 + 3) times on that call's own input, routing and weights, forward + backward when
-  autograd is on (forward only under ``no_grad`` / inference mode), in rotating order; the
-  lowest median wall time wins. It runs on detached copies with a dense incoming gradient and
-  draws no random numbers, so the real step's graph, gradients and RNG stream are untouched, and
-  it is skipped while ``torch.compile`` traces (the rule answers, uncached). Numerics do not
-  depend on the choice beyond float rounding: every backend gives the same outputs and gradients
-  (tests).
+* **Static rule**: expert-major full slots (Expert Choice) -> ``grouped_mm`` on a 1-thread CPU,
+  else ``bmm`` (a free view of the sorted rows); token-choice routers -> ``grouped_mm`` where it
+  runs; else ``bmm`` while E * (largest group) <= ``BMM_MAX_PAD`` x routed rows; else ``loop``.
+  Measured (CPU fp32, D=256, 8192 tokens, activated hidden 2048, fwd+bwd, ratio to the fair
+  dense reference): results/bench/cpu-1thread (quiet machine): ``grouped_mm`` beat ``bmm`` in all
+  12 token-choice and 3 EC shapes at E8 / E16 / E64 (top-k E64 k8 1.50 vs 1.84, EC E64 1.42 vs
+  1.50); results/bench/fair-dense (2 threads, loaded): ``bmm`` won for EC (E8 / E64 1.07 / 1.26
+  vs 1.14 / 1.37) and was within 4% for the token-choice routers where it won.
+* **What the probe measures** (``REPRO_DISPATCH_PROBE=1``). On the first call of a shape, each
+  eligible backend (``grouped_mm`` where it runs; ``bmm`` unless its padding exceeds
+  ``BMM_MAX_PAD``; ``loop``) runs ``warmup`` + ``reps`` (1 + 3) times on that call's own input,
+  routing and weights, forward + backward when autograd is on (forward only under ``no_grad`` /
+  inference mode), in rotating order; the lowest median wall time wins. It runs on detached
+  copies with a dense incoming gradient and draws no random numbers, so the real step's graph,
+  gradients and RNG stream are untouched, and it is skipped while ``torch.compile`` traces (the
+  rule answers, uncached). Numerics do not depend on the choice beyond float rounding: every
+  backend gives the same outputs and gradients (tests).
 * **Cache key** (``probe_key``): device, compute dtype (autocast's when on), E, D, F, routed rows
   rounded up to a power of two, layout (expert-major full slots / capacity / routed) with the
   ``bmm`` padding rounded up to a power of two, intra-op threads, fwd or fwd+bwd, activation
   name. Decisions live in ``POLICY`` for the process and in
   ``runs/cache/dispatch/auto-torch<version>-<cpu model>.json``: the first process on a machine
   to meet a shape measures it (under a file lock, so concurrent ``--jobs`` processes wait and
-  reuse its answer) and every later process, a resumed run included, takes the stored answer.
-  That keeps one run's numerics on one backend across kill/resume (resume is bitwise exact),
-  at the price that a decision timed on a loaded machine outlives the load: delete the file to
-  re-measure. ``REPRO_DISPATCH_CACHE=0`` keeps decisions in the process only. An unreadable or
-  malformed file is ignored.
-* **Static rule** (``REPRO_DISPATCH_PROBE=0``, ``backend=static``, compile tracing; tests run
-  with it): expert-major full slots (Expert Choice) -> ``bmm``; else ``grouped_mm`` where it runs;
-  else ``bmm`` while E * (largest group) <= ``BMM_MAX_PAD`` x routed rows; else ``loop``. Derived
-  from results/bench/fair-dense-1thread and fair-dense (CPU, fp32, D=256, 8192 tokens, H=2048,
-  fwd+bwd vs the fair dense reference, machine loaded): ``grouped_mm`` beat ``bmm`` for the
-  token-choice routers (top-k, Switch, GShard, noisy top-k; E8 and E64) in 8 of 8 cases at
-  1 thread (e.g. top-k E64 k8 1.27 vs 1.55) and in 4 of 8 at 2 threads, by up to 14% (it lost the
-  other 4 by 0.4-4%); for Expert Choice ``bmm`` tied at 1 thread (E8 / E64: 1.10 / 1.24 vs
-  ``grouped_mm`` 1.09 / 1.24) and won at 2 (1.07 / 1.26 vs 1.14 / 1.37). The order changes with
-  threads and load, hence the probe. The earlier rule (``bmm`` whenever padding <= 3, from the
-  contended results/bench/bench-cpu-torch2.13.0.csv) lost to ``grouped_mm`` at E64 in both.
+  reuse its answer) and every later process, a resumed run included, takes the stored answer, so
+  one run stays on one backend across kill/resume. Delete the file to re-measure;
+  ``REPRO_DISPATCH_CACHE=0`` keeps decisions in the process only. A malformed file is ignored.
+* **Why the probe is opt-in.** In results/bench/cpu-1thread the probe (1 + 3 calls per backend,
+  on the first call of each shape) picked ``bmm`` in 4 of 12 token-choice shapes where the timed
+  rounds that followed found ``grouped_mm`` faster by 3-23% (top-k E64: probe 1600 vs 1699 ms
+  for bmm vs grouped_mm, then 1.84 vs 1.50 in the timed rounds): a first-call measurement of a
+  few repetitions does not predict steady-state speed well enough yet, and the rule was right in
+  every token-choice shape there.
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ from repro.layers.moe_config import BACKENDS  # noqa: F401  (the config values; 
 
 Act = Callable[[torch.Tensor], torch.Tensor]
 
-PROBE_ENV = "REPRO_DISPATCH_PROBE"  # "0": auto never measures, it takes the static rule
+PROBE_ENV = "REPRO_DISPATCH_PROBE"  # "1": auto measures (opt-in); unset / "0": the static rule
 CACHE_ENV = "REPRO_DISPATCH_CACHE"  # "0": auto keeps its decisions in the process only
 # static rule: without grouped_mm, bmm while E * (largest group) <= BMM_MAX_PAD * routed rows
 BMM_MAX_PAD = 3.0
@@ -224,8 +226,12 @@ def static_backend(xf: torch.Tensor, s: Assignments, d_expert: int) -> str:
     expert-major full slots (Expert Choice) -> ``bmm`` (a free view); else ``grouped_mm`` where
     this torch build runs it for the device, dtype and widths; else ``bmm`` while the padding to
     the largest group costs at most ``BMM_MAX_PAD`` x the routed rows, else ``loop``."""
-    if s.full:
-        return "bmm"
+    if s.full:  # Expert Choice: its sorted rows already are the [E, C, D] slots
+        # results/bench/cpu-1thread (quiet, D=256, 8192 tokens, fwd+bwd): at one CPU thread
+        # grouped_mm beat bmm for EC at E8 / E64 (1.085 / 1.424 vs 1.131 / 1.503); at two
+        # threads bmm won (results/bench/fair-dense: 1.07 / 1.26 vs 1.14 / 1.37)
+        one_thread = xf.device.type == "cpu" and torch.get_num_threads() == 1
+        return "grouped_mm" if one_thread and grouped_mm_ok(xf, d_expert) else "bmm"
     if grouped_mm_ok(xf, d_expert):
         return "grouped_mm"
     return "bmm" if padding(s) <= BMM_MAX_PAD else "loop"
@@ -295,7 +301,7 @@ class AutoPolicy:
 
     @property
     def probing(self) -> bool:
-        return self._probe if self._probe is not None else os.environ.get(PROBE_ENV, "1") != "0"
+        return self._probe if self._probe is not None else os.environ.get(PROBE_ENV, "0") == "1"
 
     @property
     def on_disk(self) -> bool:
