@@ -220,9 +220,9 @@ class ComponentRegistry(Registry):
     registry is complete however it was imported and torch loads only when a component is needed.
     """
 
-    def __init__(self, kind: str, *, base: type, config_base: type,
+    def __init__(self, label: str, *, base: type, config_base: type,
                  load: Callable[[], object] | None = None):
-        super().__init__(kind, base=base)
+        super().__init__(label, base=base)
         self.config_base = config_base
         self._load = load
         self._loading = False
@@ -243,7 +243,7 @@ class ComponentRegistry(Registry):
         name = vars(cfg).get("KIND") if isinstance(cfg, type) else None
         if not name:
             what = cls.__name__ if isinstance(cls, type) else type(cls).__name__ + " instance"
-            raise RegistryError(f"{self.kind} {what}: its Config has no name; name the config "
+            raise RegistryError(f"{self.label} {what}: its Config has no name; name the config "
                                 f"with @variant(\"name\") in its torch-free config module")
         return self.register(name, cls)
 
@@ -251,16 +251,16 @@ class ComponentRegistry(Registry):
         cfg = vars(cls).get("Config")
         if not (isinstance(cfg, type) and issubclass(cfg, self.config_base)
                 and cfg is not self.config_base):
-            raise RegistryError(f"{self.kind} {name!r}: {cls.__name__} needs its own Config, a "
+            raise RegistryError(f"{self.label} {name!r}: {cls.__name__} needs its own Config, a "
                                 f"@config subclass of {self.config_base.__name__}")
         registered = vars(cfg).get("KIND")
         if registered is None:
             try:
                 variant(name)(cfg)
             except TypeError as e:
-                raise RegistryError(f"{self.kind} {name!r}: {e}") from None
+                raise RegistryError(f"{self.label} {name!r}: {e}") from None
         elif registered != name:
-            raise RegistryError(f"{self.kind} {name!r}: its Config {cfg.__name__} is named "
+            raise RegistryError(f"{self.label} {name!r}: its Config {cfg.__name__} is named "
                                 f"{registered!r}; use one name (register the class with .add, "
                                 "which takes its Config's)")
         cls.KIND = name

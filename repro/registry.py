@@ -25,8 +25,8 @@ class RegistryError(KeyError):
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str, *, base: type | None = None):
-        self.kind = kind  # human name used in messages, e.g. "router"
+    def __init__(self, label: str, *, base: type | None = None):
+        self.label = label  # what the entries are, for messages, e.g. "router"
         self.base = base  # when set, only subclasses of it may be registered
         self._items: dict[str, T] = {}
 
@@ -35,12 +35,12 @@ class Registry(Generic[T]):
         if obj is None:
             return lambda o: self.register(name, o)  # type: ignore[return-value]
         if not name or not isinstance(name, str):
-            raise RegistryError(f"{self.kind} name must be a non-empty string, got {name!r}")
+            raise RegistryError(f"{self.label} name must be a non-empty string, got {name!r}")
         if name in self._items:
-            raise RegistryError(f"duplicate {self.kind} name {name!r}: already registered")
+            raise RegistryError(f"duplicate {self.label} name {name!r}: already registered")
         if self.base is not None and not (isinstance(obj, type) and issubclass(obj, self.base)):
             got = obj.__name__ if isinstance(obj, type) else type(obj).__name__ + " instance"
-            raise RegistryError(f"{self.kind} {name!r}: {got} is not a subclass of "
+            raise RegistryError(f"{self.label} {name!r}: {got} is not a subclass of "
                                 f"{self.base.__name__}; derive it from {self.base.__name__}")
         self._stamp(name, obj)
         self._items[name] = obj
@@ -71,7 +71,7 @@ class Registry(Generic[T]):
         where = f"{field}: " if field else ""
         close = difflib.get_close_matches(str(name), list(self._items), n=3, cutoff=0.5)
         hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-        return (f"{where}unknown {self.kind} {name!r}{hint} "
+        return (f"{where}unknown {self.label} {name!r}{hint} "
                 f"(choose one of: {', '.join(sorted(self._items))})")
 
     def names(self) -> list[str]:

@@ -100,8 +100,8 @@ def train_one(exp: Experiment, arm: str, seed: int, overrides: list[str], uri: s
     """Train one (arm, seed) into its own MLflow run and return the outcome.
 
     ``extra_tags`` (e.g. ``mlflow.parentRunId`` for sweep trials), ``callbacks`` (e.g. an Optuna
-    pruning callback) and ``kind`` (the ``repro.kind`` tag) let sweeps reuse this path. Reuse of a
-    finished run only applies to training runs (``role`` ROLE_TRAIN).
+    pruning callback) and ``role`` (the ``repro.kind`` tag: names.ROLES) let sweeps reuse this
+    path. Reuse of a finished run only applies to training runs (``role`` ROLE_TRAIN).
     """
 
     from repro import dist

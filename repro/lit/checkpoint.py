@@ -181,17 +181,17 @@ class FaultInjection(L.Callback):
 
     def __init__(self, spec: str | None = None):
         spec = spec if spec is not None else os.environ.get("REPRO_FAULT", "")
-        self.kind, _, at = spec.partition("@")
+        self.fault, _, at = spec.partition("@")
         self.at = int(at) if at.isdigit() else -1
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if self.kind == "nan" and trainer.global_step == self.at:
+        if self.fault == "nan" and trainer.global_step == self.at:
             with torch.no_grad():
                 list(pl_module.parameters())[-1].fill_(float("nan"))  # output side
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if trainer.global_step != self.at:
             return
-        sig = {"kill": signal.SIGKILL, "term": signal.SIGTERM, "int": signal.SIGINT}.get(self.kind)
+        sig = {"kill": signal.SIGKILL, "term": signal.SIGTERM, "int": signal.SIGINT}.get(self.fault)
         if sig is not None:
             os.kill(os.getpid(), sig)
