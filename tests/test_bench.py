@@ -232,3 +232,14 @@ def test_bench_peers_without_transformers_is_one_line(monkeypatch, capsys):
     assert main(["bench", "--quick", "--peers"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--peers: transformers is not installed" in err
+
+
+def test_precision_trial_runs_both_precisions_on_identical_models():
+    from repro.bench.precision import precision_trial
+
+    rows = precision_trial(methods=("dense", "topk"), rounds=1, steps=1, scale="smoke",
+                           echo=lambda *_: None)
+    assert [r["method"] for r in rows] == ["dense", "topk"]
+    for r in rows:
+        assert r["fp32_tok_s"] > 0 and r["bf16_tok_s"] > 0 and r["steps"] == 3
+        assert abs(r["ce_fp32"] - r["ce_bf16"]) < 0.05  # same init, same data: bf16 rounding only
