@@ -13,7 +13,8 @@ import socket
 from pathlib import Path
 
 import pytest
-from _forkcli import fork_cli, seed_store
+
+from tests._forkcli import fork_cli, seed_store
 
 SMOKE = ["--scale", "smoke"]
 SHZ = ["run", "shazeer-balance-ablation", *SMOKE, "--no-progress"]  # all arms noisy top-2 of 16
