@@ -18,7 +18,9 @@ from repro.tracking import names as N
 
 
 @dataclass
-class Context:
+class AnalysisContext:
+    """What ``repro check`` hands every analysis: the validation data and the folder for plots."""
+
     batches: list  # validation (x, y) batches
     out: Path
 
@@ -74,7 +76,7 @@ def pruning(arms: tuple[str, ...], ratios=(1.0, .8, .6, .5, .4, .3, .2, .1, .05)
             score: str = "silu"):
     """MoNE training-free pruning curve: metrics prune_loss@rho and prune_delta@rho."""
 
-    def run(exp, results: Results, ctx: Context) -> list[Path]:
+    def run(exp, results: Results, ctx: AnalysisContext) -> list[Path]:
         from repro.analysis import studies as S  # lazy: torchmetrics
         per_arm: dict[str, list[dict[float, float]]] = {}
         for arm, _seed, rec, model in _models(results, arms):
@@ -95,7 +97,7 @@ def pruning(arms: tuple[str, ...], ratios=(1.0, .8, .6, .5, .4, .3, .2, .1, .05)
 
 
 def expert_masking(arms: tuple[str, ...], fracs=(0.0, 1 / 16, 1 / 8, 1 / 4)):
-    def run(exp, results: Results, ctx: Context) -> list[Path]:
+    def run(exp, results: Results, ctx: AnalysisContext) -> list[Path]:
         from repro.analysis import studies as S  # lazy: torchmetrics
         per_arm: dict[str, list[dict[float, float]]] = {}
         for arm, _seed, rec, model in _models(results, arms):
@@ -115,7 +117,7 @@ def expert_masking(arms: tuple[str, ...], fracs=(0.0, 1 / 16, 1 / 8, 1 / 4)):
 def shared_knockout(arm: str, ks: tuple[int, ...] = ()):
     """Drop the shared expert (+1 routed) and vary the active routed count ([P-DSM] §4.5)."""
 
-    def run(exp, results: Results, ctx: Context) -> list[Path]:
+    def run(exp, results: Results, ctx: AnalysisContext) -> list[Path]:
         from repro.analysis import studies as S  # lazy: torchmetrics
         per_arm: dict[str, list[dict[float, float]]] = {}
         for a, _seed, rec, model in _models(results, (arm,)):
@@ -138,7 +140,7 @@ def shared_knockout(arm: str, ks: tuple[int, ...] = ()):
 def sparsity(arms: tuple[str, ...]):
     """NSAR(tau) and activation histograms: metrics nsar@tau, act_mean_abs."""
 
-    def run(exp, results: Results, ctx: Context) -> list[Path]:
+    def run(exp, results: Results, ctx: AnalysisContext) -> list[Path]:
         import torch  # lazy: defining experiments must not load torch
 
         from repro.analysis import studies as S  # lazy: torchmetrics
@@ -179,7 +181,7 @@ def sparsity(arms: tuple[str, ...]):
 def routing_load(arms: tuple[str, ...]):
     """Per-expert load on validation data (sorted, normalised), pooled over layers and seeds."""
 
-    def run(exp, results: Results, ctx: Context) -> list[Path]:
+    def run(exp, results: Results, ctx: AnalysisContext) -> list[Path]:
         import torch  # lazy: defining experiments must not load torch
 
         from repro.experiments.plots import plt
@@ -214,7 +216,7 @@ def experts_per_token(arms: tuple[str, ...]):
     """Experts-per-token histogram from the logged validation routing metrics (Expert Choice)."""
     bins = N.EPT_BINS
 
-    def run(exp, results: Results, ctx: Context) -> list[Path]:
+    def run(exp, results: Results, ctx: AnalysisContext) -> list[Path]:
         import torch  # lazy: defining experiments must not load torch
 
         from repro.experiments.plots import plt
@@ -252,7 +254,7 @@ def gate_mass(arms: tuple[str, ...]):
     p_e(x) [P-SW Eq. 2], ~1/E while the router is near-uniform, so the expert's contribution to
     the residual stream is scaled down by that factor; drops lower it further."""
 
-    def run(exp, results: Results, ctx: Context) -> list[Path]:
+    def run(exp, results: Results, ctx: AnalysisContext) -> list[Path]:
         import torch  # lazy: defining experiments must not load torch
 
         from repro.analysis import studies as S
