@@ -6,7 +6,8 @@ import pytest
 
 os.environ.setdefault("MALLOC_MMAP_MAX_", "0")
 # Dispatch ``auto`` takes its static rule in tests (no timing probe: deterministic and fast);
-# tests/test_dispatch.py drives the probe with a fake timer. Forked CLI children inherit this.
+# tests/layers/test_dispatch.py drives the probe with a fake timer. Forked CLI children inherit
+# this.
 os.environ.setdefault("REPRO_DISPATCH_PROBE", "0")
 
 # Tests never write into the checkout (or a user's store): before anything is imported, the whole

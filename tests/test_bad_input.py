@@ -13,7 +13,8 @@ import socket
 from pathlib import Path
 
 import pytest
-from _forkcli import fork_cli, seed_store
+
+from tests._forkcli import fork_cli, seed_store
 
 SMOKE = ["--scale", "smoke"]
 SHZ = ["run", "shazeer-balance-ablation", *SMOKE, "--no-progress"]  # all arms noisy top-2 of 16
@@ -439,8 +440,8 @@ class TestCommandLineWords:
     def test_truncated_final_weights_name_the_path(self, tmp_path):
         import torch
 
-        from repro.analysis.studies import load_model
         from repro.config import to_dict
+        from repro.experiments.studies import load_model
         from repro.lit.checkpoint import CheckpointError
         from repro.lit.config import RunConfig
         from repro.models.lm import LM

@@ -93,7 +93,7 @@ def _assert_verdicts_follow_the_rule(out_dir, claims_md):
         assert f"**{c['verdict']}**" in claims_md, c["name"]
         m = re.search(r"95% CI ([<>]) ([+-]?[0-9.eE+-]+)$", c["rule"])
         if m is None or c.get("ci95") is None or c["n"] < 2 or "every consecutive" in c["rule"]:
-            # a verdict combining several intervals is checked in test_claims.py
+            # a verdict combining several intervals is checked in tests/experiments/test_claims.py
             # (test_speedup_and_increasing_claims)
             continue
         half = sps.t.ppf(0.975, c["n"] - 1) * c["sd"] / math.sqrt(c["n"])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from _moe_factories import D, ffn_cfg, moe_cfg
 
 from repro.compute import (
     ACCOUNTANTS,
@@ -19,6 +18,7 @@ from repro.layers.finedeep import FinedeepConfig
 from repro.models import LM, ModelConfig
 from repro.routers import ROUTERS
 from repro.routers.noisy_topk import NoisyTopKRouterConfig
+from tests._moe_factories import D, ffn_cfg, moe_cfg
 
 CASES = {name: ffn_cfg(name) for name in FFN_BLOCKS.names()}
 CASES.update({f"moe:{r}": moe_cfg(r) for r in ROUTERS.names()})

@@ -13,10 +13,10 @@ import signal
 import socket
 
 import pytest
-from _forkcli import fork_cli, seed_store
-from _forkcli import reap as _reap
 
 from repro.cli import main
+from tests._forkcli import fork_cli, seed_store
+from tests._forkcli import reap as _reap
 
 EXP, ARM = "shazeer-balance-ablation", "imp0.1-load0.1"  # noisy top-2: routing noise uses the RNG
 STEPS = ["--set", "train.max_steps=20", "--set", "train.eval_every=6", "--set",

@@ -194,7 +194,7 @@ def test_postgres_sweep_two_workers_resume_and_dead_worker(pg_url, tmp_runs, mon
     # trial is FAILED by the heartbeat check and a retry with the same params runs
     monkeypatch.setattr(st, "HEARTBEAT_S", 1)
     monkeypatch.setattr(st, "GRACE_S", 2)
-    ctx = st.Context(_spec(pg_url, trials=4))
+    ctx = st.SweepContext(_spec(pg_url, trials=4))
     assert st.top_up(ctx, 4) == 1
     tid = st.claim(ctx.study)
     ctx.study._storage.set_trial_user_attr(tid, st.A_HOST, "another-machine")

@@ -1,7 +1,9 @@
-"""Eval-time analyses attached to experiments and run by ``repro check``.
+"""Eval-time analyses attached to experiments and run by ``repro check``: this module picks the
+runs, names the metrics and draws the plots; the measurements are the studies of
+``repro.experiments.studies``.
 
 Each factory returns ``fn(exp, results, ctx) -> list[Path]``: it loads the final weights of the
-relevant runs, runs a study from ``repro.analysis.studies``, stores per-run numbers in
+relevant runs, runs a study from ``repro.experiments.studies``, stores per-run numbers in
 ``RunRecord.metrics`` (so claims can read them) and writes plots into ``ctx.out``. ``fn.arms``
 and ``fn.metrics`` declare the arms it studies and the metric names it adds to their records
 (``Experiment.validate`` refuses a claim on a metric nothing produces).
@@ -18,7 +20,9 @@ from repro.tracking import names as N
 
 
 @dataclass
-class Context:
+class AnalysisContext:
+    """What ``repro check`` hands every analysis: the validation data and the folder for plots."""
+
     batches: list  # validation (x, y) batches
     out: Path
 
@@ -30,7 +34,7 @@ def _declare(run, arms, metrics=()):
 
 
 def _models(results: Results, arms):
-    from repro.analysis import studies as S  # torchmetrics: loaded when a study runs
+    from repro.experiments import studies as S  # torchmetrics: loaded when a study runs
     for (arm, seed), rec in sorted(results.runs.items()):
         if arm in arms and rec.weights and Path(rec.weights).exists():
             yield arm, seed, rec, S.load_model(rec.config, rec.weights)
@@ -74,8 +78,8 @@ def pruning(arms: tuple[str, ...], ratios=(1.0, .8, .6, .5, .4, .3, .2, .1, .05)
             score: str = "silu"):
     """MoNE training-free pruning curve: metrics prune_loss@rho and prune_delta@rho."""
 
-    def run(exp, results: Results, ctx: Context) -> list[Path]:
-        from repro.analysis import studies as S  # lazy: torchmetrics
+    def run(exp, results: Results, ctx: AnalysisContext) -> list[Path]:
+        from repro.experiments import studies as S  # lazy: torchmetrics
         per_arm: dict[str, list[dict[float, float]]] = {}
         for arm, _seed, rec, model in _models(results, arms):
             curve = S.pruning_curve(model, ctx.batches, ratios, score)
@@ -95,8 +99,8 @@ def pruning(arms: tuple[str, ...], ratios=(1.0, .8, .6, .5, .4, .3, .2, .1, .05)
 
 
 def expert_masking(arms: tuple[str, ...], fracs=(0.0, 1 / 16, 1 / 8, 1 / 4)):
-    def run(exp, results: Results, ctx: Context) -> list[Path]:
-        from repro.analysis import studies as S  # lazy: torchmetrics
+    def run(exp, results: Results, ctx: AnalysisContext) -> list[Path]:
+        from repro.experiments import studies as S  # lazy: torchmetrics
         per_arm: dict[str, list[dict[float, float]]] = {}
         for arm, _seed, rec, model in _models(results, arms):
             curve = S.expert_masking_curve(model, ctx.batches, fracs)
@@ -115,8 +119,8 @@ def expert_masking(arms: tuple[str, ...], fracs=(0.0, 1 / 16, 1 / 8, 1 / 4)):
 def shared_knockout(arm: str, ks: tuple[int, ...] = ()):
     """Drop the shared expert (+1 routed) and vary the active routed count ([P-DSM] §4.5)."""
 
-    def run(exp, results: Results, ctx: Context) -> list[Path]:
-        from repro.analysis import studies as S  # lazy: torchmetrics
+    def run(exp, results: Results, ctx: AnalysisContext) -> list[Path]:
+        from repro.experiments import studies as S  # lazy: torchmetrics
         per_arm: dict[str, list[dict[float, float]]] = {}
         for a, _seed, rec, model in _models(results, (arm,)):
             base = S.eval_loss(model, ctx.batches)
@@ -138,10 +142,10 @@ def shared_knockout(arm: str, ks: tuple[int, ...] = ()):
 def sparsity(arms: tuple[str, ...]):
     """NSAR(tau) and activation histograms: metrics nsar@tau, act_mean_abs."""
 
-    def run(exp, results: Results, ctx: Context) -> list[Path]:
+    def run(exp, results: Results, ctx: AnalysisContext) -> list[Path]:
         import torch  # lazy: defining experiments must not load torch
 
-        from repro.analysis import studies as S  # lazy: torchmetrics
+        from repro.experiments import studies as S  # lazy: torchmetrics
         from repro.experiments.plots import plt
 
         per_arm: dict[str, list[dict[float, float]]] = {}
@@ -179,7 +183,7 @@ def sparsity(arms: tuple[str, ...]):
 def routing_load(arms: tuple[str, ...]):
     """Per-expert load on validation data (sorted, normalised), pooled over layers and seeds."""
 
-    def run(exp, results: Results, ctx: Context) -> list[Path]:
+    def run(exp, results: Results, ctx: AnalysisContext) -> list[Path]:
         import torch  # lazy: defining experiments must not load torch
 
         from repro.experiments.plots import plt
@@ -214,7 +218,7 @@ def experts_per_token(arms: tuple[str, ...]):
     """Experts-per-token histogram from the logged validation routing metrics (Expert Choice)."""
     bins = N.EPT_BINS
 
-    def run(exp, results: Results, ctx: Context) -> list[Path]:
+    def run(exp, results: Results, ctx: AnalysisContext) -> list[Path]:
         import torch  # lazy: defining experiments must not load torch
 
         from repro.experiments.plots import plt
@@ -252,10 +256,10 @@ def gate_mass(arms: tuple[str, ...]):
     p_e(x) [P-SW Eq. 2], ~1/E while the router is near-uniform, so the expert's contribution to
     the residual stream is scaled down by that factor; drops lower it further."""
 
-    def run(exp, results: Results, ctx: Context) -> list[Path]:
+    def run(exp, results: Results, ctx: AnalysisContext) -> list[Path]:
         import torch  # lazy: defining experiments must not load torch
 
-        from repro.analysis import studies as S
+        from repro.experiments import studies as S
         from repro.experiments.plots import plt
 
         per_arm: dict[str, list[float]] = {}

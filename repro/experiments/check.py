@@ -197,10 +197,10 @@ def evaluate_claims(exp: Experiment, uri: str, overrides: list[str] | None,
     write_to.mkdir(parents=True, exist_ok=True)
     extra_files: list[Path] = []
     if exp.analyses:
-        from repro.experiments.analyses import Context
+        from repro.experiments.analyses import AnalysisContext
 
         batches = list(dm.val_dataloader())
-        ctx = Context(batches=batches, out=write_to)
+        ctx = AnalysisContext(batches=batches, out=write_to)
         for fn in exp.analyses:
             extra_files += fn(exp, results, ctx)
     return results, [c.evaluate(results) for c in exp.claims], extra_files

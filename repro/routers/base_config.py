@@ -20,8 +20,8 @@ class RouterConfig:
 
     DOMAINS = {"z_loss": ">= 0", "init_scale": ">= 0"}
     # the keys of ``Routing.stats`` every call of this router returns (a class attribute, not a
-    # field; tests/test_routers.py checks them against real calls). The logged metrics follow
-    # from them (repro.metrics.logged.logged_stats), so claims are checked without torch.
+    # field; tests/routers/test_routers.py checks them against real calls). The logged metrics
+    # follow from them (repro.metrics.logged.logged_stats), so claims are checked without torch.
     STATS = ("load", "importance", "drop_frac", "entropy", "z")
 
     def experts_per_token(self, n_experts: int) -> float:

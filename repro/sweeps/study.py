@@ -130,7 +130,7 @@ def _sampler(seed: int, n_trials: int):
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(3, min(10, n_trials // 3)))
 
 
-class Context:
+class SweepContext:
     """Everything a launcher or worker needs: experiment, arm, space, base config, study."""
 
     def __init__(self, spec: SweepSpec, create: bool = True):
@@ -219,7 +219,7 @@ def storage_lock(url: str):
         yield
 
 
-def top_up(ctx: Context, n_total: int) -> int:
+def top_up(ctx: SweepContext, n_total: int) -> int:
     """Enqueue empty slots so the study holds ``n_total`` counted trials; returns how many."""
     with storage_lock(ctx.url):
         have = sum(counts_toward_n(t) for t in ctx.study.get_trials(deepcopy=False))
@@ -250,7 +250,7 @@ def claim(study) -> int | None:
     return None
 
 
-def fail_and_retry(ctx: Context, trial_id: int, reason: str) -> bool:
+def fail_and_retry(ctx: SweepContext, trial_id: int, reason: str) -> bool:
     """Mark a RUNNING trial FAILED (its worker is gone) and enqueue a retry with its params."""
     storage = ctx.study._storage
     try:
@@ -273,7 +273,7 @@ def fail_and_retry(ctx: Context, trial_id: int, reason: str) -> bool:
     return True
 
 
-def reap(ctx: Context, pids: set[int] | None = None) -> int:
+def reap(ctx: SweepContext, pids: set[int] | None = None) -> int:
     """Fail trials whose worker is gone: heartbeat-stale ones (any machine) and RUNNING ones of
     this host whose process no longer exists (or is in ``pids``, workers that exited)."""
     with warnings.catch_warnings():
@@ -315,7 +315,7 @@ class _Heartbeat:
 
 
 # ------------------------------------------------------------------------------- running trials
-def _mark_child(ctx: Context, run_id: str, status: str, state: str, reason: str = "") -> None:
+def _mark_child(ctx: SweepContext, run_id: str, status: str, state: str, reason: str = "") -> None:
     from repro.sweeps.record import T_TRIAL_STATE
     from repro.tracking import store as ts
 
@@ -327,7 +327,7 @@ def _mark_child(ctx: Context, run_id: str, status: str, state: str, reason: str 
         c.set_terminated(run_id, status)
 
 
-def run_trial(ctx: Context, trial_id: int, parent_run_id: str, echo=print) -> TrialState:
+def run_trial(ctx: SweepContext, trial_id: int, parent_run_id: str, echo=print) -> TrialState:
     from repro.experiments.runner import train_one
     from repro.sweeps.record import T_STUDY, T_TRIAL, T_TRIAL_STATE
     from repro.tracking import store as ts
@@ -400,7 +400,7 @@ class InfeasibleTrial(ValueError):
     """Sampled values give an invalid config (e.g. Finedeep M*K not dividing d_ff)."""
 
 
-def work(ctx: Context, parent_run_id: str, deadline: float | None = None, echo=print) -> int:
+def work(ctx: SweepContext, parent_run_id: str, deadline: float | None = None, echo=print) -> int:
     """Claim and run trials until none is waiting (or the deadline passed); returns #run."""
     if not ctx.spec.progress:
         for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
@@ -419,7 +419,7 @@ def work(ctx: Context, parent_run_id: str, deadline: float | None = None, echo=p
 
 
 # ------------------------------------------------------------------------------- the launcher
-def _worker_cmd(spec: SweepSpec, ctx: Context, parent_run_id: str,
+def _worker_cmd(spec: SweepSpec, ctx: SweepContext, parent_run_id: str,
                 deadline: float | None) -> list[str]:
     cmd = [sys.executable, "-m", "repro.cli", "sweep", ctx.exp.name, "--arm", spec.arm,
            "--trials", str(spec.trials), "--space", ctx.space.name, "--scale", spec.scale,
@@ -432,7 +432,7 @@ def _worker_cmd(spec: SweepSpec, ctx: Context, parent_run_id: str,
     return cmd
 
 
-def run_workers(spec: SweepSpec, ctx: Context, parent_run_id: str, deadline: float | None,
+def run_workers(spec: SweepSpec, ctx: SweepContext, parent_run_id: str, deadline: float | None,
                 echo=print) -> None:
     """W worker processes on the study; dead workers' trials are failed and retried."""
     from repro.pool import Job, run_pool
@@ -492,7 +492,7 @@ def sweep(spec: SweepSpec, echo=print) -> dict:
     exp = get_experiment(spec.experiment, spec.scale)
     exp.arm(spec.arm)
     preflight(exp, [spec.arm], list(spec.overrides), role=ROLE_TRIAL)  # before storage and runs
-    ctx = Context(spec)
+    ctx = SweepContext(spec)
     prepare_data(ctx.base, ctx.seed)  # data errors fail here once, caches are built once
     reaped = reap(ctx)
     record.close_dead_trial_runs(ctx, echo=echo)  # their MLflow child runs too
@@ -516,7 +516,7 @@ def sweep(spec: SweepSpec, echo=print) -> dict:
 
 
 def worker_main(spec: SweepSpec, parent_run_id: str, deadline: float | None) -> int:
-    ctx = Context(spec)
+    ctx = SweepContext(spec)
     n = work(ctx, parent_run_id, deadline)
     print(f"[sweep worker {os.getpid()}] ran {n} trial(s)")
     return 0
@@ -525,6 +525,6 @@ def worker_main(spec: SweepSpec, parent_run_id: str, deadline: float | None) -> 
 def show(spec: SweepSpec, echo=print) -> dict:
     from repro.sweeps import record
 
-    ctx = Context(spec, create=False)
+    ctx = SweepContext(spec, create=False)
     record.close_dead_trial_runs(ctx, echo=echo)
     return record.show(ctx, echo=echo)

@@ -11,7 +11,7 @@ real change: measured on the top2-e8 smoke run, lr 3e-3 -> 2.7e-3 moves the curv
 0.055 nats, init_std 0.02 -> 0.025 by 0.037, warmup 4 -> 5 steps by 0.020.
 
 Regenerate (only when a numerics change is intended, and say so in the commit):
-    REPRO_UPDATE_GOLDEN=1 python -m pytest tests/test_golden.py
+    REPRO_UPDATE_GOLDEN=1 python -m pytest tests/experiments/test_golden.py
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ import os
 from pathlib import Path
 
 import pytest
-from _store import isolated_store
 
-GOLDEN = Path(__file__).parent / "golden"
+from tests._store import isolated_store
+
+GOLDEN = Path(__file__).parents[1] / "golden"  # tests/golden/, beside the CLI-surface snapshot
 UPDATE = os.environ.get("REPRO_UPDATE_GOLDEN") == "1"
 TOL = 5e-3
 CASES = [  # (experiment, arm): one file per case

@@ -14,7 +14,7 @@ from repro.config import ConfigError, apply_overrides, flatten, to_dict
 from repro.lit.config import RunConfig
 from repro.registry import RegistryError
 from repro.sweeps import SPACES, SweepSpec, get_space, sweep
-from repro.sweeps.study import A_FAILURE, Context, claim, reap, top_up
+from repro.sweeps.study import A_FAILURE, SweepContext, claim, reap, top_up
 
 EXP, ARM = "switch-vs-dense", "switch-e4"
 TINY = ("train.max_steps=4", "train.eval_every=2")
@@ -120,7 +120,7 @@ def test_smoke_sweep_parent_children_resume(tmp_runs):
     (parent,) = _runs("sweep")
     children = _runs("trial")
     assert len(children) == 3
-    study = Context(_spec(), create=False).study
+    study = SweepContext(_spec(), create=False).study
     by_number = {t.number: t for t in study.trials}
     for r in children:
         assert r.data.tags["mlflow.parentRunId"] == parent.info.run_id
@@ -145,7 +145,7 @@ def test_smoke_sweep_parent_children_resume(tmp_runs):
     # a larger --trials finishes only the remainder
     s3 = sweep(_spec(trials=4))
     assert s3["counts"]["complete"] == 4 and len(_runs("trial")) == 4
-    assert len(Context(_spec(), create=False).study.trials) == 4
+    assert len(SweepContext(_spec(), create=False).study.trials) == 4
 
 
 def test_sweep_parent_run_ends_killed_or_failed_with_a_reason(tmp_runs):
@@ -203,7 +203,7 @@ def test_pruned_and_failed_trials_are_recorded(tmp_runs, monkeypatch):
 
 
 def test_dead_worker_trial_is_failed_and_requeued(tmp_runs):
-    ctx = Context(_spec(trials=2))
+    ctx = SweepContext(_spec(trials=2))
     assert top_up(ctx, 2) == 2 and top_up(ctx, 2) == 0
     tid = claim(ctx.study)
     ctx.study._storage.set_trial_user_attr(tid, "repro.host", __import__("socket").gethostname())
@@ -221,7 +221,7 @@ def test_dead_worker_trial_is_failed_and_requeued(tmp_runs):
 def test_two_workers_share_one_study(tmp_runs):
     assert "REPRO_RUNS_DIR" in os.environ  # inherited by the worker processes
     s = sweep(_spec(trials=4, workers=2, overrides=("train.max_steps=2", "train.eval_every=2")))
-    study = Context(_spec(overrides=("train.max_steps=2", "train.eval_every=2")),
+    study = SweepContext(_spec(overrides=("train.max_steps=2", "train.eval_every=2")),
                     create=False).study
     assert len(study.trials) == 4 and s["counts"]["complete"] == 4
     assert sorted(t.number for t in study.trials) == [0, 1, 2, 3]
@@ -311,14 +311,14 @@ def test_next_sweep_closes_dead_workers_trial_runs_not_live_ones(tmp_runs, capsy
 
     from repro.tracking import store
 
-    ctx = Context(_spec(trials=1))
+    ctx = SweepContext(_spec(trials=1))
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         dead_id = _fake_trial_run(ctx, 0, dead.pid, time.time())
         live_id = _fake_trial_run(ctx, 1, live.pid, time.time())
-        other = Context(_spec(trials=1, space="lr", overrides=TINY))  # another study: untouched
+        other = SweepContext(_spec(trials=1, space="lr", overrides=TINY))  # other study: untouched
         other_id = _fake_trial_run(other, 0, dead.pid, time.time())
         # `repro sweep --show` of the study is a sweep command too: it closes the dead one
         assert main(["sweep", EXP, "--arm", ARM, "--space", "capacity", "--scale", "smoke",
@@ -348,7 +348,7 @@ def test_killed_worker_leaves_no_running_trial_run(tmp_runs):
     from repro.sweeps.study import _worker_cmd
 
     spec = _spec(trials=1)
-    ctx = Context(spec)
+    ctx = SweepContext(spec)
     top_up(ctx, 1)
     env = {**os.environ, "REPRO_FAULT": "kill@1", "OMP_NUM_THREADS": "1"}
     with record.parent_run(ctx) as parent:

@@ -1,4 +1,6 @@
-"""Eval-time studies on trained checkpoints (no retraining).
+"""Eval-time studies on trained checkpoints (no retraining): the measurements themselves, over a
+model and validation batches. ``repro.experiments.analyses`` attaches them to experiments (which
+runs, which metric names, which plots) for ``repro check``.
 
 * ``pruning_curve``: MoNE's training-free study [S-MoNE]: inside every activated expert (or the
   dense FFN) keep only the top-rho neurons per token ranked by |SiLU(x W_gate)|; val loss vs rho.

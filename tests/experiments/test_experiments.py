@@ -1,9 +1,9 @@
 """Every registered experiment runs end to end at smoke scale (real sqlite MLflow store)."""
 
 import pytest
-from _store import isolated_store
 
 from repro.experiments.base import EXPERIMENTS, get_experiment, load_experiments
+from tests._store import isolated_store
 
 load_experiments()
 NAMES = EXPERIMENTS.names()

@@ -7,7 +7,6 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from _moe_factories import F_EXPERT, D, E, ffn_cfg, init_module, moe_cfg
 
 from repro.config import ConfigError, apply_overrides
 from repro.layers import FFN_BLOCKS, build_ffn
@@ -19,6 +18,7 @@ from repro.models import LM, ModelConfig
 from repro.routers import ROUTERS
 from repro.routers.base import Routing
 from repro.routers.topk import TopKRouterConfig
+from tests._moe_factories import F_EXPERT, D, E, ffn_cfg, init_module, moe_cfg
 
 BLOCKS = FFN_BLOCKS.names()
 ROUTER_NAMES = ROUTERS.names()

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from _moe_factories import D, E, init_module, moe_cfg, router_cfg
 
 from repro.config import ConfigError, apply_overrides
 from repro.layers.moe import MoEConfig, MoEFFN
@@ -22,6 +21,7 @@ from repro.routers.gshard import GShardRouterConfig
 from repro.routers.noisy_topk import NoisyTopKRouterConfig
 from repro.routers.switch import SwitchRouterConfig
 from repro.routers.topk import TopKRouterConfig
+from tests._moe_factories import D, E, init_module, moe_cfg, router_cfg
 
 NAMES = ROUTERS.names()
 
@@ -506,13 +506,12 @@ def test_a_new_router_is_tested_and_benchmarked_without_other_edits():
     """Register a throwaway router (tests/_probe_router.py) and nothing else: the factories and
     the bench pick it up in process, and a child pytest run over the router, layer, compute and
     bench test files collects and passes every registry-wide test for it."""
-    import _probe_router as probe
-
     from repro.bench import BenchSpec
     from repro.bench.layer import router_config
     from repro.bench.lm_throughput import method_arms
     from repro.config import variant_names
     from repro.routers import RouterConfig
+    from tests import _probe_router as probe
 
     probe.register()
     try:
@@ -524,13 +523,13 @@ def test_a_new_router_is_tested_and_benchmarked_without_other_edits():
     assert probe.NAME not in ROUTERS and probe.NAME not in variant_names(RouterConfig)
     assert probe.NAME not in BenchSpec().routers
 
-    code = ("import sys, pytest, _probe_router; _probe_router.register(); "
+    code = ("import sys, pytest; from tests import _probe_router; _probe_router.register(); "
             "sys.exit(pytest.main(sys.argv[1:]))")
-    files = ["tests/test_routers.py", "tests/test_layers.py", "tests/test_compute.py",
-             "tests/test_bench.py"]
-    root = Path(__file__).resolve().parent.parent
+    files = ["tests/routers/test_routers.py", "tests/layers/test_layers.py",
+             "tests/test_compute.py", "tests/bench/test_bench.py"]
+    root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(root / "tests"), str(root), os.environ.get("PYTHONPATH", "")])}
+        [str(root), os.environ.get("PYTHONPATH", "")])}
     out = subprocess.run([sys.executable, "-c", code, *files, "-p", "no:cacheprovider", "-k",
                           probe.NAME, "-rA", "-q"], cwd=root, env=env, capture_output=True,
                          text=True, timeout=600)

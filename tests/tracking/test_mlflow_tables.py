@@ -7,10 +7,10 @@ import math
 import re
 
 import pytest
-from _store import isolated_store
 
 from repro.cli import main
 from repro.tracking import store as ts
+from tests._store import isolated_store
 
 EXP, ARMS, SEEDS = "switch-vs-dense", ("dense", "switch-e4"), (0, 1)
 
