@@ -29,16 +29,13 @@ torch.set_num_threads(int(os.environ.get("REPRO_TEST_THREADS", "1")))
 
 
 @pytest.fixture
-def tmp_runs(tmp_path, monkeypatch):
-    """Isolated runs/ and results/ directories and a fresh sqlite MLflow store."""
-    monkeypatch.setenv("REPRO_RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.setenv("REPRO_RESULTS_DIR", str(tmp_path / "results"))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    from repro.tracking import store
+def tmp_runs(tmp_path):
+    """Isolated runs/ and results/ directories and a fresh sqlite MLflow store for one test
+    (module-scoped fixtures use the same ``tests._store.isolated_store`` directly)."""
+    from tests._store import isolated_store
 
-    store.client.cache_clear()
-    yield tmp_path
-    store.client.cache_clear()
+    with isolated_store(tmp_path):
+        yield tmp_path
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -17,6 +17,7 @@ import pytest
 from repro.cli import main
 from tests._forkcli import fork_cli, seed_store
 from tests._forkcli import reap as _reap
+from tests._store import point_at
 
 EXP, ARM = "shazeer-balance-ablation", "imp0.1-load0.1"  # noisy top-2: routing noise uses the RNG
 STEPS = ["--set", "train.max_steps=20", "--set", "train.eval_every=6", "--set",
@@ -25,14 +26,8 @@ RUN = ["run", EXP, "--scale", "smoke", "--arm", ARM, "--seeds", "0", "--no-progr
 
 
 def _use_runs(path, monkeypatch):
-    from repro.tracking import store
-
     seed_store(path / "runs")
-    monkeypatch.setenv("REPRO_RUNS_DIR", str(path / "runs"))
-    monkeypatch.setenv("REPRO_RESULTS_DIR", str(path / "results"))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    store.client.cache_clear()
-    return store.resolve_uri()
+    return point_at(path, monkeypatch)
 
 
 def _train_runs(uri):
