@@ -92,3 +92,28 @@ class Registry(Generic[T]):
     def __len__(self) -> int:
         self._ensure_loaded()
         return len(self._items)
+
+
+def component_package(package: str, members: tuple[str, ...], torch_names: tuple[str, ...],
+                      base_module: str):
+    """The lazy loading shared by ``repro.routers`` and ``repro.layers``: import every member's
+    torch-free ``<member>_config`` module now, and return ``(load_components, __getattr__)``
+    for the package: ``load_components()`` imports every member's torch module (each registers
+    itself), and the package's ``torch_names`` load from ``base_module`` on first use (PEP 562),
+    after every component is registered."""
+    from importlib import import_module
+
+    for member in members:
+        import_module(f"{package}.{member}_config")
+
+    def load_components() -> None:
+        for member in members:
+            import_module(f"{package}.{member}")
+
+    def __getattr__(name: str):
+        if name in torch_names:
+            load_components()
+            return getattr(import_module(base_module), name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    return load_components, __getattr__

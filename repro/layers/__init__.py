@@ -10,28 +10,13 @@ definitions, ``repro ls`` / ``show`` and ``--set model.ffn.kind=`` use them). Th
 name to ``BLOCKS``.
 """
 
-from importlib import import_module
-
 from repro.layers.base_config import FFNConfig
+from repro.registry import component_package
 
 BLOCKS = ("dense", "finedeep", "moe")
-
-for _block in BLOCKS:
-    import_module(f"repro.layers.{_block}_config")
-
 _TORCH = ("FFN_BLOCKS", "AuxLoss", "FFNOutput", "build_ffn")
-
 __all__ = ["BLOCKS", "FFNConfig", "load_components", *_TORCH]
 
-
-def load_components() -> None:
-    """Import every block's torch module (each registers itself in ``FFN_BLOCKS``)."""
-    for block in BLOCKS:
-        import_module(f"repro.layers.{block}")
-
-
-def __getattr__(name: str):
-    if name in _TORCH:
-        load_components()
-        return getattr(import_module("repro.layers.base"), name)
-    raise AttributeError(f"module 'repro.layers' has no attribute {name!r}")
+# load_components(): import every block's torch module (each registers itself in FFN_BLOCKS)
+load_components, __getattr__ = component_package("repro.layers", BLOCKS, _TORCH,
+                                                 "repro.layers.base")

@@ -9,28 +9,13 @@ the first lookup in ``ROUTERS`` imports every router module. A new router adds i
 ``METHODS``.
 """
 
-from importlib import import_module
-
+from repro.registry import component_package
 from repro.routers.base_config import RouterConfig
 
 METHODS = ("expert_choice", "gshard", "noisy_topk", "switch", "topk")
-
-for _method in METHODS:
-    import_module(f"repro.routers.{_method}_config")
-
 _TORCH = ("ROUTERS", "Router", "Routing")
-
 __all__ = ["METHODS", "RouterConfig", "load_components", *_TORCH]
 
-
-def load_components() -> None:
-    """Import every router's torch module (each registers itself in ``ROUTERS``)."""
-    for method in METHODS:
-        import_module(f"repro.routers.{method}")
-
-
-def __getattr__(name: str):
-    if name in _TORCH:
-        load_components()
-        return getattr(import_module("repro.routers.base"), name)
-    raise AttributeError(f"module 'repro.routers' has no attribute {name!r}")
+# load_components(): import every router's torch module (each registers itself in ROUTERS)
+load_components, __getattr__ = component_package("repro.routers", METHODS, _TORCH,
+                                                 "repro.routers.base")
