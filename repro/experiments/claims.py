@@ -321,15 +321,8 @@ def paired_diffs(results: Results, arm: str, other: str, metric: str) -> list[fl
             for s in results.seeds(arm, other)]
 
 
-@dataclass(frozen=True)
-class PairedMetricClaim(Claim):
-    """metric(arm) - metric(other), paired by seed, is > margin (``greater``) or < -margin."""
-
-    arm: str = ""
-    other: str = ""
-    metric: str = N.M_FINAL_VAL_LOSS
-    margin: float = 0.0
-    greater: bool = True
+class _ArmVsOther:
+    """A claim on ``metric`` of ``arm`` against ``other``, paired by seed."""
 
     @property
     def arms(self):
@@ -338,6 +331,17 @@ class PairedMetricClaim(Claim):
     @property
     def reads(self):
         return ((self.arm, self.metric), (self.other, self.metric))
+
+
+@dataclass(frozen=True)
+class PairedMetricClaim(_ArmVsOther, Claim):
+    """metric(arm) - metric(other), paired by seed, is > margin (``greater``) or < -margin."""
+
+    arm: str = ""
+    other: str = ""
+    metric: str = N.M_FINAL_VAL_LOSS
+    margin: float = 0.0
+    greater: bool = True
 
     def evaluate(self, results: Results) -> ClaimResult:
         diffs = paired_diffs(results, self.arm, self.other, self.metric)
@@ -355,7 +359,7 @@ class PairedMetricClaim(Claim):
 
 
 @dataclass(frozen=True)
-class EquivalenceClaim(Claim):
+class EquivalenceClaim(_ArmVsOther, Claim):
     """|metric(arm) - metric(other)| stays within ``margin`` (paired by seed): the 95% interval
     of the paired difference must lie inside (-margin, margin)."""
 
@@ -363,14 +367,6 @@ class EquivalenceClaim(Claim):
     other: str = ""
     metric: str = N.M_FINAL_VAL_LOSS
     margin: float = 0.02
-
-    @property
-    def arms(self):
-        return (self.arm, self.other)
-
-    @property
-    def reads(self):
-        return ((self.arm, self.metric), (self.other, self.metric))
 
     def evaluate(self, results: Results) -> ClaimResult:
         diffs = paired_diffs(results, self.arm, self.other, self.metric)
