@@ -51,6 +51,22 @@ def method_arms(d_model: int, d_ff: int, n_experts: int = 8) -> dict[str, object
     return arms
 
 
+def interleaved_times(keys: list, step, rounds: int, steps: int, warmup: int) -> dict:
+    """``warmup`` calls of ``step(key)`` per key, then ``rounds`` rounds timing ``steps`` calls of
+    each key in turn: {key: [seconds per step, one per round]}."""
+    for k in keys:
+        for _ in range(warmup):
+            step(k)
+    times: dict = {k: [] for k in keys}
+    for _ in range(rounds):
+        for k in keys:
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                step(k)
+            times[k].append((time.perf_counter() - t0) / steps)
+    return times
+
+
 def lm_throughput(d_model=128, n_layers=2, n_heads=4, d_ff=344, vocab=4096, seq_len=128,
                   batch=32, steps=6, rounds=5, warmup=2, methods=None, seed=0,
                   echo=print) -> list[dict]:
@@ -75,16 +91,7 @@ def lm_throughput(d_model=128, n_layers=2, n_heads=4, d_ff=344, vocab=4096, seq_
         loss.backward()
         o.step()
 
-    for name in arms:
-        for _ in range(warmup):
-            step(name)
-    times: dict[str, list[float]] = {n: [] for n in arms}
-    for _ in range(rounds):
-        for name in arms:
-            t0 = time.perf_counter()
-            for _ in range(steps):
-                step(name)
-            times[name].append((time.perf_counter() - t0) / steps)
+    times = interleaved_times(list(arms), step, rounds, steps, warmup)
     tok = batch * seq_len
     rows = []
     for name, ffn in arms.items():

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
 
-from repro.bench.lm_throughput import method_arms, scale_shape
+from repro.bench.lm_throughput import interleaved_times, method_arms, scale_shape
 from repro.models.lm import LM, ModelConfig
 
 
@@ -46,16 +45,7 @@ def precision_trial(methods=("dense", "switch", "topk", "expert_choice"), rounds
         opt.step()
         losses.append(float(ce.detach()))
 
-    for k in runs:  # warm-up
-        step(k)
-        step(k)
-    times: dict = {k: [] for k in runs}
-    for _ in range(rounds):
-        for k in runs:
-            t0 = time.perf_counter()
-            for _ in range(steps):
-                step(k)
-            times[k].append((time.perf_counter() - t0) / steps)
+    times = interleaved_times(list(runs), step, rounds, steps, warmup=2)
     tok = s["batch"] * s["seq_len"]
     rows = []
     for name in arms:
