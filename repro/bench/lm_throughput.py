@@ -24,8 +24,10 @@ from repro.routers import ROUTERS
 from repro.routers.topk import TopKRouterConfig
 
 
-def _align(f: int, a: int = 4) -> int:
-    return max(a, int(round(f / a)) * a)  # 16-byte rows in fp32 keep grouped_mm eligible
+def _align(f: float) -> int:
+    # nearest integer width, unrounded like the experiments' arms (repro.compute): grouped_mm
+    # pads rows that are not 16-byte multiples itself (repro.layers.dispatch)
+    return max(1, int(round(f)))
 
 
 def method_arms(d_model: int, d_ff: int, n_experts: int = 8) -> dict[str, object]:
@@ -70,18 +72,28 @@ def interleaved_times(keys: list, step, rounds: int, steps: int, warmup: int) ->
 def lm_throughput(d_model=128, n_layers=2, n_heads=4, d_ff=344, vocab=4096, seq_len=128,
                   batch=32, steps=6, rounds=5, warmup=2, methods=None, seed=0,
                   echo=print) -> list[dict]:
-    torch.manual_seed(seed)
+    """Every method's FFN FLOP-matched to the dense width ``d_ff`` (``method_arms``), timed."""
     arms = method_arms(d_model, d_ff)
     if methods:
         arms = {k: v for k, v in arms.items() if k in methods or k == "dense"}
+    cfgs = {name: ModelConfig(vocab_size=vocab, d_model=d_model, n_layers=n_layers,
+                              n_heads=n_heads, ffn=ffn) for name, ffn in arms.items()}
+    return time_models(cfgs, "dense", seq_len=seq_len, batch=batch, steps=steps, rounds=rounds,
+                       warmup=warmup, seed=seed, echo=echo)
+
+
+def time_models(cfgs: dict[str, ModelConfig], ref: str, seq_len: int, batch: int, steps=6,
+                rounds=5, warmup=2, seed=0, echo=print) -> list[dict]:
+    """Full training steps (fwd, bwd, AdamW) of each LM on the same random tokens, interleaved
+    round by round: tokens/s (median over rounds) and the median per-round ratio to ``ref``."""
+    torch.manual_seed(seed)
     models, opts = {}, {}
-    for name, ffn in arms.items():
-        cfg = ModelConfig(vocab_size=vocab, d_model=d_model, n_layers=n_layers, n_heads=n_heads,
-                          ffn=ffn)
+    for name, cfg in cfgs.items():
         models[name] = LM(cfg).train()
         opts[name] = torch.optim.AdamW(models[name].parameters(), lr=1e-3)
-    x = torch.randint(0, vocab, (batch, seq_len))
-    y = torch.randint(0, vocab, (batch, seq_len))
+    vocab = cfgs[ref].vocab_size
+    x = torch.randint(0, vocab, (batch, seq_len))  # [B, T]
+    y = torch.randint(0, vocab, (batch, seq_len))  # [B, T]
 
     def step(name):
         m, o = models[name], opts[name]
@@ -91,24 +103,50 @@ def lm_throughput(d_model=128, n_layers=2, n_heads=4, d_ff=344, vocab=4096, seq_
         loss.backward()
         o.step()
 
-    times = interleaved_times(list(arms), step, rounds, steps, warmup)
+    times = interleaved_times(list(cfgs), step, rounds, steps, warmup)
     tok = batch * seq_len
     rows = []
-    for name, ffn in arms.items():
-        c = model_count(ModelConfig(vocab_size=vocab, d_model=d_model, n_layers=n_layers,
-                                    n_heads=n_heads, ffn=ffn), seq_len)
-        ratios = [d / t for d, t in zip(times["dense"], times[name])]
+    for name, cfg in cfgs.items():
+        c = model_count(cfg, seq_len)
+        ratios = [d / t for d, t in zip(times[ref], times[name])]
         rows.append({"method": name, "tokens_per_s": tok / statistics.median(times[name]),
                      "rel_dense": statistics.median(ratios), "ffn_flops": c.ffn_flops,
                      "total_params": c.total_params})
-    dense_flops = rows[0]["ffn_flops"]
-    echo(f"{'method':14s} {'tokens/s':>10s} {'vs dense':>9s} {'FFN FLOPs/tok':>14s} "
-         f"{'(vs dense)':>10s} {'params':>9s}")
+    ref_flops = next(r["ffn_flops"] for r in rows if r["method"] == ref)
+    w = max(14, *(len(n) for n in cfgs))
+    echo(f"{'method':{w}s} {'tokens/s':>10s} {'vs ' + ref:>9s} {'FFN FLOPs/tok':>14s} "
+         f"{'(vs ' + ref + ')':>10s} {'params':>9s}")
     for r in rows:
-        echo(f"{r['method']:14s} {r['tokens_per_s']:10,.0f} {r['rel_dense']:9.3f} "
-             f"{r['ffn_flops']:14,.0f} {r['ffn_flops'] / dense_flops:10.3f} "
+        echo(f"{r['method']:{w}s} {r['tokens_per_s']:10,.0f} {r['rel_dense']:9.3f} "
+             f"{r['ffn_flops']:14,.0f} {r['ffn_flops'] / ref_flops:10.3f} "
              f"{r['total_params']:9,d}")
     return rows
+
+
+def experiment_models(name: str, scale: str = "cpu",
+                      backends: list[str] | None = None) -> tuple[dict[str, ModelConfig], str,
+                                                                  dict]:
+    """The LMs an experiment's arms train, exactly as configured (expert widths unrounded), one
+    entry per (MoE arm, backend) when ``backends`` is given ("arm[backend]"): the in-run
+    configurations, so this bench and the runs' logged tokens/s measure the same models.
+    Returns (configs, reference arm: ``dense`` if the experiment has one, else its first arm,
+    {seq_len, batch})."""
+    from repro.experiments.base import get_experiment
+
+    exp = get_experiment(name, scale)
+    cfgs: dict[str, ModelConfig] = {}
+    shape = {}
+    for arm in exp.arms:
+        run = exp.run_config(arm)
+        shape = {"seq_len": run.data.seq_len, "batch": run.train.batch_size}
+        model = run.model
+        if backends and isinstance(model.ffn, MoEConfig):
+            for b in backends:
+                cfgs[f"{arm.name}[{b}]"] = replace(model, ffn=replace(model.ffn, backend=b))
+        else:
+            cfgs[arm.name] = model
+    ref = "dense" if "dense" in cfgs else next(iter(cfgs))
+    return cfgs, ref, shape
 
 
 def scale_shape(scale: str = "cpu") -> dict:
@@ -127,13 +165,24 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scale", default="cpu", help="the preset whose LM shape to time "
                     "(default cpu: the calibrated scale)")
+    ap.add_argument("--experiment", default=None, help="time this experiment's own arms at "
+                    "--scale (unrounded widths, as they train) instead of the method table")
+    ap.add_argument("--backends", default=None, help="with --experiment: time each MoE arm "
+                    "under each of these dispatch backends (comma-separated)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--threads", type=int, default=0)
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
-    shape = scale_shape(a.scale)
-    print(f"scale {a.scale}: {shape}; torch {torch.__version__}, {torch.get_num_threads()} "
-          f"threads, {platform.machine()}")
-    lm_throughput(rounds=a.rounds, steps=a.steps, **shape)
+    if a.experiment:
+        cfgs, ref, shape = experiment_models(a.experiment, a.scale,
+                                             a.backends.split(",") if a.backends else None)
+        print(f"experiment {a.experiment} at scale {a.scale}: {shape}; torch {torch.__version__}, "
+              f"{torch.get_num_threads()} threads, {platform.machine()}")
+        time_models(cfgs, ref, rounds=a.rounds, steps=a.steps, **shape)
+    else:
+        shape = scale_shape(a.scale)
+        print(f"scale {a.scale}: {shape}; torch {torch.__version__}, {torch.get_num_threads()} "
+              f"threads, {platform.machine()}")
+        lm_throughput(rounds=a.rounds, steps=a.steps, **shape)

@@ -196,6 +196,27 @@ def test_lm_throughput_times_every_method_flop_matched_at_a_preset_shape():
         assert abs(r["ffn_flops"] / by["dense"]["ffn_flops"] - 1) < 0.05, r
 
 
+def test_lm_throughput_times_an_experiments_own_arms_under_each_backend():
+    """--experiment: the arms exactly as they train (unrounded widths), each MoE arm once per
+    requested backend, against the experiment's dense arm."""
+    from repro.bench.lm_throughput import experiment_models, time_models
+    from repro.experiments.base import get_experiment
+
+    cfgs, ref, shape = experiment_models("moe-vs-dense", "smoke", ["grouped_mm", "loop"])
+    exp = get_experiment("moe-vs-dense", "smoke")
+    assert ref == "dense" and shape == {"seq_len": exp.data.seq_len,
+                                        "batch": exp.recipe.batch_size}
+    moe = [a.name for a in exp.arms if a.name != "dense"]
+    assert set(cfgs) == {"dense"} | {f"{a}[{b}]" for a in moe for b in ("grouped_mm", "loop")}
+    for a in moe:
+        assert cfgs[f"{a}[loop]"].ffn.backend == "loop"
+        assert cfgs[f"{a}[grouped_mm]"].ffn.d_expert == exp.run_config(a).model.ffn.d_expert
+    rows = time_models(cfgs, ref, steps=1, rounds=1, warmup=0, echo=lambda *_: None, **shape)
+    assert {r["method"] for r in rows} == set(cfgs)
+    assert all(r["tokens_per_s"] > 0 for r in rows)
+    assert next(r for r in rows if r["method"] == "dense")["rel_dense"] == 1.0
+
+
 def test_peers_run_on_our_weights_and_a_wrong_peer_is_not_timed(monkeypatch):
     pytest.importorskip("transformers", minversion="5")
     from repro.bench import layer
