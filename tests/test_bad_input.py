@@ -414,6 +414,29 @@ class TestPartialCheck:
         assert "| smoke |" not in text and "| cpu |" in text and "| gpu |" in text
         assert "partial: 1 runs missing" in text and "Smoke-scale results (exp/smoke)" in text
         assert "Totals: 1 supported, 1 supported (partial" in text
+        # checked at cpu and gpu: one row across scales; the partial mark is not a change
+        assert "## Verdicts across scales" in text
+        assert "| exp | s | supported (2 seeds) | supported (partial: 1 runs missing) (2 seeds) " \
+               "| no |" in text
+
+    def test_report_lines_up_a_claims_verdicts_across_scales(self):
+        from repro.experiments.report import across_scales
+
+        def c(v, name="a"):
+            return {"name": name, "statement": f"claim {name}", "verdict": v}
+
+        rows = [("e", "cpu", c("reproduced"), 4, "", ""),
+                ("e", "cpu-v1", c("not reproduced (±1 sd rule)"), 3, "", ""),
+                ("e", "cpu", c("inconclusive", "b"), 4, "", ""),  # one scale: left out
+                ("f", "cpu-v1", c("inconclusive"), 3, "", ""),
+                ("f", "cpu", c("inconclusive"), 3, "", "")]
+        text = "\n".join(across_scales(rows))
+        assert "| experiment | claim | cpu-v1 | cpu | changed |" in text  # older scale first
+        assert "| e | claim a | not reproduced (±1 sd rule) (3 seeds) | reproduced (4 seeds) " \
+               "| yes |" in text
+        assert "| f | claim a | inconclusive (3 seeds) | inconclusive (3 seeds) | no |" in text
+        assert "claim b" not in text and "(2)" in text
+        assert across_scales(rows[2:3]) == []
 
 
 class TestCommandLineWords:

@@ -59,6 +59,7 @@ def write_report(root: Path | None = None) -> Path:
         counts[r[2]["verdict"]] = counts.get(r[2]["verdict"], 0) + 1
     lines += ["", "Totals: " + (", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
                                 or "none")]
+    lines += across_scales(rows)
     if any("(±1 sd rule)" in r[2]["verdict"] for r in rows):
         lines += ["", "Verdicts marked *(±1 sd rule)* come from claims.json files written "
                   "before the t-interval rule above: mean ± 1 sample std over seeds (about a 78% "
@@ -70,3 +71,37 @@ def write_report(root: Path | None = None) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, "\n".join(lines) + "\n")
     return path
+
+
+SCALE_ORDER = ("cpu-v1", "cpu", "gpu")  # older presets first; other scales follow by name
+
+
+def across_scales(rows: list[tuple]) -> list[str]:
+    """A claim's verdict at every scale it was checked at, for the claims checked at two or
+    more: does the verdict follow the paper or the scale? ``rows``: write_report's
+    (experiment, scale, claim, seeds, env, folder) tuples. Returns report lines (none when no
+    claim has two scales)."""
+    by: dict[tuple[str, str], dict[str, tuple[str, int]]] = {}
+    statement: dict[tuple[str, str], str] = {}
+    for exp, scale, c, n, _env, _rel in rows:
+        key = (exp, c.get("name") or c["statement"])
+        by.setdefault(key, {})[scale] = (c["verdict"], n)
+        statement[key] = c["statement"]
+    multi = {k: v for k, v in by.items() if len(v) > 1}
+    if not multi:
+        return []
+    scales = sorted({s for v in multi.values() for s in v},
+                    key=lambda s: (SCALE_ORDER.index(s) if s in SCALE_ORDER else
+                                   len(SCALE_ORDER), s))
+    out = ["", "## Verdicts across scales", "",
+           f"Claims checked at more than one scale ({len(multi)}): the verdict at each, with its "
+           "seeds. A verdict that moves with the scale is evidence about the scale as much as "
+           "about the paper.", "",
+           "| experiment | claim | " + " | ".join(scales) + " | changed |",
+           "|---|---|" + "---|" * len(scales) + "---|"]
+    for (exp, name), v in multi.items():  # report order: experiment, then claim order
+        cells = [f"{v[s][0]} ({v[s][1]} seeds)" if s in v else "" for s in scales]
+        bare = {v[s][0].split(" (")[0] for s in v}  # the verdict without its rule / partial mark
+        out.append(f"| {exp} | {statement[(exp, name)]} | " + " | ".join(cells) +
+                   f" | {'yes' if len(bare) > 1 else 'no'} |")
+    return out
