@@ -68,7 +68,7 @@ def router_config(name: str, k: int):
 def moe_config(case: LayerCase, backend: str, dtype: torch.dtype = torch.float32) -> MoEConfig:
     r = router_config(case.router, case.top_k)
     k_eff = r.experts_per_token(case.n_experts)
-    align = 8  # 16-byte rows in fp32 and bf16 alike: no backend pads (grouped_mm would)
+    align = 8  # 16-byte rows in fp32 and bf16 alike (grouped_mm needs it)
     f = max(align, int(round(case.hidden / k_eff / align)) * align)
     return MoEConfig(n_experts=case.n_experts, d_expert=f, router=r, backend=backend)
 

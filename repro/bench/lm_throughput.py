@@ -25,8 +25,10 @@ from repro.routers.topk import TopKRouterConfig
 
 
 def _align(f: float) -> int:
-    # nearest integer width, unrounded like the experiments' arms (repro.compute): grouped_mm
-    # pads rows that are not 16-byte multiples itself (repro.layers.dispatch)
+    # the nearest integer width, as the experiments' arms use (repro.compute): rounding to a
+    # 16-byte multiple (grouped_mm's requirement) measured no faster at the cpu scale
+    # (results/bench/lm-width-ab-cpu-1thread-torch2.13.0.txt) and would time other models than
+    # the runs train
     return max(1, int(round(f)))
 
 

@@ -20,7 +20,7 @@ up to float rounding; tests):
 * ``loop``: gather the sorted rows ``[A, D]`` and run one GEMM per non-empty expert and projection
   (sort-and-group, never a mask over the whole batch per expert);
 * ``grouped_mm``: the same rows, one ``torch._grouped_mm`` per projection (op count fixed in E,
-  references.md §Perf); CPU or CUDA SM90+, any widths (rows zero-padded to 16 bytes);
+  references.md §Perf); needs 16-byte-aligned rows and CPU or CUDA SM90+;
 * ``bmm``: slots ``[E, C, D]`` gathered straight from the tokens (C = the largest group) and three
   ``torch.bmm``, with the permute fused into the slot layout; when every expert holds exactly C
   rows (Expert Choice) the sorted rows are the slots and nothing is padded.
@@ -79,7 +79,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 
 from repro.layers.moe_config import BACKENDS  # noqa: F401  (the config values; re-export)
 
@@ -148,35 +147,15 @@ def slot_index(counts: torch.Tensor, C: int) -> torch.Tensor:
     return torch.arange(A, device=counts.device) - starts[e_of_row] + e_of_row * C  # [A]
 
 
-def grouped_mm_ok(x: torch.Tensor) -> bool:
-    """Whether this torch build runs torch._grouped_mm for x's device and dtype (CPU, or CUDA
-    SM90+; fp32 or bf16). Any widths run: ``grouped_matmul`` zero-pads rows whose stride is not a
-    multiple of 16 bytes."""
+def grouped_mm_ok(x: torch.Tensor, *dims: int) -> bool:
+    """torch._grouped_mm needs every row stride to be a multiple of 16 bytes: all of D and F
+    must be multiples of 16 / element size (4 in fp32, 8 in bf16)."""
+    align = 16 // x.element_size()
+    if any(d % align for d in (x.shape[-1], *dims)):
+        return False
     return hasattr(torch, "_grouped_mm") and x.dtype in (torch.float32, torch.bfloat16) and (
         x.device.type == "cpu" or (x.device.type == "cuda"
                                    and torch.cuda.get_device_capability(x.device)[0] >= 9))
-
-
-def _grouped_mm_padded(x: torch.Tensor, w: torch.Tensor, offs: torch.Tensor) -> torch.Tensor:
-    """torch._grouped_mm for any widths: x [A, Din] @ w[g] [Din, Dout] -> [A, Dout].
-
-    _grouped_mm needs every row stride to be a multiple of 16 bytes (Din and Dout multiples of 4
-    in fp32, 8 in bf16). The FLOP-matched expert widths of the experiments are not (d_ff = 191,
-    381, ...), and without this they fell back to ``bmm`` / ``loop`` (in-run tokens/s 0.69-0.75x
-    dense at the cpu scale, issue 13). Zero columns appended to x and zero rows / columns to w
-    change no sum: the result is the unpadded product up to float rounding, and the gradients of
-    the pads are dropped by the pad's own backward. Dout's pad comes back as a view (row stride
-    Dout_padded), which the next elementwise op turns into a fresh tensor."""
-    w = w.to(x.dtype)
-    align = 16 // x.element_size()
-    din, dout = w.shape[1], w.shape[2]
-    pin, pout = -din % align, -dout % align
-    if pin:
-        x = F.pad(x, (0, pin))  # [A, Din + pin]
-    if pin or pout:
-        w = F.pad(w, (0, pout, 0, pin))  # [E, Din + pin, Dout + pout]
-    y = torch._grouped_mm(x, w, offs=offs)  # [A, Dout + pout]
-    return y[:, :dout] if pout else y
 
 
 def grouped_matmul(x: torch.Tensor, w: torch.Tensor, counts: torch.Tensor,
@@ -184,7 +163,7 @@ def grouped_matmul(x: torch.Tensor, w: torch.Tensor, counts: torch.Tensor,
     """Row group g of x [A, Din] times w[g] [Din, Dout] -> [A, Dout]; groups given by counts [E].
     ``offs`` [E] int32 cumulative counts (``grouped_mm`` only)."""
     if backend == "grouped_mm":
-        return _grouped_mm_padded(x, w, offs)
+        return torch._grouped_mm(x, w.to(x.dtype), offs=offs)
     # loop: contiguous slices, one GEMM per non-empty expert
     sizes = counts.tolist()
     outs = [x_g @ w[g].to(x.dtype) for g, x_g in enumerate(torch.split(x, sizes)) if sizes[g] > 0]
@@ -242,7 +221,7 @@ RUN: dict[str, Callable[..., torch.Tensor]] = {"loop": loop, "grouped_mm": group
 
 
 # ------------------------------------------------------------------------------- backend policy
-def static_backend(xf: torch.Tensor, s: Assignments) -> str:
+def static_backend(xf: torch.Tensor, s: Assignments, d_expert: int) -> str:
     """``auto`` without measurement, the rule the probe falls back to (module docstring):
     expert-major full slots (Expert Choice) -> ``bmm`` (a free view); else ``grouped_mm`` where
     this torch build runs it for the device, dtype and widths; else ``bmm`` while the padding to
@@ -252,8 +231,8 @@ def static_backend(xf: torch.Tensor, s: Assignments) -> str:
         # grouped_mm beat bmm for EC at E8 / E64 (1.085 / 1.424 vs 1.131 / 1.503); at two
         # threads bmm won (results/bench/fair-dense: 1.07 / 1.26 vs 1.14 / 1.37)
         one_thread = xf.device.type == "cpu" and torch.get_num_threads() == 1
-        return "grouped_mm" if one_thread and grouped_mm_ok(xf) else "bmm"
-    if grouped_mm_ok(xf):
+        return "grouped_mm" if one_thread and grouped_mm_ok(xf, d_expert) else "bmm"
+    if grouped_mm_ok(xf, d_expert):
         return "grouped_mm"
     return "bmm" if padding(s) <= BMM_MAX_PAD else "loop"
 
@@ -264,11 +243,11 @@ def padding(s: Assignments) -> float:
     return E * max(int(s.counts.max()) if A else 0, 1) / max(A, 1)
 
 
-def eligible(xf: torch.Tensor, s: Assignments) -> list[str]:
-    """The backends worth timing for this call: ``grouped_mm`` where it runs (CPU or
-    SM90+), ``bmm`` unless its padding exceeds ``BMM_MAX_PAD`` (then it multiplies the
+def eligible(xf: torch.Tensor, s: Assignments, d_expert: int) -> list[str]:
+    """The backends worth timing for this call: ``grouped_mm`` where it runs (aligned rows,
+    CPU or SM90+), ``bmm`` unless its padding exceeds ``BMM_MAX_PAD`` (then it multiplies the
     expert FLOPs and memory by more than that and cannot win), and ``loop``."""
-    names = ["grouped_mm"] if grouped_mm_ok(xf) else []
+    names = ["grouped_mm"] if grouped_mm_ok(xf, d_expert) else []
     if s.full or padding(s) <= BMM_MAX_PAD:
         names.append("bmm")
     return names + ["loop"]
@@ -333,15 +312,16 @@ class AutoPolicy:
 
     def decide(self, xf: torch.Tensor, s: Assignments, w: ExpertWeights, act: Act) -> Decision:
         """The cached decision for this call's shape; the first call of a shape measures."""
+        d_expert = w.gate.shape[-1]
         if not self.probing:
-            return Decision(static_backend(xf, s), "static", {})
+            return Decision(static_backend(xf, s, d_expert), "static", {})
         key = probe_key(xf, s, w, act)
         hit = self.decisions.get(key)
         if hit is not None:
             return hit
-        names = eligible(xf, s)
+        names = eligible(xf, s, d_expert)
         if len(names) == 1 or torch.compiler.is_compiling():  # never time inside a trace
-            return Decision(static_backend(xf, s), "static", {})
+            return Decision(static_backend(xf, s, d_expert), "static", {})
         with _disk_lock() if self.on_disk else contextlib.nullcontext():
             stored = _disk_load(key) if self.on_disk else None
             if stored in names:
@@ -349,7 +329,7 @@ class AutoPolicy:
             else:
                 ms = self.measure(xf, s, w, act, names)
                 if not ms:  # nothing ran: the rule, uncached
-                    return Decision(static_backend(xf, s), "static", {})
+                    return Decision(static_backend(xf, s, d_expert), "static", {})
                 hit = Decision(min(ms, key=ms.get), "probe", ms)
                 if self.on_disk:
                     _disk_store(key, hit.backend)
@@ -463,7 +443,7 @@ def choose_backend(backend: str, xf: torch.Tensor, s: Assignments, w: ExpertWeig
     if backend == "auto":
         return (policy or POLICY).choose(xf, s, w, act)
     if backend == "static":
-        return static_backend(xf, s)
+        return static_backend(xf, s, w.gate.shape[-1])
     return backend
 
 

@@ -167,10 +167,8 @@ def test_static_rule_grouped_mm_first_then_bmm_by_padding():
     finally:
         torch.set_num_threads(threads)
     odd = MoEFFN(moe_cfg("topk", backend="static", n_experts=4, d_expert=6), D)  # 24-byte rows
-    assert odd.dispatch_backend(xf, skewed) == "grouped_mm"  # padded inside the call
-    half = xf.half()  # fp16: no grouped_mm in this build -> bmm by padding, then loop
-    assert odd.dispatch_backend(half, balanced) == "bmm"
-    assert odd.dispatch_backend(half, skewed) == "loop"
+    assert odd.dispatch_backend(xf, balanced) == "bmm"
+    assert odd.dispatch_backend(xf, skewed) == "loop"
     fixed = MoEFFN(moe_cfg("topk", backend="loop", n_experts=4), D)
     assert fixed.dispatch_backend(xf, balanced) == "loop"
     auto = MoEFFN(moe_cfg("topk", backend="auto", n_experts=4), D)  # probe off in tests: the rule
