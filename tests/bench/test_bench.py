@@ -202,15 +202,15 @@ def test_lm_throughput_times_an_experiments_own_arms_under_each_backend():
     from repro.bench.lm_throughput import experiment_models, time_models
     from repro.experiments.base import get_experiment
 
-    cfgs, ref, shape = experiment_models("moe-vs-dense", "smoke", ["grouped_mm", "loop"])
+    cfgs, ref, shape = experiment_models("moe-vs-dense", "smoke", ["bmm", "loop"])
     exp = get_experiment("moe-vs-dense", "smoke")
     assert ref == "dense" and shape == {"seq_len": exp.data.seq_len,
                                         "batch": exp.recipe.batch_size}
     moe = [a.name for a in exp.arms if a.name != "dense"]
-    assert set(cfgs) == {"dense"} | {f"{a}[{b}]" for a in moe for b in ("grouped_mm", "loop")}
+    assert set(cfgs) == {"dense"} | {f"{a}[{b}]" for a in moe for b in ("bmm", "loop")}
     for a in moe:
         assert cfgs[f"{a}[loop]"].ffn.backend == "loop"
-        assert cfgs[f"{a}[grouped_mm]"].ffn.d_expert == exp.run_config(a).model.ffn.d_expert
+        assert cfgs[f"{a}[bmm]"].ffn.d_expert == exp.run_config(a).model.ffn.d_expert
     rows = time_models(cfgs, ref, steps=1, rounds=1, warmup=0, echo=lambda *_: None, **shape)
     assert {r["method"] for r in rows} == set(cfgs)
     assert all(r["tokens_per_s"] > 0 for r in rows)
