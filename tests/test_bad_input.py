@@ -426,7 +426,8 @@ class TestPartialCheck:
             return {"name": name, "statement": f"claim {name}", "verdict": v}
 
         rows = [("e", "cpu", c("reproduced"), 4, "", ""),
-                ("e", "cpu-v1", c("not reproduced (±1 sd rule)"), 3, "", ""),
+                ("e", "cpu-v1", {**c("not reproduced (±1 sd rule)"), "statement": "old words"},
+                 3, "", ""),
                 ("e", "cpu", c("inconclusive", "b"), 4, "", ""),  # one scale: left out
                 ("f", "cpu-v1", c("inconclusive"), 3, "", ""),
                 ("f", "cpu", c("inconclusive"), 3, "", "")]
@@ -435,7 +436,7 @@ class TestPartialCheck:
         assert "| e | claim a | not reproduced (±1 sd rule) (3 seeds) | reproduced (4 seeds) " \
                "| yes |" in text
         assert "| f | claim a | inconclusive (3 seeds) | inconclusive (3 seeds) | no |" in text
-        assert "claim b" not in text and "(2)" in text
+        assert "claim b" not in text and "(2)" in text and "old words" not in text
         assert across_scales(rows[2:3]) == []
 
 

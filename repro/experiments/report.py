@@ -81,18 +81,21 @@ def across_scales(rows: list[tuple]) -> list[str]:
     more: does the verdict follow the paper or the scale? ``rows``: write_report's
     (experiment, scale, claim, seeds, env, folder) tuples. Returns report lines (none when no
     claim has two scales)."""
+    def order(scale: str) -> tuple[int, str]:
+        return (SCALE_ORDER.index(scale) if scale in SCALE_ORDER else len(SCALE_ORDER), scale)
+
     by: dict[tuple[str, str], dict[str, tuple[str, int]]] = {}
-    statement: dict[tuple[str, str], str] = {}
+    said: dict[tuple[str, str], dict[str, str]] = {}
     for exp, scale, c, n, _env, _rel in rows:
         key = (exp, c.get("name") or c["statement"])
         by.setdefault(key, {})[scale] = (c["verdict"], n)
-        statement[key] = c["statement"]
+        said.setdefault(key, {})[scale] = c["statement"]
     multi = {k: v for k, v in by.items() if len(v) > 1}
     if not multi:
         return []
-    scales = sorted({s for v in multi.values() for s in v},
-                    key=lambda s: (SCALE_ORDER.index(s) if s in SCALE_ORDER else
-                                   len(SCALE_ORDER), s))
+    # a claim's wording as its newest scale states it
+    statement = {k: v[max(v, key=order)] for k, v in said.items()}
+    scales = sorted({s for v in multi.values() for s in v}, key=order)
     out = ["", "## Verdicts across scales", "",
            f"Claims checked at more than one scale ({len(multi)}): the verdict at each, with its "
            "seeds. A verdict that moves with the scale is evidence about the scale as much as "
