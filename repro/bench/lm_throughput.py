@@ -24,11 +24,10 @@ from repro.routers import ROUTERS
 from repro.routers.topk import TopKRouterConfig
 
 
-def _align(f: float) -> int:
+def _nearest_width(f: float) -> int:
     # the nearest integer width, as the experiments' arms use (repro.compute): rounding to a
     # 16-byte multiple (grouped_mm's requirement) measured no faster at the cpu scale
-    # (results/bench/lm-width-ab-cpu-1thread-torch2.13.0.txt) and would time other models than
-    # the runs train
+    # (results/bench/trials-2026-12-03.md, trial 3) and would time other models than the runs
     return max(1, int(round(f)))
 
 
@@ -38,7 +37,8 @@ def method_arms(d_model: int, d_ff: int, n_experts: int = 8) -> dict[str, object
     E = n_experts
 
     def fit(cfg: MoEConfig) -> MoEConfig:
-        return replace(cfg, d_expert=_align(moe_d_expert_for_ffn_flops(target, cfg, d_model)))
+        F = moe_d_expert_for_ffn_flops(target, cfg, d_model)
+        return replace(cfg, d_expert=_nearest_width(F))
 
     arms: dict[str, object] = {"dense": DenseFFNConfig(d_ff=d_ff)}
     for name, router in ROUTERS.items():  # every registered router, at 2 experts per token
@@ -47,7 +47,7 @@ def method_arms(d_model: int, d_ff: int, n_experts: int = 8) -> dict[str, object
     dsm = MoEConfig(n_experts=4 * E - 1, n_shared=1, router=TopKRouterConfig(
         top_k=3, normalize=False))
     # 2 * (router + (3 routed + 1 shared) * 3 * D * F) = target  ->  F
-    F = _align((target / 2 - d_model * dsm.n_experts) / (4 * 3 * d_model))
+    F = _nearest_width((target / 2 - d_model * dsm.n_experts) / (4 * 3 * d_model))
     arms["deepseekmoe"] = replace(dsm, d_expert=F, d_shared=F)
     arms["mone"] = fit(MoEConfig(n_experts=E, router=TopKRouterConfig(top_k=2),
                                  neuron_ratio=0.5))
