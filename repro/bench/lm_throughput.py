@@ -137,11 +137,9 @@ def experiment_models(name: str, scale: str = "cpu",
 
     exp = get_experiment(name, scale)
     cfgs: dict[str, ModelConfig] = {}
-    shape = {}
+    shape = {"seq_len": exp.data.seq_len, "batch": exp.recipe.batch_size}  # every arm's
     for arm in exp.arms:
-        run = exp.run_config(arm)
-        shape = {"seq_len": run.data.seq_len, "batch": run.train.batch_size}
-        model = run.model
+        model = exp.run_config(arm).model
         if backends and isinstance(model.ffn, MoEConfig):
             for b in backends:
                 cfgs[f"{arm.name}[{b}]"] = replace(model, ffn=replace(model.ffn, backend=b))
