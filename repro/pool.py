@@ -8,6 +8,18 @@ Stopping: Ctrl-C or SIGTERM in the parent (SIGTERM is turned into ``SystemExit``
 runs, main thread only) sends SIGTERM to every running child, the way a user would stop them
 (training children checkpoint and mark their runs KILLED), waits up to ``stop_timeout`` seconds,
 kills what is left, and re-raises.
+
+Two ways a stop used to be missed, both closed here:
+
+* A child that *exits from an interruption* (status 130 / 143 / 129, or killed by SIGINT /
+  SIGTERM / SIGHUP) means someone stopped it: a Ctrl-C that reached the whole process group, or
+  a signal sent to the children. The pool then starts nothing more, stops the other children
+  and raises :class:`ChildInterrupted` (a ``KeyboardInterrupt``: the CLI exits 130). Before, the
+  parent counted the child as one failed run and started the next ones.
+* A parent started in the background by a non-interactive shell (``nohup repro run ... &`` in a
+  script) inherits SIGINT *ignored*, while the training children install their own handler: a
+  ``kill -INT`` to the parent did nothing. While the pool runs, SIGINT raises
+  ``KeyboardInterrupt`` in the parent whatever it inherited (main thread only).
 """
 
 from __future__ import annotations
@@ -26,6 +38,16 @@ from pathlib import Path
 from repro.paths import atomic_write_text
 
 RESULT_ENV = "REPRO_RESULT_FILE"  # where a child writes its JSON result (set by the pool)
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# the exit statuses of a child stopped by one of them: 128 + N by a handler (the CLI's 130 on
+# Ctrl-C, 128 + N for an interrupted training run), -N when the signal killed it
+INTERRUPT_EXITS = frozenset([128 + s for s in _STOP_SIGNALS] + [-s for s in _STOP_SIGNALS])
+
+
+class ChildInterrupted(KeyboardInterrupt):
+    """A child of the pool exited from SIGINT / SIGTERM / SIGHUP: the pool stopped as if the
+    parent itself had been interrupted."""
 
 
 @dataclass
@@ -104,6 +126,8 @@ def run_pool(jobs: Iterable[Job], width: int, *, on_start: Callable[[Job, int], 
 
     main = threading.current_thread() is threading.main_thread()
     old_term = signal.signal(signal.SIGTERM, on_term) if main else None
+    # a background parent may have inherited SIGINT ignored (module doc): take it back
+    old_int = signal.signal(signal.SIGINT, signal.default_int_handler) if main else None
     try:
         while pending or running:
             while pending and len(running) < width:
@@ -111,6 +135,12 @@ def run_pool(jobs: Iterable[Job], width: int, *, on_start: Callable[[Job, int], 
             time.sleep(poll_s)
             for p in [p for p in running if p.poll() is not None]:
                 reap(p)
+            stopped = [d for d in finished if d.returncode in INTERRUPT_EXITS]
+            if stopped:  # every child that ended this round is reaped (and reported) first
+                d = stopped[0]
+                raise ChildInterrupted(f"a child (pid {d.pid}, log {d.job.log}) exited "
+                                       f"{d.returncode}, stopped by a signal; stopping the others "
+                                       "and starting no more")
     except BaseException:
         stop_all(list(running), stop_timeout)
         for _, _, fh in running.values():
@@ -120,6 +150,7 @@ def run_pool(jobs: Iterable[Job], width: int, *, on_start: Callable[[Job, int], 
     finally:
         if main:
             signal.signal(signal.SIGTERM, old_term)
+            signal.signal(signal.SIGINT, old_int)
     return finished
 
 

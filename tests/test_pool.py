@@ -139,3 +139,76 @@ def test_jobs_parent_prints_run_lines_with_totals_from_pool_events(tmp_runs, mon
     bad = next(ln for ln in ends if "· bad ·" in ln)
     assert bad.startswith("[repro] run 3/4 · bad · seed 2 -> FAILED: exit 1; log ")
     assert "3 trained, 0 reused, 1 failed" in ends[-1] and "~0:00 left for 0 run(s)" in ends[-1]
+
+
+def test_a_child_stopped_by_a_signal_stops_the_pool(tmp_path):
+    """A child that exits 130 (Ctrl-C reached it) stops the pool: the others are stopped, no
+    new one starts, and the parent raises a KeyboardInterrupt (the CLI exits 130)."""
+    import time
+
+    from repro.pool import ChildInterrupted, Job, run_pool
+
+    marker = tmp_path / "third-ran"
+    jobs = [Job([sys.executable, "-c", "import time, sys; time.sleep(0.3); sys.exit(130)"],
+                tmp_path / "a.log", data="a"),
+            Job([sys.executable, "-c", "import time; time.sleep(60)"], tmp_path / "b.log",
+                data="b"),
+            Job([sys.executable, "-c", f"open({str(marker)!r}, 'w').close()"],
+                tmp_path / "c.log", data="c")]
+    started, done = [], []
+    t0 = time.time()
+    with pytest.raises(ChildInterrupted, match="exited 130") as exc:
+        run_pool(jobs, 2, on_start=lambda job, pid: started.append(job.data),
+                 on_done=lambda d: done.append((d.job.data, d.returncode)), poll_s=0.05,
+                 stop_timeout=10)
+    assert isinstance(exc.value, KeyboardInterrupt)
+    assert started == ["a", "b"] and done == [("a", 130)]  # reported, then the pool stopped
+    assert time.time() - t0 < 20  # b was stopped, not waited for
+    assert not marker.exists()
+
+
+def test_a_failed_child_does_not_stop_the_pool(tmp_path):
+    from repro.pool import INTERRUPT_EXITS, Job, run_pool
+
+    assert 1 not in INTERRUPT_EXITS and -9 not in INTERRUPT_EXITS  # a crash, an OOM kill
+    jobs = [Job([sys.executable, "-c", f"import sys; sys.exit({rc})"], tmp_path / f"{i}.log",
+                data=i) for i, rc in enumerate((1, 0, 0))]
+    done = run_pool(jobs, 1, poll_s=0.05)
+    assert [d.returncode for d in done] == [1, 0, 0]
+
+
+PARENT = """
+import signal, sys
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a script's `cmd &` starts it
+from pathlib import Path
+from repro.pool import Job, run_pool
+d = Path(sys.argv[1])
+child = "import time, pathlib, sys; pathlib.Path(sys.argv[1]).touch(); time.sleep(60)"
+jobs = [Job([sys.executable, "-c", child, str(d / f"started-{i}")], d / f"{i}.log")
+        for i in range(3)]
+try:
+    run_pool(jobs, 2, poll_s=0.05, stop_timeout=10)
+except KeyboardInterrupt:
+    sys.exit(130)
+sys.exit(0)
+"""
+
+
+def test_sigint_stops_a_parent_that_inherited_it_ignored(tmp_path):
+    """`nohup repro run NAME --jobs 2 &` from a script: SIGINT reaches the parent ignored; a
+    `kill -INT` to it must still stop the pool (it used to be lost, the pool ran on)."""
+    import signal
+    import subprocess
+    import time
+
+    p = subprocess.Popen([sys.executable, "-c", PARENT, str(tmp_path)])
+    try:
+        deadline = time.time() + 30
+        while len(list(tmp_path.glob("started-*"))) < 2 and time.time() < deadline:
+            time.sleep(0.05)
+        assert len(list(tmp_path.glob("started-*"))) == 2
+        p.send_signal(signal.SIGINT)
+        assert p.wait(timeout=20) == 130
+    finally:
+        p.kill()
+    assert not (tmp_path / "started-2").exists()  # nothing started after the stop
