@@ -6,14 +6,15 @@ Each (arm, seed) runs as its own ``repro run NAME --arm A --seeds S`` child proc
 key (``runs/locks``), reuses finished runs and resumes interrupted ones, so the children behave
 exactly like N users typing ``repro run`` at once. Runs already finished are skipped by the
 parent before any child starts (``runner.run_experiment``).
-On the 2-core box, two 1-thread cpu-scale runs at a time took 238 s each on average (61 runs,
-122 min wall); a single multi-thread run was not timed against that.
+On the 2-core box, two 1-thread runs at a time took 238 s each on average at `cpu-v1` (61 runs,
+122 min wall) and take 6.5-11 min each at the calibrated `cpu` scale (results/cpu-rerun.md); a
+single multi-thread run was not timed against that.
 
 Each child's output goes to ``runs/logs/NAME/SCALE/ARM-sSEED.log``; it reports its outcome in
 ``ARM-sSEED.result.json`` beside the log (written atomically by the child, see
 ``runner._report_to_parent``; removed once read), never through its printed text. SIGINT /
 SIGTERM are passed on: the children checkpoint, mark their runs KILLED and the same command
-resumes them.
+resumes them; a child stopped by a signal stops the whole pool (``repro.pool``).
 
 The parent prints the in-process path's run lines (``repro.lit.progress.RunCounter``: run i/N,
 arm, seed, the command's totals and the time left over N processes) when the pool starts a
