@@ -123,13 +123,18 @@ def _warn_exposed(host: str, what: str, port: int) -> None:
 def _experiment(args):
     from repro.experiments.base import get_experiment
 
+    return get_experiment(args.name, args.scale)
+
+
+def _need_device(args) -> None:
+    """Training at ``--scale gpu`` needs CUDA; `show` (analytic) and `check` (reads the store)
+    work on any machine, so a gpu run's accounting and verdicts can be read on a laptop."""
     if args.scale == "gpu":
         import torch
 
         if not torch.cuda.is_available():
             raise UserError("--scale gpu: no CUDA device is available; use --scale cpu "
                             "(or smoke) on this machine")
-    return get_experiment(args.name, args.scale)
 
 
 # ------------------------------------------------------------------------------------ commands
@@ -245,6 +250,7 @@ def cmd_run(args) -> int:
     if args.max_seeds is not None and args.seeds != "auto":
         raise UserError("--max-seeds: only applies to --seeds auto (it caps how many seeds auto "
                         "may grow to); add --seeds auto or drop --max-seeds")
+    _need_device(args)
     if args.name == "all":
         if args.arm is not None:
             raise UserError("--arm: cannot be combined with `repro run all` (arms belong to one "

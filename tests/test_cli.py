@@ -24,6 +24,17 @@ def test_show_reports_matching(capsys):
     assert "matched on ffn_flops" in out and "switch-e16" in out
 
 
+def test_show_gpu_scale_needs_no_gpu(capsys, monkeypatch):
+    """The accounting is analytic: a gpu-scale plan reads on any machine (only `run` needs
+    CUDA, see test_bad_input's scale-gpu-without-gpu)."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["show", "switch-vs-dense", "--scale", "gpu"]) == 0
+    out = capsys.readouterr().out
+    assert "[gpu]" in out and "steps: 3000" in out and "51/37/12%" in out
+
+
 @pytest.mark.parametrize("args, fragment", [
     (["run", "swich-vs-dense", "--scale", "smoke"], "did you mean"),
     (["show", "switch-vs-dense", "--scale", "huge"], "unknown scale 'huge'"),
