@@ -7,7 +7,7 @@ key (``runs/locks``), reuses finished runs and resumes interrupted ones, so the 
 exactly like N users typing ``repro run`` at once. Runs already finished are skipped by the
 parent before any child starts (``runner.run_experiment``).
 On the 2-core box, two 1-thread runs at a time took 238 s each on average at `cpu-v1` (61 runs,
-122 min wall) and take 6.5-11 min each at the calibrated `cpu` scale (results/cpu-rerun.md); a
+122 min wall) and take 5-11 min each at the calibrated `cpu` scale (results/cpu-rerun.md); a
 single multi-thread run was not timed against that.
 
 Each child's output goes to ``runs/logs/NAME/SCALE/ARM-sSEED.log``; it reports its outcome in
