@@ -113,13 +113,14 @@ def run_pool(jobs: Iterable[Job], width: int, *, on_start: Callable[[Job, int], 
         if on_start is not None:
             on_start(job, p.pid)
 
-    def reap(p: subprocess.Popen) -> None:
+    def reap(p: subprocess.Popen) -> Done:
         job, t0, fh = running.pop(p)
         fh.close()
         d = Done(job, p.pid, p.returncode, time.time() - t0, _take_result(job.result))
         finished.append(d)
         if on_done is not None:
             on_done(d)
+        return d
 
     def on_term(signum, frame):
         raise SystemExit(128 + signum)
@@ -133,9 +134,8 @@ def run_pool(jobs: Iterable[Job], width: int, *, on_start: Callable[[Job, int], 
             while pending and len(running) < width:
                 start(pending.pop(0))
             time.sleep(poll_s)
-            for p in [p for p in running if p.poll() is not None]:
-                reap(p)
-            stopped = [d for d in finished if d.returncode in INTERRUPT_EXITS]
+            ended = [reap(p) for p in [p for p in running if p.poll() is not None]]
+            stopped = [d for d in ended if d.returncode in INTERRUPT_EXITS]
             if stopped:  # every child that ended this round is reaped (and reported) first
                 d = stopped[0]
                 raise ChildInterrupted(f"a child (pid {d.pid}, log {d.job.log}) exited "
