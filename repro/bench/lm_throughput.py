@@ -160,7 +160,8 @@ def scale_shape(scale: str = "cpu") -> dict:
 
 if __name__ == "__main__":
     import argparse
-    import platform
+
+    from repro.machine import cpu_model
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scale", default="cpu", help="the preset whose LM shape to time "
@@ -179,10 +180,10 @@ if __name__ == "__main__":
         cfgs, ref, shape = experiment_models(a.experiment, a.scale,
                                              a.backends.split(",") if a.backends else None)
         print(f"experiment {a.experiment} at scale {a.scale}: {shape}; torch {torch.__version__}, "
-              f"{torch.get_num_threads()} threads, {platform.machine()}")
+              f"{torch.get_num_threads()} threads, {cpu_model()}")
         time_models(cfgs, ref, rounds=a.rounds, steps=a.steps, **shape)
     else:
         shape = scale_shape(a.scale)
         print(f"scale {a.scale}: {shape}; torch {torch.__version__}, {torch.get_num_threads()} "
-              f"threads, {platform.machine()}")
+              f"threads, {cpu_model()}")
         lm_throughput(rounds=a.rounds, steps=a.steps, **shape)

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from repro.bench.layer import bench_group, default_top_k
+from repro.machine import cpu_model
 from repro.paths import results_dir
 from repro.routers import ROUTERS
 
@@ -87,7 +88,7 @@ def set_allocator_policy() -> str:
 def device_name(device: str) -> str:
     if device == "cuda":
         return torch.cuda.get_device_name(0)
-    return f"{platform.processor() or platform.machine()} x{os.cpu_count()} cores"
+    return f"{cpu_model()} x{os.cpu_count()} cores"
 
 
 def load() -> str:

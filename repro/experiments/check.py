@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import platform
 from pathlib import Path
 
 from repro.config import to_dict
@@ -19,6 +18,7 @@ from repro.experiments.base import Experiment
 from repro.experiments.claims import ClaimResult, Results, RunRecord, mean_std
 from repro.experiments.resolve import ResolvedRun, prepare_data, resolve_run
 from repro.experiments.stats import RULE
+from repro.machine import cpu_label
 from repro.paths import atomic_write_text, results_dir, staged_dir
 from repro.tracking import store as ts
 
@@ -229,7 +229,7 @@ def _env_line(exp: Experiment, overrides: list[str] | None = None,
     import torch
 
     dev = "cuda:" + torch.cuda.get_device_name(0) if torch.cuda.is_available() else \
-        f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+        cpu_label(torch.get_num_threads())
     if results is not None:
         tagged = sorted({r.trained_on for r in results.runs.values() if r.trained_on})
         untagged = sum(r.trained_on is None for r in results.runs.values())

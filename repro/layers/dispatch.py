@@ -69,7 +69,6 @@ import contextlib
 import json
 import math
 import os
-import platform
 import re
 import statistics
 import time
@@ -401,14 +400,9 @@ def _disk_lock():
 
 
 def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    from repro.machine import cpu_model
+
+    return cpu_model()
 
 
 def _disk_read() -> dict[str, str]:

@@ -52,15 +52,16 @@ def check_device(run: RunConfig) -> None:
 
 
 def device_label(run: RunConfig) -> str:
-    """Where this process trains: "cuda:<name> (<precision>)" or "cpu (<arch>, <n> threads)"."""
-    import platform
-
+    """Where this process trains: "cuda:<name> (<precision>)" or "cpu (<model>, <arch>, <n>
+    threads)" (``repro.machine``)."""
     import torch
+
+    from repro.machine import cpu_label
 
     accel = accelerator(run)
     if accel in ("gpu", "cuda") and torch.cuda.is_available():
         return f"cuda:{torch.cuda.get_device_name(0)} ({precision(run, 'gpu')})"
-    return f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
+    return cpu_label(torch.get_num_threads())
 
 
 def checkpoint_callback(dirpath: Path):
