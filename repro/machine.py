@@ -1,11 +1,11 @@
 """The CPU a process runs on, named the way ``lscpu`` names it ("AMD EPYC", "Intel(R) Xeon(R)
 Processor"): one home for the label that speed figures and run tags carry.
 
-Why the model and not just the architecture: two x86_64 boxes differ in speed by 1.4x and more
-(AMX on the Xeon) and, for routed models, in results: the same (config, seed) trained on an AMD
-EPYC and on a Xeon gives bit-identical dense losses but MoE losses ~0.005 nats apart, since a
-last-bit difference in a router logit can flip a top-k choice (results/cpu-rerun.md). A claims.md
-must say which machine its runs came from. Stdlib only.
+Why the model and not just the architecture: two x86_64 boxes differ in training speed by
+1.2-1.5x (AMX on the Xeon) and, for routed models, in results: the same (config, seed) trained on
+an AMD EPYC and on a Xeon gives bit-identical dense losses but MoE / Switch losses up to ~0.03
+nats apart, since a last-bit difference in a router logit can flip a top-k choice
+(results/cpu-rerun.md). A claims.md must say which machine its runs came from. Stdlib only.
 """
 
 from __future__ import annotations
