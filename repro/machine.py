@@ -10,12 +10,14 @@ nats apart, since a last-bit difference in a router logit can flip a top-k choic
 
 from __future__ import annotations
 
+import functools
 import platform
 from pathlib import Path
 
 CPUINFO = Path("/proc/cpuinfo")
 
 
+@functools.cache  # the CPU does not change under a running process
 def cpu_model(cpuinfo: Path = CPUINFO) -> str:
     """The first ``model name`` of ``cpuinfo`` (Linux); else ``platform.processor()``, else the
     architecture ("x86_64", "arm64")."""

@@ -375,9 +375,10 @@ POLICY = AutoPolicy()  # the process's auto decisions (in-process cache)
 
 def _disk_path() -> Path:
     """runs/cache/dispatch/auto-torch<version>-<cpu model>.json (``repro.paths.cache_dir``)."""
-    from repro.paths import cache_dir  # stdlib-only module
+    from repro.machine import cpu_model  # stdlib-only modules
+    from repro.paths import cache_dir
 
-    cpu = re.sub(r"[^A-Za-z0-9]+", "-", _cpu_model()).strip("-")[:60] or "cpu"
+    cpu = re.sub(r"[^A-Za-z0-9]+", "-", cpu_model()).strip("-")[:60] or "cpu"
     return cache_dir("dispatch") / f"auto-torch{torch.__version__.split('+')[0]}-{cpu}.json"
 
 
@@ -397,12 +398,6 @@ def _disk_lock():
     finally:
         if lock is not None:
             lock.__exit__(None, None, None)
-
-
-def _cpu_model() -> str:
-    from repro.machine import cpu_model
-
-    return cpu_model()
 
 
 def _disk_read() -> dict[str, str]:
