@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from repro import initialization as init
 from repro.config import ComponentRegistry
 from repro.routers.base_config import RouterConfig
 
@@ -78,9 +79,9 @@ class Router(nn.Module):
     def reset_parameters(self) -> None:
         std = math.sqrt(self.cfg.init_scale / self.w.shape[0]) if self.cfg.init_scale > 0 else 0.0
         if std == 0.0:
-            nn.init.zeros_(self.w)
+            init.zeros_(self.w)
         else:
-            nn.init.normal_(self.w, std=std)
+            init.normal_(self.w, std=std)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Router logits in float32: x [N, D] -> [N, E]."""

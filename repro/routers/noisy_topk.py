@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from repro import initialization as init
 from repro.routers.base import (
     ROUTERS,
     AuxLoss,
@@ -66,7 +67,7 @@ class NoisyTopKRouter(Router):
         D = self.w.shape[0]
         std = math.sqrt(self.cfg.init_scale / D) if self.cfg.init_scale > 0 else 0.0
         for p in (self.w, self.w_noise):  # both zero at init_scale=0 [P-SHZ App. A]
-            nn.init.zeros_(p) if std == 0.0 else nn.init.normal_(p, std=std)
+            init.zeros_(p) if std == 0.0 else init.normal_(p, std=std)
 
     def forward(self, x: torch.Tensor, shape: tuple[int, int] | None = None) -> Routing:
         # x: [N, D] with N = B*T flattened row-major; shape = (B, T) when known
