@@ -25,7 +25,7 @@ from repro.bench.peers import PEER_ROUTER
 from repro.bench.peers import PEERS as _PEERS
 from repro.bench.peers import build as build_peer
 from repro.compute import match_dense_to
-from repro.layers import dispatch
+from repro.layers import dispatch_policy
 from repro.layers.dense import SwiGLU
 from repro.layers.dispatch import sort_assignments
 from repro.layers.moe import MoEConfig, MoEFFN
@@ -265,7 +265,7 @@ def resolved_backend(m: MoEFFN, x: torch.Tensor) -> tuple[str, str]:
     with torch.enable_grad():
         if m.cfg.backend != "auto":
             return m.dispatch_backend(xf, s), ""
-        d = dispatch.POLICY.decide(xf, s, m.experts.weights, m.activation())
+        d = dispatch_policy.POLICY.decide(xf, s, m.experts.weights, m.activation())
     if d.source == "probe":
         return d.backend, "probe " + " ".join(f"{b}={ms:.1f}" for b, ms in d.ms.items()) + " ms"
     return d.backend, {"disk": "disk cache", "static": "static rule"}[d.source]

@@ -12,7 +12,8 @@ import torch
 from repro.bench import BenchSpec, format_table, run_bench
 from repro.bench.layer import LayerCase, bench_group, dense_width, moe_config
 from repro.bench.run import COLUMNS
-from repro.layers.dispatch import BMM_MAX_PAD, Assignments
+from repro.layers.dispatch import Assignments
+from repro.layers.dispatch_policy import BMM_MAX_PAD
 from repro.layers.moe import MoEFFN
 from repro.routers import ROUTERS
 from tests._moe_factories import D, init_module, moe_cfg
@@ -56,14 +57,14 @@ def test_reference_check_rejects_wrong_backend():
 
 
 def test_bench_times_auto_itself_and_shows_its_probed_choice(monkeypatch):
-    from repro.layers import dispatch
+    from repro.layers import dispatch_policy
 
     def timer(name, fn):  # fake: says bmm is fastest, whatever the clock says
         fn()
         return {"bmm": 1.0, "grouped_mm": 2.0, "loop": 3.0}[name]
 
-    monkeypatch.setattr(dispatch, "POLICY", dispatch.AutoPolicy(timer=timer, reps=1, probe=True,
-                                                                disk=False))
+    monkeypatch.setattr(dispatch_policy, "POLICY",
+                        dispatch_policy.AutoPolicy(timer=timer, reps=1, probe=True, disk=False))
     rows = bench_group("topk", 8, 2, backends=["auto", "loop", "grouped_mm", "bmm"], **TINY)
     auto = next(r for r in rows if r["backend"] == "auto")
     assert auto["resolved_backend"] == "bmm" and auto["ref_ok"]

@@ -199,6 +199,18 @@ def test_mone_gather_equals_mask(rho, backend):
         assert torch.allclose(g1[n], g2[n], atol=1e-5), n
 
 
+@pytest.mark.parametrize("F_, k", [(286, 143), (24, 6), (7, 1), (5, 5)])
+def test_neuron_threshold_mask_equals_topk(F_, k):
+    # the kthvalue threshold keeps exactly the top-k set of |a| (ties have probability 0 here)
+    from repro.layers.mone import top_neuron_mask
+
+    torch.manual_seed(F_)
+    a = torch.nn.functional.silu(torch.randn(300, F_))  # [A, F]
+    want = torch.zeros_like(a, dtype=torch.bool).scatter_(1, a.abs().topk(k, dim=-1).indices, True)
+    got = top_neuron_mask(a, k)
+    assert torch.equal(got, want) and int(got.sum(-1).min()) == k
+
+
 def test_neuron_balance_loss_is_one_at_uniform_use():
     from repro.layers.mone import neuron_balance_loss
 
