@@ -188,6 +188,24 @@ def moe_d_expert_for_ffn_flops(ffn_flops_per_layer: float, moe_cfg, d_model: int
                          align)
 
 
+def moe_widths_aligned(ffn_flops_per_layer: float, moe_cfg, d_model: int,
+                       align: int = WIDTH_ALIGN) -> tuple[int, int]:
+    """(routed width F, shared width S) of a block with shared experts, both multiples of
+    ``align``: F is the exact solution of ``moe_d_expert_for_ffn_flops`` (shared experts of width
+    F) rounded down to a multiple of ``align``, and the ``n_shared`` shared experts take the
+    remaining FLOPs, 2*(router + k_eff*3*D*F + n_shared*3*D*S) = target, S rounded to the nearest
+    multiple. Narrow fine-grained experts (DeepSeekMoE's 93 at cpu) move the FLOPs by more than
+    ALIGN_TOL when rounded alone; the shared width absorbs the difference instead."""
+    D, E = d_model, moe_cfg.n_experts
+    k_eff = moe_cfg.router.experts_per_token(E)
+    router = router_params(moe_cfg.router, D, E)
+    exact = (ffn_flops_per_layer / 2.0 - router) / (3 * D * (k_eff + moe_cfg.n_shared))
+    F = max(align, align * int(exact // align))
+    rest = ffn_flops_per_layer / 2.0 - router - k_eff * 3 * D * F  # for the shared experts
+    S = max(align, align * int(round(rest / (3 * D * moe_cfg.n_shared) / align)))
+    return F, S
+
+
 def match_dense_to(ffn_cfg, d_model: int, quantity: str = "ffn_flops"):
     """A ``DenseFFNConfig`` matched to an FFN block on ``ffn_flops`` or ``ffn_activated_params``
     (or ``ffn_total_params``)."""

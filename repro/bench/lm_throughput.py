@@ -15,7 +15,12 @@ from dataclasses import replace
 
 import torch
 
-from repro.compute import ffn_count, model_count, moe_d_expert_for_ffn_flops
+from repro.compute import (
+    ffn_count,
+    model_count,
+    moe_d_expert_for_ffn_flops,
+    moe_widths_aligned,
+)
 from repro.layers.dense import DenseFFNConfig
 from repro.layers.finedeep import FinedeepConfig
 from repro.layers.moe import MoEConfig
@@ -38,10 +43,12 @@ def method_arms(d_model: int, d_ff: int, n_experts: int = 8) -> dict[str, object
     arms: dict[str, object] = {"dense": DenseFFNConfig(d_ff=d_ff)}
     for name, router in ROUTERS.items():  # every registered router, at 2 experts per token
         arms[name] = fit(MoEConfig(n_experts=E, router=router.Config().with_experts_per_token(2)))
-    # DeepSeekMoE: m=4 fine-grained, 1 shared of the same width, top-3 routed of 4E-1:
-    # 2 * (router + (3 routed + 1 shared) * 3 * D * F) = target  ->  F
-    arms["deepseekmoe"] = fit(MoEConfig(n_experts=4 * E - 1, n_shared=1, router=TopKRouterConfig(
-        top_k=3, normalize=False)))
+    # DeepSeekMoE: m=4 fine-grained, 1 shared, top-3 routed of 4E-1; routed width F rounded
+    # down to a multiple of 4, the shared expert takes the rest of the FLOPs (92 / 96 at cpu)
+    dsm = MoEConfig(n_experts=4 * E - 1, n_shared=1, router=TopKRouterConfig(top_k=3,
+                                                                             normalize=False))
+    F, S = moe_widths_aligned(target, dsm, d_model)
+    arms["deepseekmoe"] = replace(dsm, d_expert=F, d_shared=S)
     arms["mone"] = fit(MoEConfig(n_experts=E, router=TopKRouterConfig(top_k=2),
                                  neuron_ratio=0.5))
     arms["finedeep"] = FinedeepConfig(d_ff=d_ff, n_sublayers=2, n_experts=4)
