@@ -105,6 +105,17 @@ def _check_overrides(args) -> None:
         seen[key] = text
 
 
+def _load_plugins(args) -> None:
+    """``--plugin PATH`` (before or after the command; repeatable) and ``REPRO_PLUGINS``: the
+    user's own routers, blocks, experiments and search spaces (``repro.plugins``). The paths go
+    into ``REPRO_PLUGINS`` so child processes (``--jobs``, sweep workers) load them too."""
+    from repro.plugins import add_paths, load_plugins
+
+    add_paths([*(getattr(args, "plugins", None) or []),
+               *(getattr(args, "plugins_sub", None) or [])])
+    load_plugins()
+
+
 def _warn_exposed(host: str, what: str, port: int) -> None:
     """A non-loopback --host serves the store to the network: say so."""
     import ipaddress
@@ -139,19 +150,35 @@ def _need_device(args) -> None:
 
 # ------------------------------------------------------------------------------------ commands
 def cmd_ls(args) -> int:
-    from repro.config import variant_names
+    from repro.config import family_of
     from repro.experiments.base import EXPERIMENTS, load_experiments
     from repro.layers import FFNConfig
+    from repro.plugins import loaded
+    from repro.registry import BUILTIN
     from repro.routers import RouterConfig
+
+    def named(reg, name: str) -> str:  # a plugin's entry says where it came from
+        origin = reg.origin(name)
+        return name if origin == BUILTIN else f"{name} [{origin}]"
 
     load_experiments()
     print("experiments:")
     for name, fn in EXPERIMENTS.items():
         exp = fn("smoke")
-        print(f"  {name:32s} {exp.title}")
+        where = "" if EXPERIMENTS.origin(name) == BUILTIN else f" [{EXPERIMENTS.origin(name)}]"
+        print(f"  {name:32s} {exp.title}{where}")
     # the names come from the torch-free configs: the same names FFN_BLOCKS / ROUTERS register
-    print("ffn blocks: " + ", ".join(variant_names(FFNConfig)))
-    print("routers:    " + ", ".join(variant_names(RouterConfig)))
+    for label, base in (("ffn blocks: ", FFNConfig), ("routers:    ", RouterConfig)):
+        fam = family_of(base)
+        print(label + ", ".join(named(fam, n) for n in fam.names()))
+    spaces = sys.modules.get("repro.sweeps.spaces")  # heavy to import: listed when a plugin did
+    if spaces is not None:
+        own = [named(spaces.SPACES, n) for n in spaces.SPACES.names()
+               if spaces.SPACES.origin(n) != BUILTIN]
+        if own:
+            print("search spaces (plugins): " + ", ".join(own))
+    print("plugins:    " + (", ".join(loaded()) if loaded() else
+                            "none (unmarked names are built-in; add your own with --plugin PATH)"))
     return 0
 
 
@@ -539,6 +566,10 @@ def cmd_dashboard(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="repro", description="MoE reproduction harness")
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    plugin_help = ("load routers, FFN blocks, experiments or search spaces from a .py file or a "
+                   "folder of your own (repeatable; also REPRO_PLUGINS, and installed packages' "
+                   "moe_repro.plugins entry points); see docs/own-router.md")
+    p.add_argument("--plugin", dest="plugins", action="append", metavar="PATH", help=plugin_help)
     sub = p.add_subparsers(dest="cmd", required=True)
 
     def common(sp, name=True):
@@ -646,6 +677,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(sp)
     sp.set_defaults(fn=cmd_bench)
+    for sp in sub.choices.values():  # `repro CMD ... --plugin PATH` works too
+        sp.add_argument("--plugin", dest="plugins_sub", action="append", metavar="PATH",
+                        help=plugin_help)
     return p
 
 
@@ -658,6 +692,7 @@ def main(argv: list[str] | None = None) -> int:
     args.debug = args.debug or "--debug" in (sys.argv[1:] if argv is None else argv)
     try:
         _check_overrides(args)
+        _load_plugins(args)
         return args.fn(args) or 0
     except KeyboardInterrupt:
         print("repro: interrupted", file=sys.stderr)

@@ -124,9 +124,18 @@ def register_experiment(name: str):
     return deco
 
 
-def load_experiments() -> None:
+def load_builtin_experiments() -> None:
     """Import the top-level ``experiments`` package (registration happens on import)."""
     import experiments  # noqa: F401
+
+
+def load_experiments() -> None:
+    """The built-in experiments, then the plugins' (``repro.plugins``: files named by
+    ``--plugin`` / ``REPRO_PLUGINS``, installed packages' entry points)."""
+    from repro.plugins import load_plugins
+
+    load_builtin_experiments()
+    load_plugins()
 
 
 def get_experiment(name: str, scale: str = "cpu") -> Experiment:
