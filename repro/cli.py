@@ -527,6 +527,31 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def cmd_selftest(args) -> int:
+    """The router contract (``repro.selftest``) on one or more routers, built in or plugin."""
+    import time
+
+    from repro.routers import ROUTERS
+
+    names = ROUTERS.names() if args.router == "all" else _arms(args.router)
+    for n in names:
+        ROUTERS.get(n, field="router")  # unknown: one line with close matches, before any work
+    from repro.selftest import F_EXPERT, D, E, run_selftest
+
+    t0, failed = time.perf_counter(), 0
+    for n in names:
+        origin = ROUTERS.origin(n)
+        print(f"selftest {n} ({origin}), D={D} E={E} F={F_EXPERT}:")
+        checks = run_selftest(n)
+        bad = [c.name for c in checks if not c.ok]
+        failed += bool(bad)
+        print(f"  {len(checks) - len(bad)} passed, {len(bad)} failed"
+              + (f" ({', '.join(bad)})" if bad else ""))
+    print(f"[repro] selftest: {len(names) - failed} of {len(names)} router(s) passed in "
+          f"{time.perf_counter() - t0:.1f} s")
+    return 1 if failed else 0
+
+
 def cmd_bench(args) -> int:
     from repro.bench.cli import bench_main
 
@@ -672,6 +697,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--dry-run", action="store_true", help="print the command, do not start")
     sp.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     sp.set_defaults(fn=cmd_dashboard)
+    sp = sub.add_parser("selftest", help="the router contract (shapes, gradients, backends, "
+                        "param/FLOP accounting, determinism, resume) on a router, e.g. a plugin")
+    sp.add_argument("router", help="router name (see `repro ls`), comma-separated names, or all")
+    sp.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    sp.set_defaults(fn=cmd_selftest)
     sp = sub.add_parser("bench", help="dispatch speed: MoE vs dense at equal activated FLOPs")
     from repro.bench.cli import add_arguments
 
