@@ -527,6 +527,45 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    """Your router(s) against the baselines at matched FLOPs: train what is missing, decide each
+    pair, write the leaderboard (``repro.experiments.compare``)."""
+    from repro.experiments.base import SCALES
+    from repro.experiments.compare import BASELINES, CompareSpec, parse_list
+    from repro.routers import ROUTERS
+
+    if args.scale not in SCALES:
+        raise UserError(f"--scale: unknown scale {args.scale!r} (allowed: {', '.join(SCALES)})")
+    _need_device(args)
+    routers = parse_list("router", args.routers)
+    for r in routers:
+        ROUTERS.get(r, field="router")  # unknown: one line with close matches
+    against = parse_list("--against", args.against, BASELINES) if args.against else BASELINES
+    if args.name is not None and not args.name.replace("-", "").replace("_", "").isalnum():
+        raise UserError(f"--name: {args.name!r} must be letters, digits, - or _ (it names a "
+                        "folder and an MLflow experiment)")
+    spec = CompareSpec(routers=routers, against=against, scale=args.scale, name=args.name,
+                       experts=_positive("--experts", args.experts))
+    from repro.experiments.compare import run_compare
+
+    plugins = [*(args.plugins or []), *(args.plugins_sub or [])]
+    argv = " ".join([f"--plugin {p}" for p in plugins] + [f"compare {args.routers} --scale "
+                                                          f"{args.scale}"]
+                    + ([f"--against {args.against}"] if args.against else [])
+                    + [f"--set {o}" for o in args.set or []]
+                    + ([f"--seeds {args.seeds}"] if args.seeds else []))
+    lb, out = run_compare(spec, uri=args.tracking_uri, overrides=args.set or [],
+                          seeds=_parse_seeds(args.seeds), progress=not args.no_progress,
+                          force=args.force, threads=_positive("--threads", args.threads),
+                          command=f"repro {argv}")
+    for p in lb.pairs:
+        print(f"[repro] {p.router} vs {p.baseline}: gap {p.mean:+.4f} "
+              f"[{p.lo:+.4f}, {p.hi:+.4f}] -> {p.verdict}")
+    print(f"[repro] leaderboard: {out / 'leaderboard.md'} ({lb.trained} runs trained, "
+          f"{lb.reused} reused, {lb.wall_s:.0f} s)")
+    return 0
+
+
 def cmd_selftest(args) -> int:
     """The router contract (``repro.selftest``) on one or more routers, built in or plugin."""
     import time
@@ -604,7 +643,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--scale", default="cpu", help="smoke | cpu | cpu-v1 | gpu (default "
                         "cpu; cpu-v1 = the first, uncalibrated cpu preset)")
         sp.add_argument("--set", action="extend", nargs="+", metavar="KEY=VALUE",
-                        help="override a config field, e.g. --set train.max_steps=200")
+                        help="override a config field, e.g. --set train.max_steps=200; "
+                             "ARM:KEY=VALUE sets it on that arm only")
         sp.add_argument("--tracking-uri", default=None,
                         help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or "
                              "sqlite:///runs/mlflow.db)")
@@ -697,6 +737,22 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--dry-run", action="store_true", help="print the command, do not start")
     sp.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     sp.set_defaults(fn=cmd_dashboard)
+    sp = sub.add_parser("compare", help="leaderboard: your router(s) vs dense, top-2, Switch, "
+                        "Expert Choice and DeepSeekMoE at matched FLOPs, with verdicts")
+    sp.add_argument("routers", metavar="ROUTER[,ROUTER...]",
+                    help="router names (see `repro ls`; a plugin's with --plugin PATH)")
+    common(sp, name=False)
+    sp.add_argument("--against", default=None, help="baselines, comma-separated (default: "
+                    "dense,top2,switch,expert_choice,deepseekmoe)")
+    sp.add_argument("--experts", type=int, default=8,
+                    help="experts of each router under test (default 8; widths are derived)")
+    sp.add_argument("--name", default=None, help="leaderboard name (default: the routers "
+                    "joined by +); results/compare/NAME/SCALE/")
+    sp.add_argument("--seeds", help="comma-separated seeds (default: the scale's)")
+    sp.add_argument("--force", action="store_true", help="retrain even if a finished run exists")
+    sp.add_argument("--no-progress", action="store_true", help="no progress bars")
+    sp.add_argument("--threads", type=int, default=None, help="intra-op threads")
+    sp.set_defaults(fn=cmd_compare)
     sp = sub.add_parser("selftest", help="the router contract (shapes, gradients, backends, "
                         "param/FLOP accounting, determinism, resume) on a router, e.g. a plugin")
     sp.add_argument("router", help="router name (see `repro ls`), comma-separated names, or all")
