@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Generic, TypeVar
 
+from repro.errors import UserError
+
 T = TypeVar("T")
 
 BUILTIN = "built-in"
@@ -33,7 +35,7 @@ def registering_from(origin: str):
         _ORIGIN.pop()
 
 
-class RegistryError(KeyError):
+class RegistryError(UserError, KeyError):
     """Unknown or duplicate registry name. ``str()`` is a single human-readable line."""
 
     def __str__(self) -> str:  # KeyError would otherwise repr() the message
