@@ -283,7 +283,7 @@ def cmd_selftest(args) -> int:
     names = ROUTERS.names() if args.router == "all" else flags.arms(args.router)
     for n in names:
         ROUTERS.get(n, field="router")  # unknown: one line with close matches, before any work
-    from repro.selftest import D, E, F_EXPERT, run_selftest
+    from repro.selftest import F_EXPERT, D, E, run_selftest
 
     t0, failed = time.perf_counter(), 0
     for n in names:
