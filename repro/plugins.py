@@ -8,8 +8,9 @@ the order they load:
 * files and folders named by ``repro --plugin PATH`` (repeatable) or in the environment variable
   ``REPRO_PLUGINS`` (``os.pathsep``-separated). A file is imported as a module named by its stem;
   a folder with ``__init__.py`` is imported as a package named by the folder; any other folder has
-  each of its ``*.py`` files (not starting with ``_``) imported, in name order, with the folder on
-  ``sys.path`` so its files can import each other (``from my_router_config import ...``);
+  each of its ``*.py`` files (not starting with ``_``) imported, in name order. A file's folder is
+  appended to ``sys.path``, so files can import their neighbours (``from my_router_config import
+  ...``), and a module name already taken is refused (rename the file);
 * installed packages that declare an entry point in the group ``moe_repro.plugins``
   (``[project.entry-points."moe_repro.plugins"] my_router = "my_pkg.router"``): the entry point's
   module is imported (an entry point naming a function, ``my_pkg:register``, is also called).
@@ -133,17 +134,23 @@ def _call_if_function(obj) -> None:
 def _load_path(path: Path) -> None:
     origin = str(path)
     if path.is_file():
-        _import(lambda: _import_file(path, path.stem), origin, str(path))
+        _on_path(path.parent)  # a file may import its neighbours (its config module, say)
+        _import(lambda: _import_module_named(path.stem, path), origin, str(path))
     elif (path / "__init__.py").exists():
         _import(lambda: _import_file(path / "__init__.py", path.name, package=path), origin,
                 str(path))
     else:
-        folder = str(path.resolve())
-        if folder not in sys.path:
-            sys.path.append(folder)  # the folder's files import each other by name
+        _on_path(path)  # the folder's files import each other by name
         for f in sorted(path.glob("*.py")):
             if not f.name.startswith("_"):
                 _import(lambda f=f: _import_module_named(f.stem, f), origin, str(f))
+
+
+def _on_path(folder: Path) -> None:
+    """Append ``folder`` to ``sys.path`` (after everything installed: a plugin never shadows)."""
+    f = str(folder.resolve())
+    if f not in sys.path:
+        sys.path.append(f)
 
 
 def _import_module_named(name: str, file: Path) -> None:

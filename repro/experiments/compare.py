@@ -168,6 +168,8 @@ def build(spec: CompareSpec) -> Experiment:
         title=f"{', '.join(spec.routers)} against {', '.join(spec.against)} at matched FLOPs",
         paper="(your router) vs the baselines of docs/references.md",
         arms=tuple(arms), matched="ffn_flops", recipe=p.recipe, data=p.data, seeds=p.seeds,
+        # deviations are measured from the baselines' first arm (dense: the unit itself)
+        match_groups=((*spec.against, *spec.routers),),
         baseline="dense" if "dense" in spec.against else None,
         notes="repro compare: FLOP-matched per routed token at the scale's dense unit")
 
