@@ -106,7 +106,8 @@ class Experiment:
 
     def matched_description(self) -> str:
         """The matched quantities; FLOPs are matched per *routed* token (k experts, no drops,
-        no capacity padding: ``repro.compute.FFNCount.flops_padded`` is the padded cost)."""
+        no capacity padding: ``FFNCount.flops_padded``, repro/layers/base_config.py, is the
+        padded cost)."""
         def name(q: str) -> str:
             return f"{q} (per routed token)" if "flops" in q else q
 

@@ -28,6 +28,7 @@ import sys
 from pathlib import Path
 
 from repro.experiments.base import Experiment
+from repro.experiments.outcome import RunOutcome
 
 
 def child_command(exp: Experiment, arm: str, seed: int, overrides: list[str], uri: str,
@@ -54,7 +55,6 @@ def run_parallel(grid: list[tuple[Experiment, str, int]], overrides: list[str], 
 
     Returns ``(outcomes, failed)``: the RunOutcome each child wrote to its result file, and one
     message per failed run (a failure the child reported, or a non-zero exit with its log)."""
-    from repro.experiments.runner import RunOutcome
     from repro.lit.progress import RunCounter
     from repro.pool import Job, run_pool
 

@@ -1,4 +1,4 @@
-"""Inter-process locks (``fcntl.flock``) and "is that process still alive?".
+"""Inter-process locks (``fcntl.flock``); "is that process still alive?" is ``repro.procs``.
 
 A lock file under ``runs/locks/`` guards each run key, so two ``repro run`` processes never train
 the same (arm, seed) at once: the second waits, then finds the finished run and reuses it. The
@@ -44,53 +44,6 @@ def file_lock(path: Path, on_wait=None):
         yield
     finally:
         os.close(fd)  # releases the lock
-
-
-def _boot_time() -> float | None:
-    try:
-        for line in Path("/proc/stat").read_text().splitlines():
-            if line.startswith("btime "):
-                return float(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def process_start_time(pid: int) -> float | None:
-    """Unix time at which ``pid`` started (Linux /proc), or None when unknown."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        fields = stat[stat.rindex(")") + 2:].split()
-        boot = _boot_time()
-        if boot is None:
-            return None
-        return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def pid_alive(pid: int, started_before: float | None = None) -> bool:
-    """Whether process ``pid`` (on this machine) still exists and is not a zombie. With
-    ``started_before`` (unix time), a process that started later is a reused pid: dead."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat[stat.rindex(")") + 2:].startswith("Z"):
-            return False
-    except (OSError, ValueError):
-        pass
-    if started_before is not None:
-        t = process_start_time(pid)
-        if t is not None and t > started_before + 2.0:
-            return False
-    return True
 
 
 def retry(fn, *, is_transient, attempts: int = 10, base: float = 0.05, cap: float = 2.0):

@@ -216,7 +216,7 @@ def is_stale(run) -> bool:
     without a pid tag are never judged stale (we cannot see their processes)."""
     import socket
 
-    from repro.tracking.locks import pid_alive
+    from repro.procs import pid_alive
 
     if run.info.status != "RUNNING":
         return False
