@@ -1,10 +1,17 @@
-"""Processes on this machine: is that pid still alive (and still the same process), and when did
-it start. Linux ``/proc``; standard library only, so the lowest modules (``repro.paths``) and the
-tracking store's stale-run detection share one answer."""
+"""Processes on this machine: an exclusive file lock between them (``file_lock``), whether a pid
+is still alive (and still the same process), and when it started. Linux ``/proc`` and
+``fcntl.flock``; standard library only, so every layer can use them (``repro.paths``, the
+dispatch cache of ``repro.layers``, the tracking store's run locks and stale-run detection).
+
+The kernel drops an ``flock`` when its holder dies (even by SIGKILL), so a crash never leaves a
+stale lock behind. ``flock`` is per machine (and works on most network file systems)."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import socket
 from pathlib import Path
 
 
@@ -53,3 +60,26 @@ def pid_alive(pid: int, started_before: float | None = None) -> bool:
         if t is not None and t > started_before + 2.0:
             return False
     return True
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, on_wait=None):
+    """Hold an exclusive ``flock`` on ``path`` for the ``with`` block; ``on_wait(holder)`` is
+    called once if another process holds it (we then block until it is released)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                with contextlib.suppress(OSError):
+                    on_wait(os.pread(fd, 200, 0).decode(errors="replace").strip() or "?")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock

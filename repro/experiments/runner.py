@@ -95,7 +95,8 @@ def train_one(exp: Experiment, arm: str, seed: int, overrides: list[str], uri: s
     """
 
     from repro import dist
-    from repro.tracking.locks import file_lock, lock_path
+    from repro.procs import file_lock
+    from repro.tracking.locks import lock_path
 
     quiet_third_party()
     base = exp.run_config(arm, overrides)

@@ -184,7 +184,7 @@ def storage_lock(url: str):
     if not url.startswith("sqlite:///"):
         yield
         return
-    from repro.tracking.locks import file_lock
+    from repro.procs import file_lock
 
     with file_lock(Path(url[len("sqlite:///"):] + ".lock")):
         yield

@@ -130,7 +130,7 @@ def client(uri: str):
     try:
         if uri.startswith("sqlite:///"):
             # concurrent first use of a fresh sqlite file races in MLflow's schema migration
-            from repro.tracking.locks import file_lock
+            from repro.procs import file_lock
 
             db = Path(uri[len("sqlite:///"):].split("?", 1)[0])
             with file_lock(db.parent / f".{db.name}.init.lock"):
