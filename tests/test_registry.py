@@ -195,3 +195,37 @@ def test_add_takes_the_name_from_the_config_and_refuses_a_second_name():
     finally:
         ROUTERS.unregister("throwaway_named")
     assert "throwaway_named" not in variant_names(RouterConfig)
+
+
+# ------------------------------------------------- the built-in lists are the files (no drift)
+@pytest.mark.parametrize("package, label", [("repro.routers", "router"),
+                                            ("repro.layers", "FFN block")])
+def test_builtin_component_list_is_the_files(package, label):
+    """Every built-in router / FFN block is exactly a ``<name>_config.py`` + ``<name>.py`` pair that
+    registers ``name``: a router module without its config (or a config without its module), a
+    name missing from ``METHODS`` / ``BLOCKS``, or a file registering another name fails here."""
+    import importlib
+    import pkgutil
+    from pathlib import Path
+
+    from repro.config import family_of
+
+    pkg = importlib.import_module(package)
+    members = pkg.METHODS if package == "repro.routers" else pkg.BLOCKS
+    here = Path(pkg.__file__).parent
+    mods = {m.name for m in pkgutil.iter_modules([str(here)])}
+    configs = {m.removesuffix("_config") for m in mods if m.endswith("_config")} - {"base"}
+    assert set(members) == configs
+    for name in members:
+        assert name in mods, f"{package}.{name}_config has no torch module {name}.py"
+    if package == "repro.routers":  # every router module is a member or the base
+        stray = mods - {"base", "base_config"} - configs - {f"{m}_config" for m in configs}
+        assert not stray, f"{label} module(s) without a <name>_config.py: {sorted(stray)}"
+    reg = pkg.ROUTERS if package == "repro.routers" else pkg.FFN_BLOCKS
+    builtin = {n for n in reg.names() if reg.origin(n) == "built-in"}
+    assert builtin == set(members)
+    for name in members:
+        cls = reg.get(name)
+        assert cls.__module__ == f"{package}.{name}", (name, cls.__module__)
+        assert cls.Config.__module__ == f"{package}.{name}_config", (name, cls.Config.__module__)
+        assert family_of(cls.Config).get(name) is cls.Config
