@@ -398,7 +398,7 @@ def _log_summary_run(exp: Experiment, uri: str, files: list[Path], claims,
     from repro.tracking.lifecycle import tracked_run
 
     c = ts.client(uri)
-    exp_id = ts.ensure_experiment(uri, exp.name)
+    exp_id = ts.ensure_experiment(uri, exp.name, exp.mlflow_description())
     with tracked_run(c, exp_id, run_name=ts.run_name("summary", exp.scale),
                      tags={ts.T_ROLE: ts.ROLE_SUMMARY, ts.T_EXPERIMENT: exp.name,
                            ts.T_VERSION: exp.version, ts.T_SCALE: exp.scale,
@@ -429,9 +429,10 @@ def claims_frame(claims: list[ClaimResult]):
                      "ci95_lo": lo, "ci95_hi": hi, "effect": st.get("effect"),
                      "seeds_needed": st.get("seeds_needed"), "verdict": r.verdict,
                      "rule": r.rule})
-    return pd.DataFrame(rows, columns=["claim", "statement", "paper", "source", "measured",
-                                       "mean", "std", "seeds", "ci95_lo", "ci95_hi", "effect",
-                                       "seeds_needed", "verdict", "rule"])
+    # claim and verdict first: the UI's table shows the first columns without scrolling
+    return pd.DataFrame(rows, columns=["claim", "verdict", "measured", "statement", "paper",
+                                       "source", "mean", "std", "seeds", "ci95_lo", "ci95_hi",
+                                       "effect", "seeds_needed", "rule"])
 
 
 def _log_tables(c, run_id: str, claims: list[ClaimResult], files: list[Path]) -> None:

@@ -18,12 +18,15 @@ from repro.paths import runs_dir
 # every tag / metric / table name: repro.tracking.names (re-exported here as ts.T_*, ts.M_*, ...)
 from repro.tracking.names import *  # noqa: F403
 from repro.tracking.names import (
+    EXPERIMENT_KIND_TRAINING,
     ROLE_TRAIN,
     T_ARM,
+    T_EXPERIMENT_KIND,
     T_FAIL,
     T_HOST,
     T_KEY,
     T_KIND,
+    T_NOTE,
     T_PID,
     T_PID_SINCE,
     T_SCALE,
@@ -160,19 +163,35 @@ def client(uri: str):
     return c
 
 
-def ensure_experiment(uri: str, name: str) -> str:
+def experiment_tags(description: str | None = None) -> dict[str, str]:
+    """What every repro experiment carries in MLflow: the experiment kind that opens the UI in
+    its model-training view (runs table, charts; not the GenAI "Evaluations" view MLflow 3
+    shows an untagged experiment in) and, when given, the description the UI shows above the
+    runs table (markdown)."""
+    tags = {T_EXPERIMENT_KIND: EXPERIMENT_KIND_TRAINING}
+    if description:
+        tags[T_NOTE] = description[:TAG_MAX]
+    return tags
+
+
+def ensure_experiment(uri: str, name: str, description: str | None = None) -> str:
+    """The MLflow experiment ``name`` (created if missing) with ``experiment_tags`` set; an
+    existing experiment is updated where its tags differ (older stores, a changed claim)."""
     c = client(uri)
+    want = experiment_tags(description)
     exp = c.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    try:
-        loc = artifact_root() if uri.startswith("sqlite:") or uri.startswith("file:") else None
-        return c.create_experiment(name, artifact_location=loc)
-    except Exception:  # noqa: BLE001 - created concurrently by another process
-        exp = c.get_experiment_by_name(name)
-        if exp is None:
-            raise
-        return exp.experiment_id
+    if exp is None:
+        try:
+            loc = artifact_root() if uri.startswith("sqlite:") or uri.startswith("file:") else None
+            return c.create_experiment(name, artifact_location=loc, tags=want)
+        except Exception:  # noqa: BLE001 - created concurrently by another process
+            exp = c.get_experiment_by_name(name)
+            if exp is None:
+                raise
+    for k, v in want.items():
+        if exp.tags.get(k) != v:
+            c.set_experiment_tag(exp.experiment_id, k, v)
+    return exp.experiment_id
 
 
 def search_runs(uri: str, experiment: str | None, filter_string: str = "", statuses=None):

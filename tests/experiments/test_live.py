@@ -127,7 +127,8 @@ def test_jobs_live_display_ctrl_c_and_resume(tmp_path):
     N") and appends to their logs."""
     (tmp_path / "runs").mkdir()
     env = {"REPRO_HOME": str(tmp_path), "REPRO_RUNS_DIR": str(tmp_path / "runs"),
-           "REPRO_RESULTS_DIR": str(tmp_path / "results")}
+           "REPRO_RESULTS_DIR": str(tmp_path / "results"),
+           "COLUMNS": "250", "LINES": "50"}  # rich reads these first (pytest sets COLUMNS=80)
     argv = ["run", "switch-vs-dense", "--scale", "smoke", "--arm", "dense", "--seeds", "0,1",
             "--jobs", "2", "--threads", "1", "--set", "train.max_steps=400",
             "train.eval_every=100"]
