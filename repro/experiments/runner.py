@@ -109,7 +109,7 @@ def train_one(exp: Experiment, arm: str, seed: int, overrides: list[str], uri: s
     if not dist.is_rank_zero(rr.config.trainer):  # DDP rank > 0: lockstep, write nothing
         return _train_rank_worker(rr, dm, uri, progress, callbacks, reuse=train and not force,
                                   checkpoints=train)
-    exp_id = ts.ensure_experiment(uri, exp.name)
+    exp_id = ts.ensure_experiment(uri, exp.name, exp.mlflow_description())
     tags = {ts.T_ROLE: role, **(extra_tags or {})}
     if not train:
         return _train_rank0(rr, dm, uri, exp_id, tags, callbacks, progress, run_name,
@@ -281,7 +281,8 @@ def _finish(client, uri: str, run_id: str, rr: ResolvedRun, system, tp) -> float
     final = hist[-1][1] if hist else math.nan
     if not math.isfinite(final):
         raise FloatingPointError(f"final validation loss is {final}")
-    _log_curve_plot(client, run_id, uri, f"{rr.experiment} / {rr.arm} / seed {rr.seed}")
+    _log_curve_plot(client, run_id, uri, f"{rr.experiment} [{rr.scale}] / arm {rr.arm} / "
+                    f"seed {rr.seed}: train and validation loss")
     return final
 
 
