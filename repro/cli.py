@@ -127,8 +127,33 @@ def cmd_run(args) -> int:
         outcomes = run_experiment(exp, seeds=flags.seeds(args.seeds), **kw)
     trained = sum(o.status == "trained" for o in outcomes)
     print(f"[repro] done: {trained} trained, {len(outcomes) - trained} reused. "
-          f"Next: repro check {exp.name} --scale {exp.scale}")
+          + _next_after_run(exp, args))
     return 0
+
+
+def _next_after_run(exp, args) -> str:
+    """``Next:`` only with commands that will work: `check` once the experiment's grid has
+    finished; else the command that trains the rest (and `check --partial` for a look now)."""
+    import shlex
+
+    from repro.tracking.store import finished_arm_seeds, resolve_uri
+
+    extra = ""
+    if args.set:
+        extra += " --set " + " ".join(shlex.quote(o) for o in args.set)
+    if args.tracking_uri:
+        extra += f" --tracking-uri {shlex.quote(args.tracking_uri)}"
+    check = f"repro check {exp.name} --scale {exp.scale}{extra}"
+    have = finished_arm_seeds(resolve_uri(args.tracking_uri), exp.name, exp.scale)
+    missing = [(a.name, s) for a in exp.arms for s in exp.seeds if (a.name, s) not in have]
+    if not missing:
+        return f"Next: {check}"
+    n = len(exp.arms) * len(exp.seeds)
+    jobs = f" --jobs {args.jobs}" if args.jobs > 1 else ""
+    return (f"{len(missing)} of the {n} runs of the grid are not finished yet. Next: repro run "
+            f"{exp.name} --scale {exp.scale}{extra}{jobs}"
+            f" (trains only those), then {check}; or now `{check} --partial` (verdicts over the "
+            "finished runs, marked partial)")
 
 
 def cmd_doctor(args) -> int:
@@ -302,11 +327,12 @@ def _load_plugins(args) -> None:
     """``--plugin PATH`` (before or after the command; repeatable) and ``REPRO_PLUGINS``: the
     user's own routers, blocks, experiments and search spaces (``repro.plugins``). The paths go
     into ``REPRO_PLUGINS`` so child processes (``--jobs``, sweep workers) load them too."""
-    from repro.plugins import add_paths, load_plugins
+    from repro.experiments.base import load_experiments
+    from repro.plugins import add_paths
 
     add_paths([*(getattr(args, "plugins", None) or []),
                *(getattr(args, "plugins_sub", None) or [])])
-    load_plugins()
+    load_experiments()  # the built-in experiments first, then the plugins
 
 
 def cmd_bench(args) -> int:
@@ -464,6 +490,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _resume_command(args, argv: list[str] | None) -> str | None:
+    """``repro run ...``: the command as typed, without ``--force`` (which would start the
+    stopped runs over); None for commands that do not train."""
+    import shlex
+
+    if getattr(args, "fn", None) is not cmd_run:
+        return None
+    words = [w for w in (sys.argv[1:] if argv is None else argv) if w != "--force"]
+    return f"repro {shlex.join(words)}"
+
+
 def main(argv: list[str] | None = None) -> int:
     # glibc: keep big tensors in the heap instead of fresh mmaps each step (references.md §Perf)
     os.environ.setdefault("MALLOC_MMAP_MAX_", "0")
@@ -476,7 +513,8 @@ def main(argv: list[str] | None = None) -> int:
         _load_plugins(args)
         return args.fn(args) or 0
     except KeyboardInterrupt:
-        print("repro: interrupted", file=sys.stderr)
+        again = _resume_command(args, argv)
+        print("repro: interrupted" + (f"; to resume: {again}" if again else ""), file=sys.stderr)
         return 130
     except Exception as e:  # noqa: BLE001
         if isinstance(e, OSError) and e.errno in _DISK_FULL and not args.debug:
@@ -490,7 +528,8 @@ def main(argv: list[str] | None = None) -> int:
         RunInterrupted = getattr(sys.modules.get("repro.lit.checkpoint"), "RunInterrupted", ())
         RunFailed = getattr(sys.modules.get("repro.experiments.runner"), "RunFailed", ())
         if RunInterrupted and isinstance(e, RunInterrupted) and not args.debug:
-            print(f"repro: {e}", file=sys.stderr)
+            again = _resume_command(args, argv)
+            print(f"repro: {e}" + (f": {again}" if again else ""), file=sys.stderr)
             return 128 + e.signum
         if RunFailed and isinstance(e, RunFailed) and not args.debug:
             print(f"repro: error: {e}", file=sys.stderr)

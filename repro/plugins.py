@@ -104,9 +104,8 @@ def loaded() -> list[str]:
 def _load_builtins() -> None:
     import repro.layers  # noqa: F401  (registers the built-in block configs)
     import repro.routers  # noqa: F401  (registers the built-in router configs)
-    from repro.experiments.base import load_builtin_experiments
-
-    load_builtin_experiments()
+    # built-in experiments: ``repro.experiments.base.load_experiments`` imports them before it
+    # calls this function (the experiment layer sits above this module, so it calls down)
     # built-in search spaces register when repro.sweeps.spaces is imported (heavy: not here), and
     # a plugin's ``register_space`` imports it first, so a taken space name is still refused
 

@@ -159,9 +159,24 @@ class Experiment:
                 dev[k] = max(dev.get(k, 0.0), v)
         return dev
 
+    def mlflow_description(self) -> str:
+        """The MLflow experiment's description (markdown, shown above its runs table): the
+        paper, the arms and the claims, and where the verdicts are."""
+        lines = [f"**{self.title}** (`{self.name}` v{self.version}, scale `{self.scale}`)", "",
+                 f"Paper: {self.paper}", "",
+                 f"Arms, matched on {self.matched_description()}:"]
+        lines += [f"- `{a.name}`: {a.description}" if a.description else f"- `{a.name}`"
+                  for a in self.arms]
+        lines += ["", "Claims (the `summary-SCALE` run holds the verdicts: one `verdict.CLAIM` "
+                  "column each in the runs table, and the claims table):"]
+        lines += [f"- `{c.name}`: {c.statement} [paper: {c.paper_figure}; {c.source}]"
+                  for c in self.claims]
+        return "\n".join(lines)
+
     def matched_description(self) -> str:
         """The matched quantities; FLOPs are matched per *routed* token (k experts, no drops,
-        no capacity padding: ``repro.compute.FFNCount.flops_padded`` is the padded cost)."""
+        no capacity padding: ``FFNCount.flops_padded``, repro/layers/base_config.py, is the
+        padded cost)."""
         def name(q: str) -> str:
             return f"{q} (per routed token)" if "flops" in q else q
 
