@@ -264,7 +264,7 @@ def cmd_compare(args) -> int:
     """Your router(s) against the baselines at matched FLOPs: train what is missing, decide each
     pair, write the leaderboard (``repro.experiments.compare``)."""
     from repro.experiments.base import SCALES
-    from repro.experiments.compare import BASELINES, CompareSpec, parse_list
+    from repro.experiments.compare import BASELINES, METHODS, CompareSpec, parse_list
     from repro.routers import ROUTERS
 
     if args.scale not in SCALES:
@@ -272,8 +272,9 @@ def cmd_compare(args) -> int:
     _need_device(args)
     routers = parse_list("router", args.routers)
     for r in routers:
-        ROUTERS.get(r, field="router")  # unknown: one line with close matches
-    against = parse_list("--against", args.against, BASELINES) if args.against else BASELINES
+        if r not in METHODS:  # a built-in method (mone, finedeep, ...) may be put under test too
+            ROUTERS.get(r, field="router")  # unknown: one line with close matches
+    against = parse_list("--against", args.against, METHODS) if args.against else BASELINES
     if args.name is not None and not args.name.replace("-", "").replace("_", "").isalnum():
         raise UserError(f"--name: {args.name!r} must be letters, digits, - or _ (it names a "
                         "folder and an MLflow experiment)")

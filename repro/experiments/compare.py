@@ -46,6 +46,7 @@ from repro.config import ConfigError
 from repro.experiments.base import Arm, Experiment
 from repro.experiments.scales import preset
 from repro.layers.dense_config import DenseFFNConfig
+from repro.layers.finedeep_config import FinedeepConfig
 from repro.layers.moe_config import MoEConfig
 from repro.routers.expert_choice_config import ExpertChoiceRouterConfig
 from repro.routers.switch_config import SwitchRouterConfig
@@ -53,6 +54,9 @@ from repro.routers.topk_config import TopKRouterConfig
 from repro.tracking import names as N
 
 BASELINES = ("dense", "top2", "switch", "expert_choice", "deepseekmoe")
+# every built-in method compare can build at the dense unit: the default baselines plus MoNE and
+# Finedeep (a name here can also be put under test: `repro compare mone,finedeep --against dense`)
+METHODS = (*BASELINES, "mone", "finedeep")
 DEFAULT_EXPERTS = 8
 ALPHA_ONE_SIDED = 0.025  # each side of a 95% two-sided interval
 VERSION = "1"
@@ -106,8 +110,8 @@ def _matched(ffn: MoEConfig, target: float, d_model: int) -> MoEConfig:
     return min(cands, key=lambda c: abs(ffn_count(c, d_model).flops - target))
 
 
-def baseline_ffns(scale: str) -> dict[str, object]:
-    """The baselines' FFN configs at ``scale``, FLOP-matched to its dense unit."""
+def method_ffns(scale: str) -> dict[str, object]:
+    """The built-in methods' FFN configs at ``scale``, FLOP-matched to its dense unit."""
     p = preset(scale)
     dense = DenseFFNConfig(d_ff=p.d_ff)
     target = ffn_count(dense, p.d_model).flops
@@ -124,7 +128,23 @@ def baseline_ffns(scale: str) -> dict[str, object]:
         "expert_choice": moe(ExpertChoiceRouterConfig(capacity_factor=2.0)),
         "deepseekmoe": moe(TopKRouterConfig(top_k=3, normalize=False, alpha=0.01),
                            n_experts=4 * DEFAULT_EXPERTS - 1, n_shared=1),
+        # MoNE [S-MoNE]: top-2 of 8 keeping half of each expert's neurons (mone-pruning-curve's
+        # rho=0.5), the width derived with the neuron ratio in the FLOPs
+        "mone": moe(TopKRouterConfig(top_k=2), neuron_ratio=0.5),
+        # Finedeep [S-FD]: the dense unit split into M=2 sub-layers of K=4 sigmoid-gated experts
+        # (its gates and norms add FLOPs: the width closest to the unit's FLOPs; K=4 unless the
+        # unit is so small that only K=2's finer widths come within the 2% tolerance, as at
+        # smoke scale)
+        "finedeep": min((FinedeepConfig(d_ff=f, n_sublayers=2, n_experts=k)
+                         for k in (4, 2) for f in range(2 * k, p.d_ff + 1, 2 * k)),
+                        key=lambda c: (abs(ffn_count(c, p.d_model).flops / target - 1) >= 0.02,
+                                       c.n_experts != 4,
+                                       abs(ffn_count(c, p.d_model).flops - target))),
     }
+
+
+def _width(ffn) -> str:
+    return f"d_ff={getattr(ffn, 'd_expert', None) or ffn.d_ff}"
 
 
 DESCRIPTIONS = {
@@ -133,6 +153,8 @@ DESCRIPTIONS = {
     "switch": "Switch top-1 of 8, capacity 1.25 / 2.0, alpha 0.01, z-loss 1e-3",
     "expert_choice": "Expert Choice of 8, capacity factor 2",
     "deepseekmoe": "1 shared + 31 routed quarter-width experts, top-3, alpha 0.01",
+    "mone": "MoNE: top-2 of 8 keeping 50% of each expert's neurons",
+    "finedeep": "Finedeep M=2 sub-layers of K sigmoid-gated experts of the dense unit",
 }
 
 
@@ -141,7 +163,7 @@ def build(spec: CompareSpec) -> Experiment:
     from repro.routers import ROUTERS
 
     p = preset(spec.scale)
-    ffns = baseline_ffns(spec.scale)
+    ffns = method_ffns(spec.scale)
     target = ffn_count(ffns["dense"], p.d_model).flops
     clash = [r for r in spec.routers if r in spec.against]
     if clash:
@@ -150,6 +172,10 @@ def build(spec: CompareSpec) -> Experiment:
                           f"{','.join(b for b in spec.against if b not in clash) or 'dense'})")
     arms = []
     for name in spec.routers:
+        if name not in ROUTERS and name in METHODS:  # a built-in method put under test
+            arms.append(Arm(name, p.model(ffns[name]),
+                            f"{DESCRIPTIONS[name]} ({_width(ffns[name])})"))
+            continue
         cfg = ROUTERS.get(name, field="router").Config()
         try:
             cfg.validate_for(spec.experts)
@@ -160,9 +186,7 @@ def build(spec: CompareSpec) -> Experiment:
         arms.append(Arm(name, p.model(ffn), f"{name} ({ROUTERS.origin(name)}): {spec.experts} "
                         f"experts of d_ff={ffn.d_expert}"))
     for b in spec.against:
-        ffn = ffns[b]
-        width = f"d_ff={ffn.d_ff}" if b == "dense" else f"d_ff={ffn.d_expert}"
-        arms.append(Arm(b, p.model(ffn), f"{DESCRIPTIONS[b]} ({width})"))
+        arms.append(Arm(b, p.model(ffns[b]), f"{DESCRIPTIONS[b]} ({_width(ffns[b])})"))
     return Experiment(
         name=spec.experiment, version=VERSION, scale=spec.scale,
         title=f"{', '.join(spec.routers)} against {', '.join(spec.against)} at matched FLOPs",
@@ -283,7 +307,8 @@ def leaderboard(exp: Experiment, spec: CompareSpec, results,
             _mean([r.metrics.get(N.M_TOKENS_PER_S) for r in recs]), c.activated_params,
             c.total_params, c.flops, _mean([r.metrics.get(N.M_DROP_MEAN) for r in recs]),
             _mean([r.metrics.get(M_LOAD) for r in recs]),
-            ROUTERS.origin(a.name) if routed else "baseline"))
+            (ROUTERS.origin(a.name) if a.name in ROUTERS else "built-in") if routed
+            else "baseline"))
     from repro.experiments.claims import paired_diffs
 
     pairs = [Pair(r, b, paired_diffs(results, b, r, N.M_FINAL_VAL_LOSS))

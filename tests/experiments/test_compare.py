@@ -19,17 +19,24 @@ from repro.experiments.compare import (
 )
 from repro.experiments.resolve import run_key
 
+# the project's own leaderboard (docs/own-router.md): every built-in method against dense
+BUILTIN = ("expert_choice", "gshard", "noisy_topk", "switch", "topk", "deepseekmoe", "mone",
+           "finedeep")
+
 
 @pytest.mark.parametrize("scale", ["smoke", "cpu", "gpu"])
 def test_every_arm_is_flop_matched_at_the_dense_unit(scale):
     exp = build(CompareSpec(routers=("gshard", "noisy_topk"), scale=scale))
     assert [a.name for a in exp.arms] == ["gshard", "noisy_topk", *BASELINES]
-    dev = exp.validate()
-    assert max(dev.values()) <= 0.02
-    counts = exp.counts()
-    dense = counts["dense"].ffn_flops
-    for name, c in counts.items():
+    assert max(exp.validate().values()) <= 0.02
+    dense = exp.counts()["dense"].ffn_flops
+    for name, c in exp.counts().items():
         assert abs(c.ffn_flops / dense - 1) <= 0.02, (name, c.ffn_flops, dense)
+    every = build(CompareSpec(routers=BUILTIN, against=("dense",), scale=scale, name="builtin"))
+    assert max(every.validate().values()) <= 0.02
+    ffn = {a.name: a.model.ffn for a in every.arms}
+    assert ffn["mone"].neuron_ratio == 0.5 and ffn["finedeep"].kind == "finedeep"
+    assert ffn["deepseekmoe"].n_shared == 1 and ffn["deepseekmoe"].n_experts == 31
 
 
 def test_baselines_share_run_keys_with_moe_vs_dense():
