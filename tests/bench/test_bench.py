@@ -43,6 +43,31 @@ def test_quick_bench_writes_csv(tmp_path):
     assert "targets (cpu" in table and "lightning / bare" in table
 
 
+def test_plausibility_check_refuses_a_too_fast_block():
+    # a fabricated block: right on the checked call, then it replays that output without
+    # computing anything, so it "runs" far faster than dense at equal FLOPs
+    def too_fast(m):
+        real, seen = m.forward, {}
+
+        def forward(x, *a, **k):
+            if "y" not in seen:
+                out = real(x, *a, **k)
+                seen["y"] = out.y.detach()
+                return out
+            return seen["y"] + 0 * x
+
+        m.forward = forward
+
+    kw = {**TINY, "tokens": 512, "seq_len": 64, "d_model": 64, "hidden": 256, "reps": 3}
+    rows = bench_group("topk", 8, 2, backends=["loop", "bmm"], wrong_backend={"bmm": too_fast},
+                       **kw)
+    by = {r["backend"]: r for r in rows}
+    assert by["bmm"]["ref_ok"]  # the reference check cannot see it
+    assert by["bmm"]["plausible"] is False and "refused" in by["bmm"]["note"]
+    assert by["bmm"]["ratio"] != by["bmm"]["ratio"] and by["bmm"]["ratio_refused"] < 0.95
+    assert by["loop"]["clock"] == "cpu" and "dense_drift" in by["loop"]
+
+
 def test_reference_check_rejects_wrong_backend():
     def break_it(m):  # a "backend" whose experts compute something else
         with torch.no_grad():
