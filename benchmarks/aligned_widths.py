@@ -47,6 +47,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    from repro.bench.run import set_allocator_policy
+
+    alloc = set_allocator_policy()
     sh = scale_shape("cpu")
     arms = method_arms(sh["d_model"], sh["d_ff"])
     want = set(a.methods.split(",")) if a.methods else set(arms)
@@ -74,8 +77,7 @@ def main() -> None:
             return (TopkMask if self.cfg.d_expert == UNALIGNED["mone"] else orig)(k)
         moe_mod.MoEFFN.activation = activation
     print(f"# {cpu_model()}; torch {torch.__version__}; {torch.get_num_threads()} thread(s); "
-          f"loadavg before {os.getloadavg()}; MALLOC_MMAP_MAX_="
-          f"{os.environ.get('MALLOC_MMAP_MAX_')}; clock: process CPU time")
+          f"loadavg before {os.getloadavg()}; allocator: {alloc}; clock: process CPU time")
     time_models(cfgs, "dense", seq_len=sh["seq_len"], batch=sh["batch"], steps=a.steps,
                 rounds=a.rounds, warmup=2)
     print(f"# loadavg after {os.getloadavg()}")

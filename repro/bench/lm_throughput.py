@@ -182,6 +182,9 @@ if __name__ == "__main__":
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
+    from repro.bench.run import set_allocator_policy
+
+    print(f"allocator: {set_allocator_policy()}; clock: process CPU time")
     if a.experiment:
         cfgs, ref, shape = experiment_models(a.experiment, a.scale,
                                              a.backends.split(",") if a.backends else None)
