@@ -53,6 +53,11 @@ def _parse_seeds(text: str | None) -> list[int] | None:
     bad = [s for s in seeds if not 0 <= s < 2**32]
     if bad:
         raise UserError(f"--seeds: {bad[0]} is out of range (allowed: 0 <= seed < 2**32)")
+    if len(seeds) > MAX_SEED_LIST:
+        raise UserError(f"--seeds: {len(seeds)} seeds listed, more than {MAX_SEED_LIST} in one "
+                        "command (each is a full training run per arm); list at most "
+                        f"{MAX_SEED_LIST} and run the rest in further commands (finished runs "
+                        "are reused), or use --seeds auto")
     if len(set(seeds)) != len(seeds):
         dup = next(s for s in seeds if seeds.count(s) > 1)
         raise UserError(f"--seeds: seed {dup} is listed twice; list each seed once")
@@ -67,6 +72,7 @@ def _positive(flag: str, value: int | None) -> int | None:
 
 MAX_JOBS_PER_CPU = 4
 MAX_SEEDS = 10  # default cap of `repro run --seeds auto`
+MAX_SEED_LIST = 100  # an explicit --seeds list longer than this is refused [ours: a typo guard]
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 

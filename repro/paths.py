@@ -101,6 +101,79 @@ def results_dir() -> Path:
     return path
 
 
+# ---------------------------------------------------------------- files the store owns
+class NotOwnedError(ConfigError):
+    """Where the store expects a regular file of its own (a lock, log, checkpoint, cache, result,
+    outcome JSON, database) there is something else: a symbolic link, a FIFO, a device, a
+    socket, a folder. repro never writes through it (nor reads a FIFO or device as its file)."""
+
+
+def _what(path: Path, st) -> str:
+    import stat
+
+    mode = st.st_mode
+    if stat.S_ISLNK(mode):
+        try:
+            return f"a symbolic link (to {os.readlink(path)})"
+        except OSError:
+            return "a symbolic link"
+    return ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else
+            "a character device" if stat.S_ISCHR(mode) else
+            "a block device" if stat.S_ISBLK(mode) else
+            "a socket" if stat.S_ISSOCK(mode) else
+            "a folder" if stat.S_ISDIR(mode) else "not a regular file")
+
+
+def not_owned(path: Path, st, kind: str = "file") -> NotOwnedError:
+    return NotOwnedError("", f"{path} is {_what(path, st)}, not a {kind} repro wrote; repro never "
+                         f"writes through or reads it as its own: remove it (rm {path}) and "
+                         "rerun")
+
+
+def check_owned(path: Path, follow: bool = False) -> None:
+    """NotOwnedError (one line, with the fix) when ``path`` exists and is not a regular file;
+    ``follow``: judge what a symbolic link points to (a database the user may link) instead of
+    refusing the link itself. A missing ``path`` passes."""
+    import stat
+
+    try:
+        st = os.stat(path) if follow else os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError:
+        return  # unreadable: the caller's own open says why
+    if not stat.S_ISREG(st.st_mode):
+        raise not_owned(Path(path), st)
+
+
+def open_owned(path: Path, flags: int, mode: int = 0o600) -> int:
+    """``os.open`` for a file the store owns: never through a symbolic link (``O_NOFOLLOW``),
+    never blocking on a FIFO, and only a regular file (else NotOwnedError, the fd closed)."""
+    import fcntl
+    import stat
+
+    path = Path(path)
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.ENXIO, errno.EISDIR):  # a link; a FIFO with no reader
+            raise not_owned(path, os.lstat(path)) from None
+        raise
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise not_owned(path, st)
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+    return fd
+
+
+def read_owned_bytes(path: Path) -> bytes:
+    """The bytes of a store file (a checkpoint, a cache, a result file), refusing a link, a
+    FIFO or a device there (``open_owned``): never an endless read of /dev/zero, never a hang."""
+    with os.fdopen(open_owned(path, os.O_RDONLY), "rb") as f:
+        return f.read()
+
+
 # ``.NAME.XXXXXXXX.tmp``: the temp file of ``atomic_write_bytes`` (tempfile.mkstemp's 8 chars)
 _TEMP_RE = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp$")
 STALE_TEMP_S = 15 * 60  # a temp file untouched this long is a dead writer's [ours: a writer
@@ -150,11 +223,15 @@ def atomic_write_bytes(path: Path, data: bytes, durable: bool = False) -> None:
     half-written file. ``durable``: fsync before the rename, so a resume after a crash or power
     loss sees the old file or the new one, never half of one (checkpoints). The first write of
     a process into a folder removes the stale temp files of killed writers there
-    (``clean_stale_temps``); the writer holds an ``flock`` on its own temp file meanwhile."""
+    (``clean_stale_temps``); the writer holds an ``flock`` on its own temp file meanwhile.
+    A symbolic link, FIFO or device at ``path`` is replaced by the rename, never written
+    through; the new file is 0600 (``mkstemp``): the store's files are the user's alone."""
     import fcntl
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir() and not path.is_symlink():
+        raise not_owned(path, os.lstat(path))
     folder = str(path.parent.resolve())
     if folder not in _swept:
         _swept.add(folder)
@@ -279,6 +356,9 @@ def staged_dir(target: Path, owned: Callable[[str], bool] = lambda name: True):
     ``staged_dir`` of the same target (``clean_swap_leftovers``). An OSError about a file in the
     staging folder names the file's place in ``target`` instead."""
     target = Path(target)
+    if target.is_symlink() or (target.exists() and not target.is_dir()):
+        # never renamed, followed or replaced: the user's link (or file) stays as it is
+        raise not_owned(target, os.lstat(target), kind="folder")
     target.parent.mkdir(parents=True, exist_ok=True)
     clean_swap_leftovers(target)
     stage = Path(tempfile.mkdtemp(dir=target.parent,

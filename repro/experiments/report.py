@@ -11,17 +11,53 @@ from repro.experiments.check import VERDICT_RULE_ID
 from repro.experiments.stats import RULE
 from repro.paths import atomic_write_text, results_dir, swap_leftover
 
+_CLAIM_FIELDS = ("statement", "paper", "source", "measured", "verdict")  # what a row shows
+
+
+def read_claims_file(f: Path) -> dict:
+    """One ``claims.json`` as ``repro check`` wrote it, or a one-line ConfigError naming the file,
+    what is wrong and the fix (truncated, empty, not JSON, wrong shape, NaN where text belongs)."""
+    import json
+
+    from repro.config import ConfigError
+    from repro.paths import read_owned_bytes
+
+    def bad(why: str) -> ConfigError:
+        return ConfigError("", f"{f} is {why}, not a claims file `repro check` wrote; rerun "
+                           "`repro check EXPERIMENT --scale SCALE` for that folder to rewrite "
+                           f"it (or delete {f.parent})")
+
+    try:
+        d = json.loads(read_owned_bytes(f).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise bad("empty" if not f.stat().st_size else
+                  f"not valid JSON ({getattr(e, 'msg', e)} at line {getattr(e, 'lineno', '?')})"
+                  ) from None
+    if not isinstance(d, dict):
+        raise bad(f"a JSON {type(d).__name__}, not an object")
+    for k in ("experiment", "scale", "env"):
+        if not isinstance(d.get(k), str):
+            raise bad(f"missing its text field {k!r}")
+    if not isinstance(d.get("seeds"), dict) or not all(isinstance(v, list)
+                                                        for v in d["seeds"].values()):
+        raise bad("missing its 'seeds' (arm -> list of seeds)")
+    if not isinstance(d.get("claims"), list):
+        raise bad("missing its 'claims' list")
+    for i, c in enumerate(d["claims"]):
+        if not isinstance(c, dict) or not all(isinstance(c.get(k), str) for k in _CLAIM_FIELDS):
+            raise bad(f"wrong-shaped at claim {i} (needs text {', '.join(_CLAIM_FIELDS)})")
+    return d
+
 
 def write_report(root: Path | None = None) -> Path:
     """Regenerate results/README.md: one table over every checked experiment and scale."""
-    import json
 
     root = root or results_dir()
     rows, smoke, controls = [], [], []
     for f in sorted(root.glob("*/*/claims.json")):
         if swap_leftover(f.parent.name):  # a check's staging folder, never a result
             continue
-        d = json.loads(f.read_text())
+        d = read_claims_file(f)  # damaged: one line naming the file and the fix
         if d.get("scale") == "smoke":  # a pipeline check, not evidence: never in the report
             smoke.append(str(f.parent.relative_to(root)))
             continue

@@ -16,7 +16,7 @@ import socket
 import time
 from pathlib import Path
 
-from repro.paths import runs_dir
+from repro.paths import open_owned, runs_dir
 
 
 def lock_path(name: str) -> Path:
@@ -29,7 +29,8 @@ def file_lock(path: Path, on_wait=None):
     called once if another process holds it (we then block until it is released)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    # never through a link, never a FIFO or device: the holder's line is written into it
+    fd = open_owned(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

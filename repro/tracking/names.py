@@ -33,6 +33,8 @@ T_PID = "repro.pid"
 T_HOST = "repro.host"
 T_PID_SINCE = "repro.pid_since"  # unix time at which repro.pid took the run (create or resume)
 T_RESUMES = "repro.resumes"  # how many times an interrupted run was reopened
+T_SUPERSEDED = "repro.superseded_by"  # an interrupted run with no checkpoint: the run id that
+# retrained its run key from step 0 (the old run is then deleted, restorable, never reopened)
 T_TORCH = "repro.torch"  # torch.__version__ of the process that trained the run
 T_DEVICE = "repro.device"  # where the run trained, e.g. "cpu (x86_64, 1 threads)"
 T_WEIGHTS = "repro.weights"  # path of the final weights (runs/checkpoints/<run key>/final.pt)

@@ -61,6 +61,9 @@ def resolve_uri(override: str | None = None) -> str:
         if not os.access(path.parent, os.W_OK):
             raise TrackingError(f"tracking store directory {path.parent} is not writable; "
                                 "set REPRO_RUNS_DIR or --tracking-uri to a writable place")
+        from repro.paths import check_owned
+
+        check_owned(Path(str(path).split("?", 1)[0]), follow=True)  # a FIFO / device: refused
     return uri
 
 
