@@ -64,6 +64,21 @@ def _parse_seeds(text: str | None) -> list[int] | None:
     return seeds
 
 
+CLIP_WORD = 200  # a longer run of non-blanks in an error line is shortened [ours]
+
+
+def clip_words(msg: str, limit: int = CLIP_WORD) -> str:
+    """An error line with each over-long word (a 100,000-character --set value echoed back)
+    cut to its head and tail and the count of characters left out: errors are for people."""
+    import re
+
+    def cut(m: re.Match) -> str:
+        w = m.group(0)
+        return f"{w[:limit // 2]}...({len(w) - limit // 2 - 20} characters)...{w[-20:]}"
+
+    return re.sub(r"\S{%d,}" % (limit + 1), cut, msg)
+
+
 def _positive(flag: str, value: int | None) -> int | None:
     if value is not None and value < 1:
         raise UserError(f"{flag}: expected a whole number >= 1, got {value} (e.g. {flag} 2)")
@@ -686,11 +701,11 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         if args.debug or not isinstance(e, _user_errors()):
             if not args.debug:
-                print(f"repro: internal error: {type(e).__name__}: {e} (rerun with --debug for "
-                      "the traceback)", file=sys.stderr)
+                print(f"repro: internal error: {type(e).__name__}: {clip_words(str(e))} (rerun "
+                      "with --debug for the traceback)", file=sys.stderr)
                 return 1
             raise
-        print(f"repro: error: {e}", file=sys.stderr)
+        print(f"repro: error: {clip_words(str(e))}", file=sys.stderr)
         return EXIT_USER
 
 

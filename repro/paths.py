@@ -80,8 +80,13 @@ def runs_dir() -> Path:
 
 
 def cache_dir(*parts: str) -> Path:
-    p = runs_dir().joinpath("cache", *parts)
-    p.mkdir(parents=True, exist_ok=True)
+    """``runs/cache/PARTS``, created private (0700): caches hold the user's data, tokenised;
+    their files are 0600 (``atomic_write_bytes``)."""
+    p = runs_dir() / "cache"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    for part in ("", *parts):
+        p = p / part if part else p
+        p.mkdir(mode=0o700, exist_ok=True)
     return p
 
 
@@ -108,7 +113,8 @@ class NotOwnedError(ConfigError):
     socket, a folder. repro never writes through it (nor reads a FIFO or device as its file)."""
 
 
-def _what(path: Path, st) -> str:
+def describe_kind(path: Path, st) -> str:
+    """What ``path`` is, for a message: 'a FIFO (named pipe)', 'a symbolic link (to X)', ..."""
     import stat
 
     mode = st.st_mode
@@ -125,9 +131,9 @@ def _what(path: Path, st) -> str:
 
 
 def not_owned(path: Path, st, kind: str = "file") -> NotOwnedError:
-    return NotOwnedError("", f"{path} is {_what(path, st)}, not a {kind} repro wrote; repro never "
-                         f"writes through or reads it as its own: remove it (rm {path}) and "
-                         "rerun")
+    return NotOwnedError("", f"{path} is {describe_kind(path, st)}, not a {kind} repro wrote; "
+                         "repro never writes through or reads it as its own: remove it (rm "
+                         f"{path}) and rerun")
 
 
 def check_owned(path: Path, follow: bool = False) -> None:

@@ -116,7 +116,8 @@ def collect(exp: Experiment, uri: str, overrides: list[str] | None = None,
                 metrics[ts.M_DROP_MEAN] = sum(v for _, v in drops) / len(drops)
             runs[(arm.name, seed)] = RunRecord(arm.name, seed, found.info.run_id, curve,
                                                metrics, to_dict(run),
-                                               found.data.tags.get(ts.T_WEIGHTS),
+                                               ts.weights_path(found.data.tags.get(
+                                                   ts.T_WEIGHTS)),
                                                found.data.tags.get(ts.T_DEVICE), drops)
     res = Results(runs)
     res.notes = results_notes

@@ -51,7 +51,6 @@ def read_claims_file(f: Path) -> dict:
 
 def write_report(root: Path | None = None) -> Path:
     """Regenerate results/README.md: one table over every checked experiment and scale."""
-
     root = root or results_dir()
     rows, smoke, controls = [], [], []
     for f in sorted(root.glob("*/*/claims.json")):

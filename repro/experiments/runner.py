@@ -309,7 +309,7 @@ def _finish(client, uri: str, run_id: str, rr: ResolvedRun, system, tp) -> float
     (FloatingPointError when it is not finite)."""
     client.log_metric(run_id, ts.M_TOKENS_PER_S, tp.tokens_per_s, step=rr.config.train.max_steps)
     ckpt = save_weights(system.model, rr.key)
-    client.set_tag(run_id, ts.T_WEIGHTS, str(ckpt))
+    client.set_tag(run_id, ts.T_WEIGHTS, ts.weights_tag(ckpt))  # relative: a store can move
     hist = ts.metric_history(uri, run_id, ts.M_VAL_LOSS)
     final = hist[-1][1] if hist else math.nan
     if not math.isfinite(final):

@@ -37,7 +37,7 @@ T_SUPERSEDED = "repro.superseded_by"  # an interrupted run with no checkpoint: t
 # retrained its run key from step 0 (the old run is then deleted, restorable, never reopened)
 T_TORCH = "repro.torch"  # torch.__version__ of the process that trained the run
 T_DEVICE = "repro.device"  # where the run trained, e.g. "cpu (x86_64, 1 threads)"
-T_WEIGHTS = "repro.weights"  # path of the final weights (runs/checkpoints/<run key>/final.pt)
+T_WEIGHTS = "repro.weights"  # final weights, relative to the store: checkpoints/<run key>/final.pt
 T_DATA_FP = "repro.data_fingerprint"  # LMDataModule.fingerprint: content + tokenizer + windowing
 T_USES = "repro.uses_runs"  # summary run: the train run ids its verdicts used, comma-separated
 T_CHECKED_BY = "repro.checked_by"  # train run: summary run ids that used it, newest first
