@@ -76,7 +76,7 @@ def clip_words(msg: str, limit: int = CLIP_WORD) -> str:
         w = m.group(0)
         return f"{w[:limit // 2]}...({len(w) - limit // 2 - 20} characters)...{w[-20:]}"
 
-    return re.sub(r"\S{%d,}" % (limit + 1), cut, msg)
+    return re.sub(r"\S{" + str(limit + 1) + ",}", cut, msg)
 
 
 def _positive(flag: str, value: int | None) -> int | None:
