@@ -120,6 +120,8 @@ def _check_local_file(path: Path, cfg: DataConfig, kind: str) -> None:
             raise DataError(f"source {cfg.source!r}: {path} line {i} is not valid JSON "
                             f"({e.msg} at column {e.colno}); give JSON lines, one object per "
                             "line") from None
+        if i == 1 and isinstance(obj, list) and _whole_json(text, cfg, path):
+            return  # one line holding the whole document: a list of objects
         if not isinstance(obj, dict):
             raise DataError(f"source {cfg.source!r}: {path} line {i} is a JSON "
                             f"{type(obj).__name__}, not an object; give one object per line")

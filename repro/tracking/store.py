@@ -8,6 +8,7 @@ retrained; runs are always found by tags, never by name (older runs are named ``
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import subprocess
@@ -139,6 +140,10 @@ def relocate_artifacts(db: Path) -> list[str]:
                         con.execute(f"UPDATE {table} SET {col} = ? || substr({col}, ?) WHERE "
                                     f"substr({col}, 1, ?) = ?",
                                     (new, len(old) + 1, len(old) + 1, old + "/"))
+        with contextlib.suppress(ImportError, AttributeError):  # MLflow's per-run-id cache of
+            from mlflow.tracking._tracking_service import utils  # artifact repos: now stale
+
+            utils._artifact_repos_cache.clear()
         return olds
     finally:
         con.close()
