@@ -233,6 +233,7 @@ class Outcome:
     p_against: float
     t_for: float = math.nan  # the signed t toward the claim (sequential decisions)
     detail: str = ""
+    crossed: bool = True  # sequential design: the decisive statistic crossed its boundary
 
     @property
     def p(self) -> float:
@@ -302,12 +303,17 @@ def t_outcome(xs: list[float], threshold: float, greater: bool, design=None) -> 
         return Outcome(T_TEST, n, m, s, m - h, m + h, CI_T, p_for, p_against, t_for)
     from repro.experiments.sequential import stagewise_p
 
+    look = min(n, design.max_seeds)
+    c = design.boundary(look)
     p2 = stagewise_p(design, n, abs(t_stat))
     p_for, p_against = (p2 / 2, 1 - p2 / 2) if t_for > 0 else (1 - p2 / 2, p2 / 2)
-    h = design.boundary(min(n, design.max_seeds)) * s / math.sqrt(n)
+    h = c * s / math.sqrt(n)
+    state = "crossed" if abs(t_stat) >= c else (
+        "final look" if look >= design.max_seeds else
+        "futility stop" if abs(t_stat) < design.futility(look) else "continue")
     return Outcome(T_TEST, n, m, s, m - h, m + h, CI_RCI, p_for, p_against, t_for,
-                   f"look {n} of {design.planned}..{design.max_seeds}, |t| boundary "
-                   f"{design.boundary(min(n, design.max_seeds)):.2f}")
+                   f"look at n={n} of {design.planned}..{design.max_seeds}: |t| = "
+                   f"{abs(t_stat):.2f} vs boundary {c:.2f} ({state})", abs(t_stat) >= c)
 
 
 def tost_outcome(xs: list[float], margin: float, design=None) -> Outcome:
@@ -323,8 +329,12 @@ def tost_outcome(xs: list[float], margin: float, design=None) -> Outcome:
                        math.nan)
     p_for = max(lo.p_for, hi.p_for)
     p_against = min(hi.p_against, lo.p_against)
+    if p_for <= p_against:
+        crossed = lo.crossed and hi.crossed
+    else:
+        crossed = (lo.crossed and lo.t_for < 0) or (hi.crossed and hi.t_for < 0)
     return Outcome(TOST, lo.n, lo.estimate, lo.sd, lo.lo, lo.hi, lo.interval, p_for, p_against,
-                   min(lo.t_for, hi.t_for), lo.detail)
+                   min(lo.t_for, hi.t_for), lo.detail, crossed)
 
 
 def clopper_pearson(k: int, n: int, level: float = LEVEL) -> tuple[float, float]:
@@ -381,8 +391,11 @@ def iut_outcome(steps: list[Outcome], labels: list[str]) -> Outcome:
     p_for = max(s.p_for for s in steps)
     p_against = min(1.0, k * min(s.p_against for s in steps))
     parts = "; ".join(f"{lab}: {s.fmt(3)}" for lab, s in zip(labels, steps))
+    crossed = all(s.crossed for s in steps) if p_for <= p_against else any(
+        s.crossed and s.t_for < 0 for s in steps)
     return Outcome(IUT, w.n, w.estimate, w.sd, w.lo, w.hi, w.interval, p_for, p_against,
-                   min(s.t_for for s in steps), f"weakest step {labels[weakest]}; {parts}")
+                   min(s.t_for for s in steps), f"weakest step {labels[weakest]}; {parts}",
+                   crossed)
 
 
 def holm(ps: list[float]) -> list[float]:
