@@ -436,7 +436,14 @@ def result_folders(root: Path, names: list[str] | None = None) -> list[Folder]:
 
 # values a re-judge takes from the committed claims.json (descriptive, made from the run store
 # when the runs were checked; they decide no verdict)
-CARRIED = ("env", "notes", "studies")
+CARRIED = ("env", "notes")
+FIGURES = ("val_curves.png", "drop_curves.png")  # the arm-curve figures every check draws
+
+
+def study_figures(folder: Path) -> list[str]:
+    """Figures of the eval-time studies in a result folder (exploratory: no verdict)."""
+    return [f"[{p.name}]({p.name})" for p in sorted(folder.glob("*.png"))
+            if p.name not in FIGURES and not p.name.startswith("gap-")]
 
 
 def rejudge_folder(folder: Folder, committed: dict) -> dict:
@@ -447,7 +454,8 @@ def rejudge_folder(folder: Folder, committed: dict) -> dict:
     results = results_from_folder(folder.path)
     results.missing = [tuple(m) for m in committed.get("missing") or []]
     payload = judge(exp, results, read_lock(folder.path), committed.get("env", ""),
-                    {k: committed[k] for k in CARRIED if k in committed})
+                    {**{k: committed[k] for k in CARRIED if k in committed},
+                     "studies": study_figures(folder.path)})
     if not results.has_curves:  # gap tables from the store at check time: kept, marked
         old = {c["name"]: c.get("budget") for c in committed.get("claims", [])}
         for e in payload["claims"]:
