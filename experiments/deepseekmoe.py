@@ -22,8 +22,8 @@ from repro.experiments.claims import (
     MetricClaim,
     PairedMetricClaim,
 )
-from repro.experiments.sequential import MAX_SEEDS_CAP
 from repro.experiments.scales import preset
+from repro.experiments.sequential import MAX_SEEDS_CAP
 from repro.layers.moe_config import MoEConfig
 from repro.routers.topk_config import TopKRouterConfig
 from repro.tracking import names as N

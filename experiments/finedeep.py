@@ -8,8 +8,8 @@ from __future__ import annotations
 from repro.experiments import analyses
 from repro.experiments.base import Arm, Experiment, register_experiment
 from repro.experiments.claims import CHECK, PairedMetricClaim
-from repro.experiments.sequential import MAX_SEEDS_CAP
 from repro.experiments.scales import preset
+from repro.experiments.sequential import MAX_SEEDS_CAP
 from repro.layers.dense_config import DenseFFNConfig
 from repro.layers.finedeep_config import FinedeepConfig
 from repro.tracking import names as N

@@ -11,8 +11,8 @@ from __future__ import annotations
 from repro.experiments import analyses
 from repro.experiments.base import Arm, Experiment, register_experiment
 from repro.experiments.claims import CHECK, EquivalenceClaim, MetricClaim, PairedMetricClaim
-from repro.experiments.sequential import MAX_SEEDS_CAP
 from repro.experiments.scales import preset
+from repro.experiments.sequential import MAX_SEEDS_CAP
 from repro.layers.moe_config import MoEConfig
 from repro.routers.noisy_topk_config import NoisyTopKRouterConfig
 from repro.tracking import names as N

@@ -18,8 +18,8 @@ from repro.experiments.claims import (
     SpeedupClaim,
     SteadyDropClaim,
 )
-from repro.experiments.sequential import MAX_SEEDS_CAP
 from repro.experiments.scales import preset
+from repro.experiments.sequential import MAX_SEEDS_CAP
 from repro.layers.dense_config import DenseFFNConfig
 from repro.layers.moe_config import MoEConfig
 from repro.routers.switch_config import SwitchRouterConfig

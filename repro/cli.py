@@ -274,10 +274,18 @@ def cmd_run(args) -> int:
         if arms:
             raise UserError("--seeds auto: decides claims over every arm; drop --arm")
         outcomes = []
+        from repro.experiments.verdicts import design_of
+
+        cap = design_of(exp).max_seeds
+        if args.max_seeds is not None and args.max_seeds > cap:
+            raise UserError(f"--max-seeds: {exp.name}'s registered design allows at most {cap} "
+                            "seeds (its lock hashes the design); a larger maximum is a new "
+                            "design: change max_seeds in its definition and re-lock before "
+                            "training, or drop --max-seeds")
         seeds = run_auto_seeds(exp, lambda s: outcomes.extend(run_experiment(exp, seeds=s, **kw)),
                                resolve_uri(args.tracking_uri), args.set or [],
                                _positive("--max-seeds", args.max_seeds
-                                         if args.max_seeds is not None else MAX_SEEDS))
+                                         if args.max_seeds is not None else cap))
         outcomes = list({o.run_id: o for o in outcomes}.values())
         print(f"[repro] --seeds auto settled on seeds {','.join(map(str, seeds))}")
     else:
@@ -613,10 +621,12 @@ def build_parser() -> argparse.ArgumentParser:
     common(sp)
     sp.add_argument("--arm", help="only these arms (comma-separated)")
     sp.add_argument("--seeds", help="comma-separated seeds (default: the experiment's), or "
-                    "auto: train the default seeds, then add seeds while a claim is inconclusive "
-                    "and its seeds-needed figure is within --max-seeds")
+                    "auto: follow the experiment's registered group-sequential design (one seed "
+                    "per look from the planned count to its maximum, HSD alpha spending; "
+                    "docs/verdicts.md)")
     sp.add_argument("--max-seeds", type=int, default=None,
-                    help=f"cap for --seeds auto (default {MAX_SEEDS})")
+                    help="stop --seeds auto earlier than the registered maximum (default: the "
+                    f"design's, at most {MAX_SEEDS})")
     sp.add_argument("-v", "--verbose", action="store_true",
                     help="show Lightning's INFO lines and third-party deprecation warnings")
     sp.add_argument("--force", action="store_true", help="retrain even if a finished run exists")

@@ -25,7 +25,6 @@ from repro.experiments.stats import (
     Decision,
     Interval,
     Outcome,
-    decide,
     t_interval,
 )
 from repro.tracking import names as N
@@ -59,6 +58,7 @@ class RunRecord:
     drop_curve: list[tuple[int, float]] = field(default_factory=list)  # (step, train drop_frac)
     curves: bool = True  # val_curve / drop_curve are whole curves (False: final values only)
     machine: str | None = None  # CPU type the run trained on (model + ISA capability)
+    machine_tags: dict | None = None  # cpu_model, cpu_capability, torch, threads (run tags)
 
     @property
     def final_val_loss(self) -> float:

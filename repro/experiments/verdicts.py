@@ -239,6 +239,7 @@ def judge(exp, results: Results, lock: dict | None, env: str, extra: dict | None
         "arms": arms_table(exp, results),
         "claims": [claim_entry(exp, r, lock, results) for r in claim_results],
         "notes": list(results.notes),
+        "experiment_notes": exp.notes,
         "studies": [],
     }
     if extra:
@@ -403,8 +404,11 @@ def render_md(p: dict) -> str:
     if p.get("studies"):
         lines += ["", "## Studies (exploratory: figures, no verdict)", ""]
         lines += [f"- {s}" for s in p["studies"]]
+    if p.get("experiment_notes"):
+        lines += ["", "## Notes", "", p["experiment_notes"]]
     if p.get("notes"):
-        lines += ["", "Notes:", ""] + [f"- {n}" for n in p["notes"]]
+        lines += ["", "Runs found by tags rather than exact run key (the config serialization "
+                  "changed after they ran):", ""] + [f"- {n}" for n in p["notes"]]
     return "\n".join(lines) + "\n"
 
 
@@ -496,7 +500,8 @@ def _compare(a, b, where: str, out: list[str], tol: float = 1e-9) -> None:
     if isinstance(a, dict) and isinstance(b, dict):
         for k in sorted(set(a) | set(b)):
             if k not in a or k not in b:
-                out.append(f"{where}.{k}: {'missing from the commit' if k not in b else 'not recomputed'}")
+                what = "missing from the commit" if k not in b else "not recomputed"
+                out.append(f"{where}.{k}: {what}")
                 continue
             _compare(a[k], b[k], f"{where}.{k}", out, tol)
     elif isinstance(a, list) and isinstance(b, list):

@@ -35,6 +35,10 @@ T_PID_SINCE = "repro.pid_since"  # unix time at which repro.pid took the run (cr
 T_RESUMES = "repro.resumes"  # how many times an interrupted run was reopened
 T_TORCH = "repro.torch"  # torch.__version__ of the process that trained the run
 T_DEVICE = "repro.device"  # where the run trained, e.g. "cpu (x86_64, 1 threads)"
+# the machine as a factor of a verdict (repro.machine.run_machine): routed numerics depend on it
+T_CPU_MODEL = "repro.cpu_model"  # lscpu's model name, e.g. "AMD EPYC"
+T_CPU_CAPABILITY = "repro.cpu_capability"  # torch.backends.cpu.get_cpu_capability(), e.g. AVX512
+T_THREADS = "repro.threads"  # torch.get_num_threads() of the training process
 T_WEIGHTS = "repro.weights"  # path of the final weights (runs/checkpoints/<run key>/final.pt)
 T_DATA_FP = "repro.data_fingerprint"  # LMDataModule.fingerprint: content + tokenizer + windowing
 T_USES = "repro.uses_runs"  # summary run: the train run ids its verdicts used, comma-separated
