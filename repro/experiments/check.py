@@ -251,6 +251,7 @@ def check_experiment(exp: Experiment, uri: str | None = None, overrides: list[st
         committed.missing, committed.notes = list(results.missing), list(results.notes)
         payload = V.judge(exp, committed, V.read_lock(out), _env_line(exp, overrides, results),
                           {"studies": V.study_figures(stage)})
+        V.adjust_scale([payload])  # provisional: write_scale below adjusts the whole scale
         files += write_claims(payload, stage)
         files += write_figures(exp, results, stage)
         files += extra_files
