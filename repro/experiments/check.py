@@ -343,19 +343,15 @@ def write_claims(payload: dict, out: Path) -> list[Path]:
 def write_figures(exp: Experiment, results: Results, out: Path) -> list[Path]:
     """val_curves.png, drop_curves.png (when any run dropped tokens) and one gap figure per
     loss-gap claim."""
-    from repro.experiments.claims import PairedMetricClaim, budget_gaps
     from repro.experiments.plots import arm_curves_figure, gap_figure
 
     files = []
     arms = [a.name for a in exp.arms]
-    for c in exp.claims:
-        if isinstance(c, PairedMetricClaim) and c.metric == ts.M_FINAL_VAL_LOSS:
-            plus, minus = (c.other, c.arm) if c.greater else (c.arm, c.other)
-            b = budget_gaps(results, plus, minus)
-            if b is not None:
-                fig = out / f"gap-{c.name}.png"
-                gap_figure(b, f"{exp.name} ({exp.scale}): {c.name}", fig)
-                files.append(fig)
+    for r in (c.evaluate(results) for c in exp.claims):
+        if r.budget is not None:
+            fig = out / f"gap-{r.claim.name}.png"
+            gap_figure(r.budget, f"{exp.name} ({exp.scale}): {r.claim.name}", fig)
+            files.append(fig)
     curves = {a: [results.get(a, s).val_curve for s in results.seeds(a)] for a in arms}
     target = None
     if exp.baseline and results.seeds(exp.baseline):
