@@ -182,7 +182,7 @@ def fine_grained(d_ff: int, granularity: int) -> int:
 
 
 class MatchError(ConfigError):
-    pass
+    """Arms that should be matched on a quantity are not (beyond the tolerance)."""
 
 
 def check_matched(counts: Mapping[str, ModelCount], quantity: str, tol: float = 0.02,

@@ -27,12 +27,13 @@ import typing
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
+from repro.errors import UserError
 from repro.registry import Registry, RegistryError
 
 C = TypeVar("C")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A user-facing configuration error. ``str()`` is one line: ``path: problem (fix)``."""
 
     def __init__(self, path: str, message: str):

@@ -14,10 +14,12 @@ import difflib
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
+from repro.errors import UserError
+
 T = TypeVar("T")
 
 
-class RegistryError(KeyError):
+class RegistryError(UserError, KeyError):
     """Unknown or duplicate registry name. ``str()`` is a single human-readable line."""
 
     def __str__(self) -> str:  # KeyError would otherwise repr() the message

@@ -15,6 +15,7 @@ import math
 from pathlib import Path
 
 from repro.config import to_dict
+from repro.errors import UserError
 from repro.experiments.base import Experiment
 from repro.experiments.claims import ClaimResult, Results, RunRecord, mean_std
 from repro.experiments.resolve import ResolvedRun, prepare_data, resolve_run
@@ -39,11 +40,11 @@ def is_check_output(name: str) -> bool:
         name.endswith(".png")
 
 
-class MissingRunsError(RuntimeError):
-    pass
+class MissingRunsError(UserError, RuntimeError):
+    """No finished runs of the experiment at this scale: `repro run` it first."""
 
 
-class IncompleteGridError(ValueError):
+class IncompleteGridError(UserError, ValueError):
     """``repro check`` found only some (arm, seed) runs and would replace a complete result."""
 
 

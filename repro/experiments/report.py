@@ -15,6 +15,7 @@ from repro.experiments.claims import CHECK, CONFIRMATORY, EXPLORATORY, GATE
 from repro.experiments.verdicts import (
     LEGACY_SCALES,
     RULE_ID,
+    is_current,
     result_folders,
     scales,
     totals,
@@ -58,7 +59,8 @@ def render_report(root: Path) -> str:
              "(../docs/verdicts.md).", ""]
     smoke = sorted(str(f.path.relative_to(root)) for f in folders if f.scale == "smoke")
     for scale in scales(root):
-        ps = [payloads[f.path] for f in folders if f.scale == scale]
+        ps = [payloads[f.path] for f in folders if f.scale == scale and
+              is_current(payloads[f.path])]
         lines += [f"## Scale `{scale}`", ""]
         gate = [(p, e) for p in ps if p.get("control") for e in p["claims"]
                 if e["family"] == GATE]
@@ -99,21 +101,35 @@ def render_report(root: Path) -> str:
             lines += ["", f"Pending ({len(pend)}; needs a rerun that commits per-seed curves): "
                       + ", ".join(pend) + "."]
         lines.append("")
-    legacy = [f for f in folders if f.scale in LEGACY_SCALES]
+    legacy = [f for f in folders if f.scale != "smoke" and not is_current(payloads[f.path])]
+    across: list[tuple] = []
+    for f in folders:
+        p = payloads[f.path]
+        if f.scale == "smoke":
+            continue
+        n = max((len(v) for v in p["seeds"].values()), default=0)
+        for c in p["claims"]:
+            v = c["verdict"]
+            if not is_current(p) and p.get("verdict_rule") is None:
+                v += " (±1 sd rule)"
+            if p.get("missing"):
+                v += f" (partial: {len(p['missing'])} runs missing)"
+            across.append((p["experiment"], f.scale, {**c, "verdict": v}, n, p.get("env", ""),
+                           f.path.relative_to(root)))
     if legacy:
         lines += ["## Legacy results (not re-judged, not in any total)", "",
-                  f"Scales {', '.join(LEGACY_SCALES)}: checked before claims were registered, "
-                  "under the earlier rules (mean ± 1 sd, or a t-interval with no multiplicity "
-                  "control); kept as history. Their verdicts are not evidence under the current "
-                  "method.", "", "| experiment | scale | claim | old verdict | seeds |",
-                  "|---|---|---|---|---|"]
-        for f in legacy:
-            p = payloads[f.path]
-            n = max((len(v) for v in p["seeds"].values()), default=0)
-            for c in p["claims"]:
-                lines.append(f"| [{p['experiment']}]({p['experiment']}/{f.scale}/claims.md) | "
-                             f"{f.scale} | {c['statement']} | {c['verdict']} (legacy) | {n} |")
+                  f"Checked before claims were registered (scales {', '.join(LEGACY_SCALES)}, or "
+                  "claims.json files of an earlier rule): mean ± 1 sd, or a t-interval with no "
+                  "design, lock or multiplicity control; kept as history. Their verdicts are "
+                  "not evidence under the current method.", "",
+                  "| experiment | scale | claim | old verdict | seeds |", "|---|---|---|---|---|"]
+        for exp, scale, c, n, _env, rel in across:
+            if not any(f.path.relative_to(root) == rel for f in legacy):
+                continue
+            lines.append(f"| [{exp}]({rel}/claims.md) | {scale} | {c['statement']} | "
+                         f"{c['verdict']} (legacy) | {n} |")
         lines.append("")
+    lines += across_scales(across)
     if smoke:
         lines += [f"Smoke-scale results ({', '.join(smoke)}) test the pipeline, not the claims, "
                   "and are left out.", ""]
@@ -131,4 +147,42 @@ def write_report(root: Path | None = None) -> Path:
     return path
 
 
-__all__ = ["RULE_ID", "machine_dependent", "render_report", "write_report"]
+__all__ = ["RULE_ID", "across_scales", "machine_dependent", "render_report", "write_report"]
+
+
+SCALE_ORDER = ("cpu-v1", "cpu", "gpu")  # older presets first; other scales follow by name
+
+
+def across_scales(rows: list[tuple]) -> list[str]:
+    """A claim's verdict at every scale it was checked at, for the claims checked at two or
+    more: does the verdict follow the paper or the scale? ``rows``: write_report's
+    (experiment, scale, claim, seeds, env, folder) tuples. Returns report lines (none when no
+    claim has two scales)."""
+    def order(scale: str) -> tuple[int, str]:
+        return (SCALE_ORDER.index(scale) if scale in SCALE_ORDER else len(SCALE_ORDER), scale)
+
+    by: dict[tuple[str, str], dict[str, tuple[str, int]]] = {}
+    said: dict[tuple[str, str], dict[str, str]] = {}
+    for exp, scale, c, n, _env, _rel in rows:
+        key = (exp, c.get("name") or c["statement"])
+        by.setdefault(key, {})[scale] = (c["verdict"], n)
+        said.setdefault(key, {})[scale] = c["statement"]
+    multi = {k: v for k, v in by.items() if len(v) > 1}
+    if not multi:
+        return []
+    # a claim's wording as its newest scale states it
+    statement = {k: v[max(v, key=order)] for k, v in said.items()}
+    scales = sorted({s for v in multi.values() for s in v}, key=order)
+    out = ["", "## Verdicts across scales", "",
+           f"Claims checked at more than one scale ({len(multi)}): the verdict at each, with its "
+           "seeds. A verdict that moves with the scale is evidence about the scale as much as "
+           "about the paper.", "",
+           "| experiment | claim | " + " | ".join(scales) + " | changed |",
+           "|---|---|" + "---|" * len(scales) + "---|"]
+    for (exp, name), v in multi.items():  # report order: experiment, then claim order
+        cells = [f"{v[s][0]} ({v[s][1]} seeds)" if s in v else "" for s in scales]
+        bare = {v[s][0].split(" (")[0] for s in v}  # the verdict without its rule / partial mark
+        out.append(f"| {exp} | {statement[(exp, name)]} | " + " | ".join(cells) +
+                   f" | {'yes' if len(bare) > 1 else 'no'} |")
+    return out
+

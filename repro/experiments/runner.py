@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from repro.config import flatten, to_dict
+from repro.errors import UserError
 from repro.experiments.base import Experiment
 from repro.experiments.resolve import (  # noqa: F401 - run_key, prepare_data: re-exported
     DataFingerprints,
@@ -355,15 +356,11 @@ def _log_curve_plot(client, run_id: str, uri: str, title: str) -> None:
 
 
 def _stops_the_command(e: BaseException) -> bool:
-    """A user mistake (config, data, checkpoint, store) or a stop ends the whole command; any
-    other failure is one run's (marked FAILED) and the others go on."""
-    from repro.config import ConfigError
-    from repro.data.errors import DataError
-    from repro.lit.checkpoint import CheckpointError, RunInterrupted
-    from repro.registry import RegistryError
+    """A user mistake (config, data, checkpoint, store: a ``UserError``) or a stop ends the whole
+    command; any other failure is one run's (marked FAILED) and the others go on."""
+    from repro.lit.checkpoint import RunInterrupted
 
-    return isinstance(e, (ConfigError, DataError, CheckpointError, RegistryError,
-                          ts.TrackingError, RunInterrupted))
+    return isinstance(e, (UserError, RunInterrupted))
 
 
 def _train_in_process(grid: list[tuple[Experiment, str, int]], overrides: list[str], uri: str,

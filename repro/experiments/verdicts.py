@@ -426,6 +426,22 @@ class Folder:
     scale: str
 
 
+def is_current(payload: dict) -> bool:
+    """A claims.json written by this engine at a scale that is not legacy."""
+    return payload.get("verdict_rule") == RULE_ID and payload.get("scale") not in LEGACY_SCALES
+
+
+def _current(folders: list[Folder]) -> list[Folder]:
+    out = []
+    for f in folders:
+        try:
+            if is_current(json.loads((f.path / "claims.json").read_text())):
+                out.append(f)
+        except ValueError:
+            out.append(f)  # a damaged file: verify reports it
+    return out
+
+
 def result_folders(root: Path, names: list[str] | None = None) -> list[Folder]:
     from repro.paths import swap_leftover
 
@@ -472,7 +488,7 @@ def rejudge_folder(folder: Folder, committed: dict) -> dict:
 
 def rejudge_scale(root: Path, scale: str, committed: dict[Path, dict]) -> dict[Path, dict]:
     """Every folder of one scale recomputed and adjusted together."""
-    folders = [f for f in result_folders(root) if f.scale == scale]
+    folders = _current([f for f in result_folders(root) if f.scale == scale])
     fresh = {f.path: rejudge_folder(f, committed[f.path]) for f in folders}
     adjust_scale(list(fresh.values()))
     return fresh
@@ -483,7 +499,7 @@ def write_scale(root: Path, scale: str) -> list[Path]:
     claims.md (used by `repro check` after it wrote its folder, and by `repro report`)."""
     from repro.paths import atomic_write_text
 
-    folders = [f for f in result_folders(root) if f.scale == scale]
+    folders = _current([f for f in result_folders(root) if f.scale == scale])
     committed = {f.path: json.loads((f.path / "claims.json").read_text()) for f in folders}
     out = []
     for path, payload in rejudge_scale(root, scale, committed).items():
@@ -494,7 +510,8 @@ def write_scale(root: Path, scale: str) -> list[Path]:
 
 
 def scales(root: Path) -> list[str]:
-    return sorted({f.scale for f in result_folders(root)} - {"smoke", *LEGACY_SCALES})
+    """Scales with results of this engine (smoke and legacy scales left out)."""
+    return sorted({f.scale for f in _current(result_folders(root))} - {"smoke"})
 
 
 # ------------------------------------------------------------------------------- verify
@@ -528,7 +545,7 @@ def verify(root: Path, names: list[str] | None = None) -> tuple[list[str], int]:
     problems: list[str] = []
     checked = 0
     for scale in scales(root):
-        folders = [f for f in result_folders(root) if f.scale == scale]
+        folders = _current([f for f in result_folders(root) if f.scale == scale])
         committed = {}
         for f in folders:
             try:

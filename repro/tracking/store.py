@@ -13,6 +13,7 @@ import os
 import subprocess
 from pathlib import Path
 
+from repro.errors import UserError
 from repro.paths import runs_dir
 
 # every tag / metric / table name: repro.tracking.names (re-exported here as ts.T_*, ts.M_*, ...)
@@ -40,7 +41,7 @@ def join_ids(ids: list[str]) -> str:
     return out
 
 
-class TrackingError(RuntimeError):
+class TrackingError(UserError, RuntimeError):
     """The tracking store cannot be used (unreachable server, unwritable directory)."""
 
 

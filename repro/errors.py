@@ -1,0 +1,17 @@
+"""The one base class of every mistake a user can fix.
+
+``repro.cli.main`` prints a ``UserError`` as one line on stderr and exits 2 (no traceback unless
+``--debug``); the runner lets it end the whole command instead of marking one run FAILED. Every
+such error type derives from it (``ConfigError``, ``RegistryError``, ``DataError``,
+``CheckpointError``, ``TrackingError``, ``MissingRunsError``, ``IncompleteGridError`` and
+``MatchError`` through ``ConfigError``), so that decision is made in one place: ``isinstance(e,
+UserError)``. Standard library only: every layer of the package may import it.
+"""
+
+from __future__ import annotations
+
+EXIT_USER = 2  # the exit code of a user mistake
+
+
+class UserError(Exception):
+    """A mistake the user can fix; ``str()`` is one line naming the field and the fix."""
