@@ -76,6 +76,24 @@ def render_report(root: Path) -> str:
             if fam in tot:
                 counts = ", ".join(f"{v}: {n}" for v, n in sorted(tot[fam].items()))
                 lines.append(f"- **{fam}** ({FAMILY_NOTE[fam]}): {counts}")
+        held: dict[str, dict[str, int]] = {}
+        for p in ps:
+            for e in p["claims"]:
+                if "verdict_if_gate_held" in e:
+                    fam = held.setdefault(e["family"], {})
+                    fam[e["verdict_if_gate_held"]] = fam.get(e["verdict_if_gate_held"], 0) + 1
+        if held and not all(p.get("gate", {}).get("passed") for p in ps):
+            lines += ["", "If the gate held (each claim's own adjusted test; what the verdicts "
+                      "become once the control passes its registered design):", ""]
+            for fam in (CONFIRMATORY, CHECK):
+                if fam in held:
+                    counts = ", ".join(f"{v}: {n}" for v, n in sorted(held[fam].items()))
+                    holm = sum(1 for p in ps for e in p["claims"] if e["family"] == fam
+                               and e.get("survives_holm") and e.get("verdict_if_gate_held") in
+                               ("reproduced", "not reproduced"))
+                    lines.append(f"- **{fam}**: {counts}" + (
+                        f" ({holm} of the decided also survive Holm)" if fam == CONFIRMATORY
+                        else ""))
         locks = sorted({p["lock"]["status"] for p in ps if p.get("lock")})
         lines += ["", "Locks: " + ("; ".join(locks) if locks else "none") + ".", ""]
         cpu_rows = [(p["experiment"], e["name"], tuple(e["cpu"]), e["verdict"]) for p in ps
