@@ -24,12 +24,12 @@ import sys
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 from repro.config import flatten, to_dict
 from repro.errors import UserError
 from repro.experiments.base import Experiment
+from repro.experiments.outcome import RunOutcome
 from repro.experiments.resolve import (  # noqa: F401 - run_key, prepare_data: re-exported
     DataFingerprints,
     ResolvedRun,
@@ -40,17 +40,6 @@ from repro.experiments.resolve import (  # noqa: F401 - run_key, prepare_data: r
 from repro.lit.config import RunConfig
 from repro.lit.trainer import check_device, device_label  # noqa: F401 - re-exported
 from repro.tracking import store as ts
-
-
-@dataclass
-class RunOutcome:
-    arm: str
-    seed: int
-    run_id: str
-    status: str  # trained | reused | failed
-    final_val_loss: float
-    tokens_per_s: float
-    seconds: float
 
 
 def preflight(exp: Experiment, arms: list[str], overrides: list[str],
@@ -106,7 +95,8 @@ def train_one(exp: Experiment, arm: str, seed: int, overrides: list[str], uri: s
     """
 
     from repro import dist
-    from repro.tracking.locks import file_lock, lock_path
+    from repro.procs import file_lock
+    from repro.tracking.locks import lock_path
 
     quiet_third_party()
     base = exp.run_config(arm, overrides)
@@ -119,7 +109,7 @@ def train_one(exp: Experiment, arm: str, seed: int, overrides: list[str], uri: s
     if not dist.is_rank_zero(rr.config.trainer):  # DDP rank > 0: lockstep, write nothing
         return _train_rank_worker(rr, dm, uri, progress, callbacks, reuse=train and not force,
                                   checkpoints=train)
-    exp_id = ts.ensure_experiment(uri, exp.name)
+    exp_id = ts.ensure_experiment(uri, exp.name, exp.mlflow_description())
     tags = {ts.T_ROLE: role, **(extra_tags or {})}
     if not train:
         return _train_rank0(rr, dm, uri, exp_id, tags, callbacks, progress, run_name,
@@ -303,7 +293,8 @@ def _finish(client, uri: str, run_id: str, rr: ResolvedRun, system, tp) -> float
     final = hist[-1][1] if hist else math.nan
     if not math.isfinite(final):
         raise FloatingPointError(f"final validation loss is {final}")
-    _log_curve_plot(client, run_id, uri, f"{rr.experiment} / {rr.arm} / seed {rr.seed}")
+    _log_curve_plot(client, run_id, uri, f"{rr.experiment} [{rr.scale}] / arm {rr.arm} / "
+                    f"seed {rr.seed}: train and validation loss")
     return final
 
 
