@@ -60,6 +60,10 @@ def test_check_includes_seeds_grown_beyond_the_experiments(tmp_runs):
     arms = [a.name for a in get_experiment("moe-vs-dense", "smoke").arms]
     assert payload["seeds"] == {a: [0, 1, 5] for a in arms}
     assert all(c["seeds"]["used"] == 3 for c in payload["claims"] if not c["pending"])
+    # a check on fewer seeds never replaces the committed 3-seed result (issue 28)
+    before = (out / "claims.json").read_bytes()
+    assert main(["check", *base, "--seeds", "0,1"]) == 2
+    assert (out / "claims.json").read_bytes() == before
 
 
 def _snapshot(out):
