@@ -188,3 +188,13 @@ def test_compare_a_plugin_router_at_smoke_scale_into_a_leaderboard(tmp_path):
     got = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          cwd=tmp_path).stdout.split()
     assert got[0] == "2" and got[-1] == "True" and pair["verdict"].split()[0] in got[1], got
+
+
+def test_a_broken_installed_plugin_names_its_package_and_entry_point(tmp_path):
+    site = write_package(tmp_path / "site")
+    (site / "modrouterpkg" / "__init__.py").write_text("raise RuntimeError('half-installed')\n")
+    res = repro(["ls"], tmp_path, {"PYTHONPATH": str(site)})
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1, res.stderr
+    assert "package modrouterpkg 0.1 (entry point mod = modrouterpkg in group " \
+           "moe_repro.plugins)" in lines[0] and "RuntimeError: half-installed" in lines[0]
