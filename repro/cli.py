@@ -334,6 +334,13 @@ def cmd_compare(args) -> int:
                         "folder and an MLflow experiment)")
     spec = CompareSpec(routers=routers, against=against, scale=args.scale, name=args.name,
                        experts=flags.positive("--experts", args.experts))
+    if args.show:  # the arms and their accounting; nothing trains
+        from repro.experiments.compare import build, output_dir
+        from repro.experiments.show import print_experiment
+
+        print_experiment(build(spec), args.set or [], None)
+        print(f"[repro] nothing trained (--show); the leaderboard would go to {output_dir(spec)}")
+        return 0
     from repro.experiments.compare import run_compare
 
     plugins = [*(args.plugins or []), *(args.plugins_sub or [])]
@@ -544,6 +551,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--force", action="store_true", help="retrain even if a finished run exists")
     sp.add_argument("--no-progress", action="store_true", help="no progress bars")
     sp.add_argument("--threads", type=int, default=None, help="intra-op threads")
+    sp.add_argument("--show", action="store_true",
+                    help="print the arms with their accounting and matching; train nothing")
     sp = add("selftest", cmd_selftest, "the router contract (shapes, gradients, backends, "
              "param/FLOP accounting, determinism, resume) on a router, e.g. a plugin")
     sp.add_argument("router", help="router name (see `repro ls`), comma-separated names, or all")
