@@ -240,7 +240,7 @@ def clean_swap_leftovers(target: Path) -> list[Path]:
     previous complete version, is renamed back; every other staging / old folder of a process
     that is gone is deleted. Folders of live processes are never touched. Returns what was
     removed or restored."""
-    from repro.tracking.locks import pid_alive
+    from repro.procs import pid_alive
 
     target = Path(target)
     try:

@@ -173,7 +173,7 @@ def dashboard_main(args) -> int:
     import importlib.util
     import shutil
 
-    from repro.sweeps.study import default_storage, redact
+    from repro.sweeps.storage import default_storage, redact
 
     if importlib.util.find_spec("optuna_dashboard") is None:
         raise UserError("optuna-dashboard is not installed; `pip install optuna-dashboard` "

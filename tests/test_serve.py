@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import repro
-from repro.tracking.locks import pid_alive, process_start_time
+from repro.procs import pid_alive, process_start_time
 
 
 def _children(pid: int) -> list[int]:

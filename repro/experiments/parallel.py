@@ -33,6 +33,7 @@ from pathlib import Path
 
 from repro.experiments.base import Experiment
 from repro.experiments.live import ChildState, GridDisplay
+from repro.experiments.outcome import RunOutcome
 from repro.lit.progress import STATE_DONE, STATE_STOPPED
 
 
@@ -65,7 +66,6 @@ def run_parallel(grid: list[tuple[Experiment, str, int]], overrides: list[str], 
 
     Returns ``(outcomes, failed)``: the RunOutcome each child wrote to its result file, and one
     message per failed run (a failure the child reported, or a non-zero exit with its log)."""
-    from repro.experiments.runner import RunOutcome
     from repro.lit.progress import RunCounter, resumed_text
     from repro.pool import INTERRUPT_EXITS, Job, run_pool
 

@@ -24,12 +24,12 @@ import sys
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 from repro.config import flatten, to_dict
 from repro.errors import UserError
 from repro.experiments.base import Experiment
+from repro.experiments.outcome import RunOutcome
 from repro.experiments.resolve import (  # noqa: F401 - run_key, prepare_data: re-exported
     DataFingerprints,
     ResolvedRun,
@@ -40,17 +40,6 @@ from repro.experiments.resolve import (  # noqa: F401 - run_key, prepare_data: r
 from repro.lit.config import RunConfig
 from repro.lit.trainer import check_device, device_label  # noqa: F401 - re-exported
 from repro.tracking import store as ts
-
-
-@dataclass
-class RunOutcome:
-    arm: str
-    seed: int
-    run_id: str
-    status: str  # trained | reused | failed
-    final_val_loss: float
-    tokens_per_s: float
-    seconds: float
 
 
 def preflight(exp: Experiment, arms: list[str], overrides: list[str],
@@ -106,7 +95,8 @@ def train_one(exp: Experiment, arm: str, seed: int, overrides: list[str], uri: s
     """
 
     from repro import dist
-    from repro.tracking.locks import file_lock, lock_path
+    from repro.procs import file_lock
+    from repro.tracking.locks import lock_path
 
     quiet_third_party()
     base = exp.run_config(arm, overrides)

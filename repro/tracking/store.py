@@ -145,7 +145,7 @@ def client(uri: str):
     try:
         if uri.startswith("sqlite:///"):
             # concurrent first use of a fresh sqlite file races in MLflow's schema migration
-            from repro.tracking.locks import file_lock
+            from repro.procs import file_lock
 
             db = Path(uri[len("sqlite:///"):].split("?", 1)[0])
             with file_lock(db.parent / f".{db.name}.init.lock"):
@@ -307,7 +307,7 @@ def is_stale(run) -> bool:
     without a pid tag are never judged stale (we cannot see their processes)."""
     import socket
 
-    from repro.tracking.locks import pid_alive
+    from repro.procs import pid_alive
 
     if run.info.status != "RUNNING":
         return False
