@@ -167,7 +167,7 @@ class Experiment:
     def mlflow_description(self) -> str:
         """The MLflow experiment's description (markdown, shown above its runs table): the
         paper, the arms and the claims, and where the verdicts are."""
-        lines = [f"**{self.title}** (`{self.name}` v{self.version}, scale `{self.scale}`)", "",
+        lines = [f"{self.title} (`{self.name}` v{self.version}, scale `{self.scale}`)", "",
                  f"Paper: {self.paper}", "",
                  f"Arms, matched on {self.matched_description()}:"]
         lines += [f"- `{a.name}`: {a.description}" if a.description else f"- `{a.name}`"

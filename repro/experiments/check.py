@@ -443,6 +443,9 @@ def _log_summary_run(exp: Experiment, uri: str, files: list[Path], claims,
                            ts.T_GIT: ts.git_sha()}) as run:
         for f in files:
             c.log_artifact(run.run_id, str(f))
+        # the verdicts as columns of the runs table: a saved view (`repro ui` prints its link)
+        ts.save_columns_view(c, exp_id, ts.VIEW_VERDICTS,
+                             [f"verdict.{r.claim.name}" for r in claims])
         for r in claims:
             c.set_tag(run.run_id, f"verdict.{r.claim.name}", r.verdict)
             if not math.isnan(r.mean):

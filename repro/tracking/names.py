@@ -48,6 +48,10 @@ T_NOTE = "mlflow.note.content"  # a run's (or experiment's) description in the M
 # model-training view (without it, 3.x may open an experiment as a GenAI one)
 T_EXPERIMENT_KIND = "mlflow.experimentKind"
 EXPERIMENT_KIND_TRAINING = "custom_model_development"
+# an experiment tag holding a runs-table view (columns, order) that the UI opens from
+# ``.../runs?viewStateShareKey=KEY``; `repro check` saves VIEW_VERDICTS: the verdicts as columns
+T_SHARED_VIEW = "mlflow.sharedViewState."
+VIEW_VERDICTS = "verdicts"
 T_PARENT = "mlflow.parentRunId"  # a sweep trial's run: its sweep's parent run
 
 # sweeps: the parent run (one per study) and each trial's child run
