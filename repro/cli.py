@@ -1,4 +1,5 @@
-"""``repro`` command line: ls | show | run | doctor | check | ui | sweep | dashboard.
+"""``repro`` command line: ls | show | run | doctor | check | compare | selftest | ui | sweep |
+dashboard | bench.
 
 Every user mistake ends in one line on stderr naming the field and the fix, exit code 2, and no
 traceback unless ``--debug`` is given.
@@ -9,136 +10,13 @@ from __future__ import annotations
 import argparse
 import errno
 import os
-import socket
-import subprocess
 import sys
 
-EXIT_USER = 2
+from repro import flags, serve
+from repro.errors import EXIT_USER, UserError, clip_words
 
-
-class UserError(Exception):
-    """A mistake the user can fix; printed as one line."""
-
-
-# The exception classes that mean "the user can fix this", by defining module. An exception of
-# one of them can only exist if its module was imported, so classifying one never imports
-# anything (importing repro.lit.checkpoint for the check would load Lightning: seconds).
-_USER_ERROR_CLASSES = (("repro.compute", "MatchError"), ("repro.config", "ConfigError"),
-                       ("repro.data.errors", "DataError"),
-                       ("repro.experiments.check", "MissingRunsError"),
-                       ("repro.experiments.check", "IncompleteGridError"),
-                       ("repro.lit.checkpoint", "CheckpointError"),
-                       ("repro.registry", "RegistryError"),
-                       ("repro.tracking.store", "TrackingError"))
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    return (UserError, *(getattr(sys.modules[m], n) for m, n in _USER_ERROR_CLASSES
-                         if m in sys.modules))
-
-
-def _parse_seeds(text: str | None) -> list[int] | None:
-    if text is None:
-        return None
-    if text == "auto":
-        raise UserError("--seeds auto: only `repro run NAME` grows seeds automatically; pass "
-                        "a list like 0,1,2 here")
-    try:
-        seeds = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise UserError(f"--seeds: expected comma-separated integers like 0,1,2 (or auto for "
-                        f"`repro run`), got {text!r}") from None
-    if not seeds:
-        raise UserError("--seeds: empty list; pass e.g. --seeds 0,1,2")
-    bad = [s for s in seeds if not 0 <= s < 2**32]
-    if bad:
-        raise UserError(f"--seeds: {bad[0]} is out of range (allowed: 0 <= seed < 2**32)")
-    if len(seeds) > MAX_SEED_LIST:
-        raise UserError(f"--seeds: {len(seeds)} seeds listed, more than {MAX_SEED_LIST} in one "
-                        "command (each is a full training run per arm); list at most "
-                        f"{MAX_SEED_LIST} and run the rest in further commands (finished runs "
-                        "are reused), or use --seeds auto")
-    if len(set(seeds)) != len(seeds):
-        dup = next(s for s in seeds if seeds.count(s) > 1)
-        raise UserError(f"--seeds: seed {dup} is listed twice; list each seed once")
-    return seeds
-
-
-CLIP_WORD = 200  # a longer run of non-blanks in an error line is shortened [ours]
-
-
-def clip_words(msg: str, limit: int = CLIP_WORD) -> str:
-    """An error line with each over-long word (a 100,000-character --set value echoed back)
-    cut to its head and tail and the count of characters left out: errors are for people."""
-    import re
-
-    def cut(m: re.Match) -> str:
-        w = m.group(0)
-        return f"{w[:limit // 2]}...({len(w) - limit // 2 - 20} characters)...{w[-20:]}"
-
-    return re.sub(r"\S{" + str(limit + 1) + ",}", cut, msg)
-
-
-def _positive(flag: str, value: int | None) -> int | None:
-    if value is not None and value < 1:
-        raise UserError(f"{flag}: expected a whole number >= 1, got {value} (e.g. {flag} 2)")
-    return value
-
-
-MAX_JOBS_PER_CPU = 4
 MAX_SEEDS = 10  # default cap of `repro run --seeds auto`
-MAX_SEED_LIST = 100  # an explicit --seeds list longer than this is refused [ours: a typo guard]
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
-
-
-def _jobs(value: int | None) -> int | None:
-    """``--jobs``: >= 1 and at most 4x the CPU count (more processes only thrash)."""
-    _positive("--jobs", value)
-    cap = MAX_JOBS_PER_CPU * (os.cpu_count() or 1)
-    if value is not None and value > cap:
-        raise UserError(f"--jobs: {value} is more than {MAX_JOBS_PER_CPU}x the {os.cpu_count()} "
-                        f"CPUs of this machine (allowed: 1..{cap}); use e.g. --jobs "
-                        f"{os.cpu_count() or 1}")
-    return value
-
-
-def _arms(text: str | None) -> list[str] | None:
-    """``--arm a,b``; an empty name (``--arm ''``, ``a,,b``) is refused, never "every arm"."""
-    if text is None:
-        return None
-    arms = [a.strip() for a in text.split(",")]
-    if not all(arms):
-        raise UserError(f"--arm: empty arm name in {text!r}; give arm names separated by commas "
-                        "(see `repro show NAME`), or leave --arm out for every arm")
-    return arms
-
-
-def _check_overrides(args) -> None:
-    """``--set``: each key once (the last would silently win)."""
-    from repro.config import parse_override
-
-    seen: dict[str, str] = {}
-    for text in getattr(args, "set", None) or []:
-        key, _ = parse_override(text)
-        if key in seen:
-            raise UserError(f"--set: key {key} is given twice ({seen[key]!r} and {text!r}); "
-                            "give each key once")
-        seen[key] = text
-
-
-def _warn_exposed(host: str, what: str, port: int) -> None:
-    """A non-loopback --host serves the store to the network: say so."""
-    import ipaddress
-
-    try:
-        loopback = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = host == "localhost"
-    if not loopback:
-        print(f"[repro] warning: --host {host} is not a loopback address: anyone who can reach "
-              f"this machine on port {port} can read and change the {what} (no authentication); "
-              "use the default 127.0.0.1 and an SSH tunnel unless that is intended",
-              file=sys.stderr)
 
 
 def _experiment(args):
@@ -160,99 +38,43 @@ def _need_device(args) -> None:
 
 # ------------------------------------------------------------------------------------ commands
 def cmd_ls(args) -> int:
-    from repro.config import variant_names
+    from repro.config import family_of
     from repro.experiments.base import EXPERIMENTS, load_experiments
     from repro.layers import FFNConfig
+    from repro.plugins import loaded
+    from repro.registry import BUILTIN
     from repro.routers import RouterConfig
+
+    def named(reg, name: str) -> str:  # a plugin's entry says where it came from
+        origin = reg.origin(name)
+        return name if origin == BUILTIN else f"{name} [{origin}]"
 
     load_experiments()
     print("experiments:")
     for name, fn in EXPERIMENTS.items():
         exp = fn("smoke")
-        print(f"  {name:32s} {exp.title}")
+        where = "" if EXPERIMENTS.origin(name) == BUILTIN else f" [{EXPERIMENTS.origin(name)}]"
+        print(f"  {name:32s} {exp.title}{where}")
     # the names come from the torch-free configs: the same names FFN_BLOCKS / ROUTERS register
-    print("ffn blocks: " + ", ".join(variant_names(FFNConfig)))
-    print("routers:    " + ", ".join(variant_names(RouterConfig)))
+    for label, base in (("ffn blocks: ", FFNConfig), ("routers:    ", RouterConfig)):
+        fam = family_of(base)
+        print(label + ", ".join(named(fam, n) for n in fam.names()))
+    spaces = sys.modules.get("repro.sweeps.spaces")  # heavy to import: listed when a plugin did
+    if spaces is not None:
+        own = [named(spaces.SPACES, n) for n in spaces.SPACES.names()
+               if spaces.SPACES.origin(n) != BUILTIN]
+        if own:
+            print("search spaces (plugins): " + ", ".join(own))
+    print("plugins:    " + (", ".join(loaded()) if loaded() else
+                            "none (unmarked names are built-in; add your own with --plugin PATH)"))
     return 0
 
 
 def cmd_show(args) -> int:
-    from repro.compute import fmt_count, model_count
-    from repro.config import to_dict
+    from repro.experiments.show import print_experiment
 
-    exp = _experiment(args)
-    overrides = args.set or []
-    only = _arms(args.arm)
-    for a in only or []:
-        exp.arm(a)  # unknown arm -> one line with close matches
-    print(f"{exp.name} v{exp.version} [{exp.scale}]: {exp.title}")
-    print(f"paper: {exp.paper}")
-    run0 = exp.run_config(exp.arms[0], overrides)  # the resolved config, --set included
-    r, d = run0.train, run0.data
-    tokens = r.max_steps * r.batch_size * d.seq_len
-    print(f"seeds: {list(exp.seeds)}   steps: {r.max_steps}   batch: {r.batch_size} x "
-          f"{d.seq_len}   tokens/run: {fmt_count(tokens)}{_epochs(d, tokens)}   data: "
-          f"{d.source} (vocab {d.vocab_size})")
-    try:
-        dev = exp.validate(overrides)
-        worst = 100 * max(dev.values(), default=0)
-        status = f"matched on {exp.matched_description()} (max deviation {worst:.2f}%)"
-    except Exception as e:  # noqa: BLE001 - show, don't fail
-        from repro.config import ConfigError
-
-        if not isinstance(e, ConfigError):
-            raise
-        dev, status = {}, f"NOT MATCHED: {e}"
-    print(f"arms ({status}):")
-    print(f"  {'arm':18s} {'total':>9s} {'activated':>10s} {'FFN act.':>9s} {'FFN FLOPs/tok':>14s} "
-          f"{'FLOPs/tok':>10s} {'FFN/attn/head':>14s}  description")
-    padded = []
-    shown = [a for a in exp.arms if only is None or a.name in only]
-    for arm in shown:
-        run = exp.run_config(arm, overrides)
-        c = model_count(run.model, run.data.seq_len)
-        split = "/".join(f"{100 * v:.0f}" for v in c.flop_split().values()) + "%"
-        print(f"  {arm.name:18s} {fmt_count(c.total_params):>9s} "
-              f"{fmt_count(c.activated_params):>10s}"
-              f" {fmt_count(c.ffn_activated_params):>9s} {fmt_count(c.ffn_flops):>14s} "
-              f"{fmt_count(c.flops):>10s} {split:>14s}  {arm.description}")
-        if c.ffn_flops_padded is not None and abs(c.ffn_flops_padded / c.ffn_flops - 1) > 1e-3:
-            padded.append(f"{arm.name} {c.ffn_flops_padded / c.ffn_flops:.2f}x")
-    print("  FLOPs are forward, per token (training = 3x, same split); FFN FLOPs count each "
-          "routed token once (k experts, no drops).")
-    if padded:
-        print("  capacity-padded dispatch executes more FFN FLOPs than it routes (every E*C "
-              f"slot computed): {', '.join(padded)}; the match above is per routed token.")
-    print("claims:")
-    for c in exp.claims:
-        print(f"  - {c.name}: {c.statement} [paper: {c.paper_figure}; {c.source}]")
-    if args.verbose:
-        import json
-
-        for arm in shown:
-            print(f"--- {arm.name}")
-            print(json.dumps(to_dict(exp.run_config(arm, overrides)), indent=1))
+    print_experiment(_experiment(args), args.set or [], flags.arms(args.arm), args.verbose)
     return 0
-
-
-def _epochs(data, tokens: int) -> str:
-    """" = N epochs of the train split" when its token stream is already cached (building it
-    trains a tokenizer: not something `show` should start)."""
-    try:
-        from repro.data.sources import cheap_fingerprint
-        from repro.data.tokenizer import tokenizer_path
-
-        fp = cheap_fingerprint(data)
-        if fp is None or not (data.is_synthetic or tokenizer_path(fp, data.vocab_size).exists()):
-            return " (epochs: run once to cache the tokens)"
-        from repro.data.tokens import build_token_splits
-
-        n = len(build_token_splits(data).tokens["train"])
-    except Exception:  # noqa: BLE001 - show, don't fail
-        return ""
-    from repro.compute import fmt_count
-
-    return f" = {tokens / max(n, 1):.2f} epochs of {fmt_count(n)} train tokens"
 
 
 def _all_experiments(args) -> list:
@@ -276,18 +98,18 @@ def cmd_run(args) -> int:
         if args.arm is not None:
             raise UserError("--arm: cannot be combined with `repro run all` (arms belong to one "
                             "experiment); name the experiment instead")
-        outcomes = run_suite(_all_experiments(args), seeds=_parse_seeds(args.seeds),
+        outcomes = run_suite(_all_experiments(args), seeds=flags.seeds(args.seeds),
                              overrides=args.set or [], uri=args.tracking_uri,
                              progress=not args.no_progress, force=args.force,
-                             jobs=_jobs(args.jobs),
-                             threads=_positive("--threads", args.threads))
+                             jobs=flags.jobs(args.jobs),
+                             threads=flags.positive("--threads", args.threads))
         print(f"[repro] done: {len(outcomes)} runs. Next: repro check all --scale {args.scale}")
         return 0
     exp = _experiment(args)
-    arms = _arms(args.arm)
+    arms = flags.arms(args.arm)
     kw = dict(arms=arms, overrides=args.set or [], uri=args.tracking_uri,
               progress=not args.no_progress, force=args.force,
-              jobs=_jobs(args.jobs), threads=_positive("--threads", args.threads))
+              jobs=flags.jobs(args.jobs), threads=flags.positive("--threads", args.threads))
     if args.seeds == "auto":
         from repro.experiments.autoseeds import run_auto_seeds
         from repro.tracking.store import resolve_uri
@@ -295,18 +117,51 @@ def cmd_run(args) -> int:
         if arms:
             raise UserError("--seeds auto: decides claims over every arm; drop --arm")
         outcomes = []
+        from repro.experiments.verdicts import design_of
+
+        cap = design_of(exp).max_seeds
+        if args.max_seeds is not None and args.max_seeds > cap:
+            raise UserError(f"--max-seeds: {exp.name}'s registered design allows at most {cap} "
+                            "seeds (its lock hashes the design); a larger maximum is a new "
+                            "design: change max_seeds in its definition and re-lock before "
+                            "training, or drop --max-seeds")
         seeds = run_auto_seeds(exp, lambda s: outcomes.extend(run_experiment(exp, seeds=s, **kw)),
                                resolve_uri(args.tracking_uri), args.set or [],
-                               _positive("--max-seeds", args.max_seeds
-                                         if args.max_seeds is not None else MAX_SEEDS))
+                               flags.positive("--max-seeds", args.max_seeds
+                                              if args.max_seeds is not None else cap))
         outcomes = list({o.run_id: o for o in outcomes}.values())
         print(f"[repro] --seeds auto settled on seeds {','.join(map(str, seeds))}")
     else:
-        outcomes = run_experiment(exp, seeds=_parse_seeds(args.seeds), **kw)
+        outcomes = run_experiment(exp, seeds=flags.seeds(args.seeds), **kw)
     trained = sum(o.status == "trained" for o in outcomes)
     print(f"[repro] done: {trained} trained, {len(outcomes) - trained} reused. "
-          f"Next: repro check {exp.name} --scale {exp.scale}")
+          + _next_after_run(exp, args))
     return 0
+
+
+def _next_after_run(exp, args) -> str:
+    """``Next:`` only with commands that will work: `check` once the experiment's grid has
+    finished; else the command that trains the rest (and `check --partial` for a look now)."""
+    import shlex
+
+    from repro.tracking.store import finished_arm_seeds, resolve_uri
+
+    extra = ""
+    if args.set:
+        extra += " --set " + " ".join(shlex.quote(o) for o in args.set)
+    if args.tracking_uri:
+        extra += f" --tracking-uri {shlex.quote(args.tracking_uri)}"
+    check = f"repro check {exp.name} --scale {exp.scale}{extra}"
+    have = finished_arm_seeds(resolve_uri(args.tracking_uri), exp.name, exp.scale)
+    missing = [(a.name, s) for a in exp.arms for s in exp.seeds if (a.name, s) not in have]
+    if not missing:
+        return f"Next: {check}"
+    n = len(exp.arms) * len(exp.seeds)
+    jobs = f" --jobs {args.jobs}" if args.jobs > 1 else ""
+    return (f"{len(missing)} of the {n} runs of the grid are not finished yet. Next: repro run "
+            f"{exp.name} --scale {exp.scale}{extra}{jobs}"
+            f" (trains only those), then {check}; or now `{check} --partial` (verdicts over the "
+            "finished runs, marked partial)")
 
 
 def cmd_doctor(args) -> int:
@@ -346,7 +201,7 @@ def cmd_check(args) -> int:
             try:
                 results, out = check_experiment(exp, uri=args.tracking_uri,
                                                  overrides=args.set or [],
-                                                 seeds=_parse_seeds(args.seeds),
+                                                 seeds=flags.seeds(args.seeds),
                                                  partial=args.partial)
             except MissingRunsError:
                 missing.append(exp.name)
@@ -368,7 +223,7 @@ def cmd_check(args) -> int:
         return 0
     exp = _experiment(args)
     results, out = check_experiment(exp, uri=args.tracking_uri, overrides=args.set or [],
-                                    seeds=_parse_seeds(args.seeds), partial=args.partial)
+                                    seeds=flags.seeds(args.seeds), partial=args.partial)
     _print_verdicts(results, out)
     return 0
 
@@ -392,112 +247,50 @@ def cmd_report(args) -> int:
     return 0
 
 
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((host, port))
-            return True
-        except OSError:
-            return False
+def cmd_verify(args) -> int:
+    """Recompute every committed verdict, adjustment, lock hash and results/README.md from
+    results/ alone; exit 1 naming each mismatch."""
+    from repro.experiments.report import render_report
+    from repro.experiments.verdicts import LEGACY_SCALES, verify
+    from repro.paths import results_dir
+
+    root = results_dir()
+    problems, checked = verify(root, [args.name] if args.name else None)
+    readme = root / "README.md"
+    if not args.name and readme.exists() and readme.read_text() != render_report(root):
+        problems.append(f"{readme}: differs from what the committed claims.json files render "
+                        "to (run `repro report`)")
+    if problems:
+        for p in problems:
+            print(f"repro verify: MISMATCH {p}", file=sys.stderr)
+        print(f"repro verify: FAILED: {len(problems)} mismatch(es) in results/ ({checked} claims "
+              "recomputed)", file=sys.stderr)
+        return 1
+    print(f"[repro] verify: {checked} claims recomputed from {root} (verdicts, p-values, "
+          f"adjustments, lock hashes) match; legacy scales not re-judged: "
+          f"{', '.join(LEGACY_SCALES)}")
+    return 0
 
 
-SERVE_GRACE_S = 5.0  # after SIGTERM, how long a server gets before SIGKILL
+def cmd_lock(args) -> int:
+    """Write results/NAME/SCALE/lock.json: the canonical form and SHA-256 of every claim."""
+    import json
 
+    from repro.experiments.verdicts import LOCK, make_lock
+    from repro.paths import atomic_write_text, results_dir
+    from repro.tracking.store import git_sha
 
-def _signal_group(pgid: int, sig: int) -> bool:
-    """Send ``sig`` to process group ``pgid``; False when the group has no process left."""
-    try:
-        os.killpg(pgid, sig)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-
-
-def _stop_group(pgid: int, grace: float = SERVE_GRACE_S) -> None:
-    """SIGTERM every process of the group, SIGKILL what is left after ``grace`` seconds."""
-    import signal
-    import time
-
-    if not _signal_group(pgid, signal.SIGTERM):
-        return
-    end = time.monotonic() + grace
-    while time.monotonic() < end:
-        if not _signal_group(pgid, 0):
-            return
-        time.sleep(0.05)
-    _signal_group(pgid, signal.SIGKILL)
-
-
-def _serve(cmd: list[str]) -> int:
-    """Run a server command (``mlflow ui``, ``optuna-dashboard``) until it exits or this process
-    gets SIGINT / SIGTERM / SIGHUP; then stop the server *and every process it started*.
-
-    The server runs in its own session (process group), so its workers (gunicorn / uvicorn
-    children) can be stopped as one group: before, a SIGTERM to ``repro ui`` killed only this
-    process and left the server running. Returns the server's exit code, 0 after Ctrl-C, or
-    128 + the signal number after SIGTERM / SIGHUP."""
-    import signal
-    import time
-
-    got: list[int] = []
-    procs: list[subprocess.Popen] = []
-
-    def on_signal(signum, frame):
-        got.append(signum)
-        for p in procs:
-            _signal_group(p.pid, signal.SIGTERM)  # the wait below then returns
-
-    sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    old = {s: signal.signal(s, on_signal) for s in sigs}  # before the start: no gap
-    try:
-        procs.append(subprocess.Popen(cmd, start_new_session=True))
-        proc = procs[0]
-        if got:  # a signal came while it started
-            _signal_group(proc.pid, signal.SIGTERM)
-        kill_at = None
-        while True:
-            try:
-                rc = proc.wait(timeout=0.2)
-                break
-            except subprocess.TimeoutExpired:
-                if got and kill_at is None:
-                    kill_at = time.monotonic() + SERVE_GRACE_S
-                elif kill_at is not None and time.monotonic() > kill_at:
-                    _signal_group(proc.pid, signal.SIGKILL)  # it ignored SIGTERM
-    finally:
-        for p in procs:
-            _stop_group(p.pid)  # workers that outlived their parent (or an error above)
-        for s, h in old.items():
-            signal.signal(s, h)
-    if got:
-        print(f"[repro] stopped the server ({signal.Signals(got[0]).name})", file=sys.stderr)
-        return 0 if got[0] == signal.SIGINT else 128 + got[0]
-    return rc
-
-
-def cmd_ui(args) -> int:
-    from repro.tracking.store import resolve_uri
-
-    uri = resolve_uri(args.tracking_uri)
-    if not 1 <= args.port <= 65535:
-        raise UserError(f"--port: {args.port} is not a valid port (1-65535)")
-    if not _port_free(args.host, args.port):
-        raise UserError(f"--port: {args.host}:{args.port} is already in use; pass another "
-                        "--port")
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", args.host,
-           "--port", str(args.port)]
-    if uri.startswith("sqlite:"):
-        from repro.tracking.store import artifact_root
-
-        cmd += ["--default-artifact-root", artifact_root()]
-    _warn_exposed(args.host, "MLflow store", args.port)
-    print(f"[repro] MLflow UI on http://{args.host}:{args.port} (store {uri}); Ctrl-C to stop")
-    if args.dry_run:
-        print(" ".join(cmd))
-        return 0
-    return _serve(cmd)
+    exp = _experiment(args)
+    path = results_dir() / exp.name / exp.scale / LOCK
+    if path.exists() and not args.force:
+        raise UserError(f"--force: {path} exists; a lock is written once, before the runs it "
+                        "governs (re-locking after results are seen makes every claim "
+                        "post hoc: pass --force and --status saying so)")
+    lock = make_lock(exp, args.status, git_sha())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(lock, indent=1) + "\n")
+    print(f"[repro] wrote {path} ({len(lock['claims'])} claims, status: {args.status})")
+    return 0
 
 
 def cmd_sweep(args) -> int:
@@ -521,77 +314,162 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    """Your router(s) against the baselines at matched FLOPs: train what is missing, decide each
+    pair, write the leaderboard (``repro.experiments.compare``)."""
+    from repro.experiments.base import SCALES
+    from repro.experiments.compare import BASELINES, METHODS, CompareSpec, parse_list
+    from repro.routers import ROUTERS
+
+    if args.scale not in SCALES:
+        raise UserError(f"--scale: unknown scale {args.scale!r} (allowed: {', '.join(SCALES)})")
+    _need_device(args)
+    routers = parse_list("router", args.routers)
+    for r in routers:
+        if r not in METHODS:  # a built-in method (mone, finedeep, ...) may be put under test too
+            ROUTERS.get(r, field="router")  # unknown: one line with close matches
+    against = parse_list("--against", args.against, METHODS) if args.against else BASELINES
+    if args.name is not None and not args.name.replace("-", "").replace("_", "").isalnum():
+        raise UserError(f"--name: {args.name!r} must be letters, digits, - or _ (it names a "
+                        "folder and an MLflow experiment)")
+    spec = CompareSpec(routers=routers, against=against, scale=args.scale, name=args.name,
+                       experts=flags.positive("--experts", args.experts))
+    if args.show:  # the arms and their accounting; nothing trains
+        from repro.experiments.compare import build, output_dir
+        from repro.experiments.show import print_experiment
+
+        print_experiment(build(spec), args.set or [], None)
+        print(f"[repro] nothing trained (--show); the leaderboard would go to {output_dir(spec)}")
+        return 0
+    from repro.experiments.compare import run_compare
+
+    plugins = [*(args.plugins or []), *(args.plugins_sub or [])]
+    argv = " ".join([f"--plugin {p}" for p in plugins] + [f"compare {args.routers} --scale "
+                                                          f"{args.scale}"]
+                    + ([f"--against {args.against}"] if args.against else [])
+                    + [f"--set {o}" for o in args.set or []]
+                    + ([f"--seeds {args.seeds}"] if args.seeds else []))
+    lb, out = run_compare(spec, uri=args.tracking_uri, overrides=args.set or [],
+                          seeds=flags.seeds(args.seeds), progress=not args.no_progress,
+                          force=args.force, threads=flags.positive("--threads", args.threads),
+                          command=f"repro {argv}")
+    for p in lb.pairs:
+        print(f"[repro] {p.router} vs {p.baseline}: gap {p.mean:+.4f} "
+              f"[{p.lo:+.4f}, {p.hi:+.4f}] -> {p.verdict}")
+    print(f"[repro] leaderboard: {out / 'leaderboard.md'} ({lb.trained} runs trained, "
+          f"{lb.reused} reused, {lb.wall_s:.0f} s)")
+    return 0
+
+
+def cmd_selftest(args) -> int:
+    """The router contract (``repro.selftest``) on one or more routers, built in or plugin."""
+    import time
+
+    from repro.routers import ROUTERS
+
+    names = ROUTERS.names() if args.router == "all" else flags.arms(args.router)
+    for n in names:
+        ROUTERS.get(n, field="router")  # unknown: one line with close matches, before any work
+    from repro.selftest import F_EXPERT, D, E, run_selftest
+
+    t0, failed = time.perf_counter(), 0
+    for n in names:
+        print(f"selftest {n} ({ROUTERS.origin(n)}), D={D} E={E} F={F_EXPERT}:")
+        checks = run_selftest(n)
+        bad = [c.name for c in checks if not c.ok]
+        failed += bool(bad)
+        print(f"  {len(checks) - len(bad)} passed, {len(bad)} failed"
+              + (f" ({', '.join(bad)})" if bad else ""))
+    print(f"[repro] selftest: {len(names) - failed} of {len(names)} router(s) passed in "
+          f"{time.perf_counter() - t0:.1f} s")
+    return 1 if failed else 0
+
+
+def _load_plugins(args) -> None:
+    """``--plugin PATH`` (before or after the command; repeatable) and ``REPRO_PLUGINS``: the
+    user's own routers, blocks, experiments and search spaces (``repro.plugins``). The paths go
+    into ``REPRO_PLUGINS`` so child processes (``--jobs``, sweep workers) load them too."""
+    from repro.experiments.base import load_experiments
+    from repro.plugins import add_paths
+
+    add_paths([*(getattr(args, "plugins", None) or []),
+               *(getattr(args, "plugins_sub", None) or [])])
+    load_experiments()  # the built-in experiments first, then the plugins
+
+
 def cmd_bench(args) -> int:
     from repro.bench.cli import bench_main
 
     return bench_main(args)
 
 
-def cmd_dashboard(args) -> int:
-    import importlib.util
-    import shutil
-
-    from repro.sweeps.study import default_storage, redact
-
-    if importlib.util.find_spec("optuna_dashboard") is None:
-        raise UserError("optuna-dashboard is not installed; `pip install optuna-dashboard` "
-                        "(or browse the sweep in `repro ui`)")
-    storage = args.storage or default_storage()
-    if not 1 <= args.port <= 65535:
-        raise UserError(f"--port: {args.port} is not a valid port (1-65535)")
-    if not _port_free(args.host, args.port):
-        raise UserError(f"--port: {args.host}:{args.port} is already in use; pass another --port")
-    exe = shutil.which("optuna-dashboard", path=os.path.dirname(sys.executable)) or shutil.which(
-        "optuna-dashboard")
-    if exe is None:
-        raise UserError("optuna-dashboard is installed but its command is not on PATH; "
-                        "reinstall it with `pip install optuna-dashboard`")
-    cmd = [exe, storage, "--host", args.host, "--port", str(args.port)]
-    _warn_exposed(args.host, "Optuna storage", args.port)
-    print(f"[repro] Optuna dashboard on http://{args.host}:{args.port} (storage "
-          f"{redact(storage)}); Ctrl-C to stop")
-    if args.dry_run:
-        print(" ".join(redact(c) for c in cmd))
-        return 0
-    return _serve(cmd)
-
-
 # --------------------------------------------------------------------------------------- parser
+def _flags(*adders) -> argparse.ArgumentParser:
+    """A parent parser (``parents=[...]``) holding flags that several subcommands share."""
+    parent = argparse.ArgumentParser(add_help=False)
+    for add in adders:
+        add(parent)
+    return parent
+
+
+def _debug_flag(sp) -> None:  # per subcommand too, so `repro CMD ... --debug` works
+    sp.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+
+def _store_flag(sp) -> None:
+    sp.add_argument("--tracking-uri", default=None,
+                    help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or "
+                         "sqlite:///runs/mlflow.db)")
+
+
+def _experiment_flags(sp) -> None:
+    sp.add_argument("name", help="experiment name (see `repro ls`); `run` and `check` also "
+                    "take `all`")
+    sp.add_argument("--scale", default="cpu", help="smoke | cpu | cpu-v1 | gpu (default cpu; "
+                    "cpu-v1 = the first, uncalibrated cpu preset)")
+    sp.add_argument("--set", action="extend", nargs="+", metavar="KEY=VALUE",
+                    help="override a config field, e.g. --set train.max_steps=200; "
+                         "ARM:KEY=VALUE sets it on that arm only")
+
+
+def _server_flags(sp, port: int) -> None:
+    sp.add_argument("--port", type=int, default=port)
+    sp.add_argument("--host", default="127.0.0.1")
+    sp.add_argument("--dry-run", action="store_true", help="print the command, do not start")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="repro", description="MoE reproduction harness")
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    plugin_help = ("load routers, FFN blocks, experiments or search spaces from a .py file or a "
+                   "folder of your own (repeatable; also REPRO_PLUGINS, and installed packages' "
+                   "moe_repro.plugins entry points); see docs/own-router.md")
+    p.add_argument("--plugin", dest="plugins", action="append", metavar="PATH", help=plugin_help)
     sub = p.add_subparsers(dest="cmd", required=True)
+    debug = _flags(_debug_flag)
+    store = _flags(_debug_flag, _store_flag)
+    experiment = _flags(_experiment_flags, _store_flag, _debug_flag)
 
-    def common(sp, name=True):
-        if name:
-            sp.add_argument("name", help="experiment name (see `repro ls`); `run` and "
-                            "`check` also take `all`")
-        sp.add_argument("--scale", default="cpu", help="smoke | cpu | cpu-v1 | gpu (default "
-                        "cpu; cpu-v1 = the first, uncalibrated cpu preset)")
-        sp.add_argument("--set", action="extend", nargs="+", metavar="KEY=VALUE",
-                        help="override a config field, e.g. --set train.max_steps=200")
-        sp.add_argument("--tracking-uri", default=None,
-                        help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or "
-                             "sqlite:///runs/mlflow.db)")
-        sp.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    def add(name: str, fn, help: str, parents=(debug,)):
+        sp = sub.add_parser(name, help=help, parents=list(parents))
+        sp.set_defaults(fn=fn)
+        return sp
 
-    sp = sub.add_parser("ls", help="list experiments, FFN blocks and routers")
-    sp.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
-    sp.set_defaults(fn=cmd_ls)
-    sp = sub.add_parser("show", help="arms, compute accounting and claims of an experiment")
-    common(sp)
+    add("ls", cmd_ls, "list experiments, FFN blocks and routers")
+    sp = add("show", cmd_show, "arms, compute accounting and claims of an experiment",
+             [experiment])
     sp.add_argument("--arm", help="only these arms in the table (comma-separated; matching "
                     "is still checked over every arm)")
     sp.add_argument("-v", "--verbose", action="store_true", help="print resolved configs")
-    sp.set_defaults(fn=cmd_show)
-    sp = sub.add_parser("run", help="train every (arm, seed) of an experiment")
-    common(sp)
+    sp = add("run", cmd_run, "train every (arm, seed) of an experiment", [experiment])
     sp.add_argument("--arm", help="only these arms (comma-separated)")
     sp.add_argument("--seeds", help="comma-separated seeds (default: the experiment's), or "
-                    "auto: train the default seeds, then add seeds while a claim is inconclusive "
-                    "and its seeds-needed figure is within --max-seeds")
+                    "auto: follow the experiment's registered group-sequential design (one seed "
+                    "per look from the planned count to its maximum, HSD alpha spending; "
+                    "docs/verdicts.md)")
     sp.add_argument("--max-seeds", type=int, default=None,
-                    help=f"cap for --seeds auto (default {MAX_SEEDS})")
+                    help="stop --seeds auto earlier than the registered maximum (default: the "
+                    f"design's, at most {MAX_SEEDS})")
     sp.add_argument("-v", "--verbose", action="store_true",
                     help="show Lightning's INFO lines and third-party deprecation warnings")
     sp.add_argument("--force", action="store_true", help="retrain even if a finished run exists")
@@ -601,37 +479,34 @@ def build_parser() -> argparse.ArgumentParser:
                          "(default 1); logs in runs/logs/NAME/SCALE/")
     sp.add_argument("--threads", type=int, default=None,
                     help="intra-op threads per --jobs process (default: cores // jobs)")
-    sp.set_defaults(fn=cmd_run)
-    sp = sub.add_parser("doctor", help="mark runs left RUNNING by a dead process FAILED")
+    sp = add("doctor", cmd_doctor, "mark runs left RUNNING by a dead process FAILED", [store])
     sp.add_argument("name", nargs="?", default=None, help="only this experiment (default: all)")
-    sp.add_argument("--tracking-uri", default=None)
     sp.add_argument("--killed", action="store_true", help="mark them KILLED instead of FAILED")
     sp.add_argument("--dry-run", action="store_true", help="only list them")
-    sp.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
-    sp.set_defaults(fn=cmd_doctor)
-    sp = sub.add_parser("check", help="evaluate claims over seeds, write results/NAME/")
-    common(sp)
+    sp = add("check", cmd_check, "evaluate claims over seeds, write results/NAME/", [experiment])
     sp.add_argument("--seeds", help="comma-separated seeds (default: the experiment's, plus "
                     "seeds that every arm finished)")
     sp.add_argument("--arm", help=argparse.SUPPRESS)  # refused with the reason (cmd_check)
     sp.add_argument("--partial", action="store_true",
                     help="with some (arm, seed) runs missing, overwrite a complete result "
                          "anyway (the new one is marked partial)")
-    sp.set_defaults(fn=cmd_check)
-    sp = sub.add_parser("report", help="regenerate results/README.md over all experiments "
-                        "(reads results/ only)")
+    sp = add("report", cmd_report, "regenerate results/README.md over all experiments (reads "
+             "results/ only)")
     sp.add_argument("--tracking-uri", default=None, help=argparse.SUPPRESS)  # refused: cmd_report
-    sp.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
-    sp.set_defaults(fn=cmd_report)
-    sp = sub.add_parser("ui", help="MLflow UI on the same store (127.0.0.1 by default)")
-    sp.add_argument("--port", type=int, default=5000)
-    sp.add_argument("--host", default="127.0.0.1")
-    sp.add_argument("--tracking-uri", default=None)
-    sp.add_argument("--dry-run", action="store_true", help="print the command, do not start")
-    sp.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
-    sp.set_defaults(fn=cmd_ui)
-    sp = sub.add_parser("sweep", help="Optuna sweep of one arm (resumable, parallel, in MLflow)")
-    common(sp)
+    sp = add("verify", cmd_verify, "recompute every committed verdict, adjustment and lock "
+             "hash from results/ alone (no store, no training)")
+    sp.add_argument("name", nargs="?", default=None, help="only this experiment")
+    sp = add("lock", cmd_lock, "register an experiment's claims: write "
+             "results/NAME/SCALE/lock.json (before its runs)")
+    sp.add_argument("name", help="experiment name")
+    sp.add_argument("--scale", default="cpu")
+    sp.add_argument("--status", default="locked before runs",
+                    help="what the lock says about its timing (default: locked before runs)")
+    sp.add_argument("--force", action="store_true", help="replace an existing lock")
+    sp = add("ui", serve.ui_main, "MLflow UI on the same store (127.0.0.1 by default)", [store])
+    _server_flags(sp, port=5000)
+    sp = add("sweep", cmd_sweep, "Optuna sweep of one arm (resumable, parallel, in MLflow)",
+             [experiment])
     sp.add_argument("--arm", required=True, help="the arm to sweep (see `repro show NAME`)")
     sp.add_argument("--trials", type=int, default=20,
                     help="trials in the study in total; a rerun finishes the remainder")
@@ -654,20 +529,52 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     sp.add_argument("--parent-run", default=None, help=argparse.SUPPRESS)
     sp.add_argument("--deadline", type=float, default=None, help=argparse.SUPPRESS)
-    sp.set_defaults(fn=cmd_sweep)
-    sp = sub.add_parser("dashboard", help="optuna-dashboard on the sweep storage (127.0.0.1)")
+    sp = add("dashboard", serve.dashboard_main,
+             "optuna-dashboard on the sweep storage (127.0.0.1)")
     sp.add_argument("--storage", default=None, help="Optuna storage URL (default runs/optuna.db)")
-    sp.add_argument("--port", type=int, default=8080)
-    sp.add_argument("--host", default="127.0.0.1")
-    sp.add_argument("--dry-run", action="store_true", help="print the command, do not start")
-    sp.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
-    sp.set_defaults(fn=cmd_dashboard)
-    sp = sub.add_parser("bench", help="dispatch speed: MoE vs dense at equal activated FLOPs")
+    _server_flags(sp, port=8080)
+    sp = add("compare", cmd_compare, "leaderboard: your router(s) vs dense, top-2, Switch, "
+             "Expert Choice and DeepSeekMoE at matched FLOPs, with verdicts", [store])
+    sp.add_argument("routers", metavar="ROUTER[,ROUTER...]",
+                    help="router names (see `repro ls`; a plugin's with --plugin PATH)")
+    sp.add_argument("--scale", default="cpu", help="smoke | cpu | cpu-v1 | gpu (default cpu)")
+    sp.add_argument("--set", action="extend", nargs="+", metavar="KEY=VALUE",
+                    help="override a config field of every arm; ARM:KEY=VALUE for one arm "
+                         "(e.g. my_router:model.ffn.router.alpha=0.1)")
+    sp.add_argument("--against", default=None, help="baselines, comma-separated (default: "
+                    "dense,top2,switch,expert_choice,deepseekmoe)")
+    sp.add_argument("--experts", type=int, default=8,
+                    help="experts of each router under test (default 8; widths are derived)")
+    sp.add_argument("--name", default=None, help="leaderboard name (default: the routers "
+                    "joined by +); results/compare/NAME/SCALE/")
+    sp.add_argument("--seeds", help="comma-separated seeds (default: the scale's)")
+    sp.add_argument("--force", action="store_true", help="retrain even if a finished run exists")
+    sp.add_argument("--no-progress", action="store_true", help="no progress bars")
+    sp.add_argument("--threads", type=int, default=None, help="intra-op threads")
+    sp.add_argument("--show", action="store_true",
+                    help="print the arms with their accounting and matching; train nothing")
+    sp = add("selftest", cmd_selftest, "the router contract (shapes, gradients, backends, "
+             "param/FLOP accounting, determinism, resume) on a router, e.g. a plugin")
+    sp.add_argument("router", help="router name (see `repro ls`), comma-separated names, or all")
+    sp = add("bench", cmd_bench, "dispatch speed: MoE vs dense at equal activated FLOPs")
     from repro.bench.cli import add_arguments
 
     add_arguments(sp)
-    sp.set_defaults(fn=cmd_bench)
+    for sp in sub.choices.values():  # `repro CMD ... --plugin PATH` works too
+        sp.add_argument("--plugin", dest="plugins_sub", action="append", metavar="PATH",
+                        help=plugin_help)
     return p
+
+
+def _resume_command(args, argv: list[str] | None) -> str | None:
+    """``repro run ...``: the command as typed, without ``--force`` (which would start the
+    stopped runs over); None for commands that do not train."""
+    import shlex
+
+    if getattr(args, "fn", None) is not cmd_run:
+        return None
+    words = [w for w in (sys.argv[1:] if argv is None else argv) if w != "--force"]
+    return f"repro {shlex.join(words)}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -678,10 +585,12 @@ def main(argv: list[str] | None = None) -> int:
     # `repro --debug CMD` too: each subparser's own --debug default would otherwise overwrite it
     args.debug = args.debug or "--debug" in (sys.argv[1:] if argv is None else argv)
     try:
-        _check_overrides(args)
+        flags.check_overrides(args)
+        _load_plugins(args)
         return args.fn(args) or 0
     except KeyboardInterrupt:
-        print("repro: interrupted", file=sys.stderr)
+        again = _resume_command(args, argv)
+        print("repro: interrupted" + (f"; to resume: {again}" if again else ""), file=sys.stderr)
         return 130
     except Exception as e:  # noqa: BLE001
         if isinstance(e, OSError) and e.errno in _DISK_FULL and not args.debug:
@@ -690,28 +599,26 @@ def main(argv: list[str] | None = None) -> int:
                   "free space (or set REPRO_RESULTS_DIR / REPRO_RUNS_DIR elsewhere) and rerun; "
                   "no file was left half-written", file=sys.stderr)
             return 1
-        # both classes exist only if their modules were imported (see _user_errors)
+        # both classes exist only if their modules were imported (importing them to check
+        # would load Lightning: seconds)
         RunInterrupted = getattr(sys.modules.get("repro.lit.checkpoint"), "RunInterrupted", ())
         RunFailed = getattr(sys.modules.get("repro.experiments.runner"), "RunFailed", ())
         if RunInterrupted and isinstance(e, RunInterrupted) and not args.debug:
-            print(f"repro: {e}", file=sys.stderr)
+            again = _resume_command(args, argv)
+            print(f"repro: {e}" + (f": {again}" if again else ""), file=sys.stderr)
             return 128 + e.signum
         if RunFailed and isinstance(e, RunFailed) and not args.debug:
             print(f"repro: error: {e}", file=sys.stderr)
             return 1
-        if args.debug or not isinstance(e, _user_errors()):
-            if not args.debug:
-                print(f"repro: internal error: {type(e).__name__}: {clip_words(str(e))} (rerun "
-                      "with --debug for the traceback)", file=sys.stderr)
-                return 1
+        if args.debug:
             raise
+        if not isinstance(e, UserError):  # the one place that decides "one line, exit 2"
+            print(f"repro: internal error: {type(e).__name__}: {clip_words(str(e))} (rerun "
+                  "with --debug for the traceback)", file=sys.stderr)
+            return 1
         print(f"repro: error: {clip_words(str(e))}", file=sys.stderr)
         return EXIT_USER
 
 
 if __name__ == "__main__":
-    # `python -m repro.cli` runs this file as __main__; use the imported repro.cli instead, so
-    # that UserError raised by modules that import it is the class main() catches
-    from repro.cli import main as _main
-
-    sys.exit(_main())
+    sys.exit(main())

@@ -4,8 +4,9 @@ Every number has a formula and a test that compares it with the built module (ho
 Each FFN block counts itself, in its torch-free config next to its fields (``FFNConfig.count`` in
 ``repro/layers/<block>_config.py``), and so does each router (``param_count``,
 ``experts_per_token``, ``slots_per_token`` in ``repro/routers/<method>_config.py``), so a new
-block or router needs nothing here; this module holds the shared conventions, the model-level
-sums and the matching. Torch-free. Conventions
+block or router needs nothing here (the counting vocabulary, ``FFNCount``, sits beside
+``FFNConfig.count`` in ``repro/layers/base_config.py``); this module holds the shared
+conventions, the model-level sums and the matching. Torch-free. Conventions
 (references.md §Conventions):
 
 * activated params per token = weights that multiply a token, averaged over tokens (expected value
@@ -26,29 +27,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from repro.config import ConfigError
+from repro.layers.base_config import FFNCount, router_params, swiglu_params
 from repro.registry import Registry
-
-
-@dataclass(frozen=True)
-class FFNCount:
-    total: int  # parameters of the block
-    activated: float  # parameters applied per token (expected); MoNE: convention B
-    flops: float  # forward FLOPs per token
-    activated_conv_a: float | None = None  # MoNE convention A (full W_gate + kept rows), else None
-    # forward FLOPs per token that a capacity-padded dispatch executes in training: every one of
-    # the E*C expert slots is computed, filled or not (None: the method has no capacity). The
-    # matched quantity ``flops`` counts FLOPs per *routed* token (k_eff experts, no drops).
-    flops_padded: float | None = None
-
-
-def swiglu_params(d_model: int, d_ff: int) -> int:
-    return 3 * d_model * d_ff  # W_gate, W_up [D, F] and W_down [F, D]
-
-
-def router_params(router_cfg, d_model: int, n_experts: int) -> int:
-    """The router's parameters; each router config counts its own (``RouterConfig.param_count``,
-    next to its ``experts_per_token`` and ``slots_per_token``)."""
-    return router_cfg.param_count(d_model, n_experts)
 
 
 def ffn_count(ffn_cfg, d_model: int) -> FFNCount:
@@ -182,7 +162,7 @@ def fine_grained(d_ff: int, granularity: int) -> int:
 
 
 class MatchError(ConfigError):
-    pass
+    """Arms that should be matched on a quantity are not (beyond the tolerance)."""
 
 
 def check_matched(counts: Mapping[str, ModelCount], quantity: str, tol: float = 0.02,

@@ -29,6 +29,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from repro.config import ConfigError
+from repro.procs import (  # noqa: F401 - the store's own files: re-exported
+    NotOwnedError,
+    check_owned,
+    describe_kind,
+    not_owned,
+    open_owned,
+    read_owned_bytes,
+)
 
 PROJECT_NAME = "moe-repro"  # [project] name in pyproject.toml, the marker of a clone's root
 
@@ -107,77 +115,8 @@ def results_dir() -> Path:
 
 
 # ---------------------------------------------------------------- files the store owns
-class NotOwnedError(ConfigError):
-    """Where the store expects a regular file of its own (a lock, log, checkpoint, cache, result,
-    outcome JSON, database) there is something else: a symbolic link, a FIFO, a device, a
-    socket, a folder. repro never writes through it (nor reads a FIFO or device as its file)."""
-
-
-def describe_kind(path: Path, st) -> str:
-    """What ``path`` is, for a message: 'a FIFO (named pipe)', 'a symbolic link (to X)', ..."""
-    import stat
-
-    mode = st.st_mode
-    if stat.S_ISLNK(mode):
-        try:
-            return f"a symbolic link (to {os.readlink(path)})"
-        except OSError:
-            return "a symbolic link"
-    return ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else
-            "a character device" if stat.S_ISCHR(mode) else
-            "a block device" if stat.S_ISBLK(mode) else
-            "a socket" if stat.S_ISSOCK(mode) else
-            "a folder" if stat.S_ISDIR(mode) else "not a regular file")
-
-
-def not_owned(path: Path, st, kind: str = "file") -> NotOwnedError:
-    return NotOwnedError("", f"{path} is {describe_kind(path, st)}, not a {kind} repro wrote; "
-                         "repro never writes through or reads it as its own: remove it (rm "
-                         f"{path}) and rerun")
-
-
-def check_owned(path: Path, follow: bool = False) -> None:
-    """NotOwnedError (one line, with the fix) when ``path`` exists and is not a regular file;
-    ``follow``: judge what a symbolic link points to (a database the user may link) instead of
-    refusing the link itself. A missing ``path`` passes."""
-    import stat
-
-    try:
-        st = os.stat(path) if follow else os.lstat(path)
-    except FileNotFoundError:
-        return
-    except OSError:
-        return  # unreadable: the caller's own open says why
-    if not stat.S_ISREG(st.st_mode):
-        raise not_owned(Path(path), st)
-
-
-def open_owned(path: Path, flags: int, mode: int = 0o600) -> int:
-    """``os.open`` for a file the store owns: never through a symbolic link (``O_NOFOLLOW``),
-    never blocking on a FIFO, and only a regular file (else NotOwnedError, the fd closed)."""
-    import fcntl
-    import stat
-
-    path = Path(path)
-    try:
-        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
-    except OSError as e:
-        if e.errno in (errno.ELOOP, errno.ENXIO, errno.EISDIR):  # a link; a FIFO with no reader
-            raise not_owned(path, os.lstat(path)) from None
-        raise
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):
-        os.close(fd)
-        raise not_owned(path, st)
-    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
-    return fd
-
-
-def read_owned_bytes(path: Path) -> bytes:
-    """The bytes of a store file (a checkpoint, a cache, a result file), refusing a link, a
-    FIFO or a device there (``open_owned``): never an endless read of /dev/zero, never a hang."""
-    with os.fdopen(open_owned(path, os.O_RDONLY), "rb") as f:
-        return f.read()
+# NotOwnedError, open_owned, check_owned, read_owned_bytes...: ``repro.procs`` (whose
+# ``file_lock`` uses them), re-exported here
 
 
 # ``.NAME.XXXXXXXX.tmp``: the temp file of ``atomic_write_bytes`` (tempfile.mkstemp's 8 chars)
@@ -323,7 +262,7 @@ def clean_swap_leftovers(target: Path) -> list[Path]:
     previous complete version, is renamed back; every other staging / old folder of a process
     that is gone is deleted. Folders of live processes are never touched. Returns what was
     removed or restored."""
-    from repro.tracking.locks import pid_alive
+    from repro.procs import pid_alive
 
     target = Path(target)
     try:

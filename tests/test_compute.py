@@ -11,9 +11,9 @@ from repro.compute import (
     ffn_count,
     match_dense_to,
     model_count,
-    router_params,
 )
 from repro.layers import FFN_BLOCKS, build_ffn
+from repro.layers.base_config import router_params
 from repro.layers.finedeep import FinedeepConfig
 from repro.models import LM, ModelConfig
 from repro.routers import ROUTERS

@@ -111,7 +111,7 @@ def test_store_writers_refuse_links_fifos_and_devices(kind, tmp_path, monkeypatc
     from repro.lit.checkpoint import CheckpointError, load_checkpoint_file
     from repro.paths import NotOwnedError, atomic_write_text
     from repro.pool import Job, run_pool
-    from repro.tracking.locks import file_lock
+    from repro.procs import file_lock
 
     victim = tmp_path / "victim.txt"
     victim.write_text("keep\n")

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import repro
-from repro.tracking.locks import pid_alive, process_start_time
+from repro.procs import pid_alive, process_start_time
 
 
 def _children(pid: int) -> list[int]:
@@ -90,7 +90,7 @@ def test_serve_stops_the_whole_server_group(sig, mode, rc, tmp_path):
     script = tmp_path / "fake.py"
     script.write_text(FAKE)
     parent = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from repro.cli import _serve; "
+        [sys.executable, "-c", "import sys; from repro.serve import serve as _serve; "
          f"sys.exit(_serve([sys.executable, {str(script)!r}, {mode!r}]))"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
     try:

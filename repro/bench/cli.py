@@ -3,10 +3,10 @@ import at module level, so building the parser stays cheap)."""
 
 from __future__ import annotations
 
+from repro.errors import UserError
+
 
 def add_arguments(sp) -> None:
-    import argparse
-
     sp.add_argument("--device", default="cpu", help="cpu | cuda (default cpu)")
     sp.add_argument("--routers", default=None,
                     help="comma-separated routers (default: all registered)")
@@ -36,12 +36,9 @@ def add_arguments(sp) -> None:
                     help="also time transformers 5's OLMoE / Qwen3-MoE blocks on the same "
                     "weights (topk cases; needs the optional extra: pip install "
                     "'moe-repro[peers]')")
-    sp.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
 
 def _ints(text: str, flag: str) -> tuple[int, ...]:
-    from repro.cli import UserError
-
     try:
         vals = tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
@@ -65,7 +62,6 @@ def bench_main(args) -> int:
     import torch
 
     from repro.bench.run import BenchSpec, format_table, run_bench
-    from repro.cli import UserError
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device is available; use --device cpu")
@@ -81,7 +77,6 @@ def bench_main(args) -> int:
 
 def _spec_kwargs(args) -> dict:
     """BenchSpec keyword arguments from the flags, torch-free; a UserError names a bad flag."""
-    from repro.cli import UserError
     from repro.config import variant_names
     from repro.layers.moe_config import BACKENDS
     from repro.routers import RouterConfig

@@ -24,11 +24,12 @@ import sys
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 from repro.config import flatten, to_dict
+from repro.errors import UserError
 from repro.experiments.base import Experiment
+from repro.experiments.outcome import RunOutcome
 from repro.experiments.resolve import (  # noqa: F401 - run_key, prepare_data: re-exported
     DataFingerprints,
     ResolvedRun,
@@ -39,17 +40,6 @@ from repro.experiments.resolve import (  # noqa: F401 - run_key, prepare_data: r
 from repro.lit.config import RunConfig
 from repro.lit.trainer import check_device, device_label  # noqa: F401 - re-exported
 from repro.tracking import store as ts
-
-
-@dataclass
-class RunOutcome:
-    arm: str
-    seed: int
-    run_id: str
-    status: str  # trained | reused | failed
-    final_val_loss: float
-    tokens_per_s: float
-    seconds: float
 
 
 def preflight(exp: Experiment, arms: list[str], overrides: list[str],
@@ -105,7 +95,8 @@ def train_one(exp: Experiment, arm: str, seed: int, overrides: list[str], uri: s
     """
 
     from repro import dist
-    from repro.tracking.locks import file_lock, lock_path
+    from repro.procs import file_lock
+    from repro.tracking.locks import lock_path
 
     quiet_third_party()
     base = exp.run_config(arm, overrides)
@@ -118,7 +109,7 @@ def train_one(exp: Experiment, arm: str, seed: int, overrides: list[str], uri: s
     if not dist.is_rank_zero(rr.config.trainer):  # DDP rank > 0: lockstep, write nothing
         return _train_rank_worker(rr, dm, uri, progress, callbacks, reuse=train and not force,
                                   checkpoints=train)
-    exp_id = ts.ensure_experiment(uri, exp.name)
+    exp_id = ts.ensure_experiment(uri, exp.name, exp.mlflow_description())
     tags = {ts.T_ROLE: role, **(extra_tags or {})}
     if not train:
         return _train_rank0(rr, dm, uri, exp_id, tags, callbacks, progress, run_name,
@@ -196,6 +187,18 @@ class RunFailed(RuntimeError):
     with a ``repro.failure_reason`` tag. ``str()`` is one line."""
 
 
+def _machine_tags() -> dict[str, str]:
+    """CPU model, kernel ISA capability and threads: the verdict engine never pairs two arms of
+    one seed trained on different CPU types (repro.experiments.claims.Results.seeds)."""
+    import torch
+
+    from repro.machine import run_machine
+
+    m = run_machine(torch.get_num_threads())
+    return {ts.T_CPU_MODEL: m["cpu_model"], ts.T_CPU_CAPABILITY: m["cpu_capability"],
+            ts.T_THREADS: m["threads"]}
+
+
 def _train_rank0(rr: ResolvedRun, dm, uri: str, exp_id: str, extra_tags: dict,
                  callbacks: list | None, progress: bool, run_name: str | None, *, resume_from,
                  checkpoints: bool) -> RunOutcome:
@@ -212,7 +215,7 @@ def _train_rank0(rr: ResolvedRun, dm, uri: str, exp_id: str, extra_tags: dict,
     ckdir = checkpoint_dir(rr.key) if checkpoints else None
     tags = {**rr.identity_tags(), ts.T_GIT: ts.git_sha(), **owner_tags(),
             ts.T_TORCH: torch.__version__, ts.T_DEVICE: device_label(rr.config),
-            **extra_tags}
+            **_machine_tags(), **extra_tags}
     superseded = None
     if resume_from is not None and not (checkpoint_dir(rr.key) / "last.ckpt").exists():
         # killed (or out of disk) before its first checkpoint: reopening it would retrain from
@@ -314,7 +317,8 @@ def _finish(client, uri: str, run_id: str, rr: ResolvedRun, system, tp) -> float
     final = hist[-1][1] if hist else math.nan
     if not math.isfinite(final):
         raise FloatingPointError(f"final validation loss is {final}")
-    _log_curve_plot(client, run_id, uri, f"{rr.experiment} / {rr.arm} / seed {rr.seed}")
+    _log_curve_plot(client, run_id, uri, f"{rr.experiment} [{rr.scale}] / arm {rr.arm} / "
+                    f"seed {rr.seed}: train and validation loss")
     return final
 
 
@@ -367,15 +371,11 @@ def _log_curve_plot(client, run_id: str, uri: str, title: str) -> None:
 
 
 def _stops_the_command(e: BaseException) -> bool:
-    """A user mistake (config, data, checkpoint, store) or a stop ends the whole command; any
-    other failure is one run's (marked FAILED) and the others go on."""
-    from repro.config import ConfigError
-    from repro.data.errors import DataError
-    from repro.lit.checkpoint import CheckpointError, RunInterrupted
-    from repro.registry import RegistryError
+    """A user mistake (config, data, checkpoint, store: a ``UserError``) or a stop ends the whole
+    command; any other failure is one run's (marked FAILED) and the others go on."""
+    from repro.lit.checkpoint import RunInterrupted
 
-    return isinstance(e, (ConfigError, DataError, CheckpointError, RegistryError,
-                          ts.TrackingError, RunInterrupted))
+    return isinstance(e, (UserError, RunInterrupted))
 
 
 def _train_in_process(grid: list[tuple[Experiment, str, int]], overrides: list[str], uri: str,

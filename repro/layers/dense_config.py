@@ -6,9 +6,8 @@ Torch-free, like every ``*_config`` module (experiment definitions, ``repro ls``
 
 from __future__ import annotations
 
-from repro.compute import FFNCount, swiglu_params
 from repro.config import check, config, variant
-from repro.layers.base_config import FFNConfig
+from repro.layers.base_config import FFNConfig, FFNCount, swiglu_params
 
 
 @variant("dense")

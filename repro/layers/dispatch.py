@@ -386,7 +386,7 @@ def _disk_path() -> Path:
 def _disk_lock():
     """An exclusive flock beside the cache file: one process measures a shape, the others wait
     and read its answer. Where no lock can be taken (a read-only store) it runs unlocked."""
-    from repro.tracking.locks import file_lock
+    from repro.procs import file_lock
 
     try:
         lock = file_lock(_disk_path().with_suffix(".lock"))

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import math
 
-from repro.compute import FFNCount, router_params, swiglu_params
 from repro.config import ConfigError, check, config, family_of, variant
-from repro.layers.base_config import FFNConfig
+from repro.layers.base_config import FFNConfig, FFNCount, router_params, swiglu_params
 from repro.routers import RouterConfig
 from repro.routers.topk_config import TopKRouterConfig
 

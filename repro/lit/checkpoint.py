@@ -31,10 +31,11 @@ import numpy as np
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from repro.errors import UserError
 from repro.paths import NotOwnedError, atomic_write_bytes, read_owned_bytes
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint cannot be used (unreadable, truncated, not ours). One line, with the fix."""
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from optuna.trial import TrialState
 
 from repro.paths import atomic_write_text, results_dir
+from repro.sweeps.storage import redact
 from repro.tracking import names as N
 from repro.tracking.names import T_STORAGE, T_STUDY, T_TRIAL, T_TRIAL_STATE  # noqa: F401
 
@@ -35,7 +36,6 @@ def parent_run(ctx):
     study has one (resume), else created with its params. FINISHED when the block ends with
     every trial done; KILLED with a reason when trials are left (``finalize``: time limit, or
     an interruption); FAILED with a reason when the launcher crashed."""
-    from repro.sweeps.study import redact
     from repro.tracking import store as ts
     from repro.tracking.lifecycle import owner_tags, tracked_run
 
@@ -50,7 +50,7 @@ def parent_run(ctx):
         with tracked_run(c, resume=previous) as run:
             yield run
         return
-    exp_id = ts.ensure_experiment(uri, ctx.exp.name)
+    exp_id = ts.ensure_experiment(uri, ctx.exp.name, ctx.exp.mlflow_description())
     tags = {ts.T_EXPERIMENT: ctx.exp.name, ts.T_VERSION: ctx.exp.version, ts.T_ARM: ctx.spec.arm,
             ts.T_SCALE: ctx.spec.scale, ts.T_ROLE: ts.ROLE_SWEEP, ts.T_GIT: ts.git_sha(),
             T_STUDY: ctx.name, T_STORAGE: key, N.T_STORAGE_URL: redact(ctx.url),
@@ -105,9 +105,26 @@ def trial_rows(study) -> list[dict]:
     return rows
 
 
-def summarize(ctx) -> dict:
-    from repro.sweeps.study import redact, state_counts
+def state_counts(study) -> dict[str, int]:
+    """Trials by state; a FAIL is "failed" when the trial recorded why (``A_FAILURE``), else
+    "retried" (a dead worker's trial, re-queued)."""
+    trials = study.get_trials(deepcopy=False)
+    c = {"complete": 0, "pruned": 0, "failed": 0, "retried": 0, "running": 0, "waiting": 0}
+    for t in trials:
+        if t.state == TrialState.COMPLETE:
+            c["complete"] += 1
+        elif t.state == TrialState.PRUNED:
+            c["pruned"] += 1
+        elif t.state == TrialState.FAIL:
+            c["failed" if N.A_FAILURE in t.user_attrs else "retried"] += 1
+        elif t.state == TrialState.RUNNING:
+            c["running"] += 1
+        elif t.state == TrialState.WAITING:
+            c["waiting"] += 1
+    return c
 
+
+def summarize(ctx) -> dict:
     study = ctx.study
     counts = state_counts(study)
     done = [t for t in study.get_trials(deepcopy=False)

@@ -36,9 +36,11 @@ from optuna.trial import TrialState
 
 from repro.config import ConfigError, apply_overrides  # noqa: F401 (apply_overrides: docs)
 from repro.paths import NotOwnedError, runs_dir
+from repro.procs import pid_alive
 from repro.sweeps.pruning import PRUNERS, StepPruningCallback, make_pruner
+from repro.sweeps.record import state_counts
 from repro.sweeps.spaces import SearchSpace, default_space, get_space
-from repro.tracking.locks import pid_alive
+from repro.sweeps.storage import default_storage, redact
 from repro.tracking.names import (  # Optuna trial user attributes
     A_FAILURE,
     A_HOST,
@@ -72,20 +74,6 @@ class SweepSpec:
     tracking_uri: str | None = None
     progress: bool = False
     extra: dict = field(default_factory=dict)
-
-
-def default_storage() -> str:
-    return f"sqlite:///{runs_dir() / 'optuna.db'}"
-
-
-def redact(url: str) -> str:
-    """Hide a password in an RDB URL before printing or tagging it."""
-    if "://" in url and "@" in url.split("://", 1)[1]:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        user = creds.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}"
-    return url
 
 
 def open_storage(url: str | None) -> optuna.storages.RDBStorage:
@@ -133,7 +121,7 @@ def _init_lock(url: str):
     if not url.startswith("sqlite:///"):
         yield
         return
-    from repro.tracking.locks import file_lock
+    from repro.procs import file_lock
 
     db = Path(url[len("sqlite:///"):].split("?", 1)[0])
     with file_lock(db.parent / f".{db.name}.init.lock"):
@@ -223,30 +211,13 @@ def counts_toward_n(t) -> bool:
     return t.state == TrialState.FAIL and A_FAILURE in t.user_attrs
 
 
-def state_counts(study) -> dict[str, int]:
-    trials = study.get_trials(deepcopy=False)
-    c = {"complete": 0, "pruned": 0, "failed": 0, "retried": 0, "running": 0, "waiting": 0}
-    for t in trials:
-        if t.state == TrialState.COMPLETE:
-            c["complete"] += 1
-        elif t.state == TrialState.PRUNED:
-            c["pruned"] += 1
-        elif t.state == TrialState.FAIL:
-            c["failed" if A_FAILURE in t.user_attrs else "retried"] += 1
-        elif t.state == TrialState.RUNNING:
-            c["running"] += 1
-        elif t.state == TrialState.WAITING:
-            c["waiting"] += 1
-    return c
-
-
 @contextlib.contextmanager
 def storage_lock(url: str):
     """A file lock beside a sqlite store (same machine); other RDBs: no lock (see module doc)."""
     if not url.startswith("sqlite:///"):
         yield
         return
-    from repro.tracking.locks import file_lock
+    from repro.procs import file_lock
 
     with file_lock(Path(url[len("sqlite:///"):] + ".lock")):
         yield
