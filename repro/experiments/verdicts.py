@@ -433,7 +433,7 @@ class DamagedResultError(UserError, ValueError):
 
 
 _TEXT = ("experiment", "scale", "env")  # top-level text every claims.json has
-_CLAIM_TEXT = ("name", "statement", "paper", "source", "measured", "verdict")  # and each claim
+_CLAIM_TEXT = ("statement", "paper", "source", "measured", "verdict")  # and each claim (a row)
 
 
 def read_claims(path: Path) -> dict:
