@@ -117,10 +117,18 @@ def cmd_run(args) -> int:
         if arms:
             raise UserError("--seeds auto: decides claims over every arm; drop --arm")
         outcomes = []
+        from repro.experiments.verdicts import design_of
+
+        cap = design_of(exp).max_seeds
+        if args.max_seeds is not None and args.max_seeds > cap:
+            raise UserError(f"--max-seeds: {exp.name}'s registered design allows at most {cap} "
+                            "seeds (its lock hashes the design); a larger maximum is a new "
+                            "design: change max_seeds in its definition and re-lock before "
+                            "training, or drop --max-seeds")
         seeds = run_auto_seeds(exp, lambda s: outcomes.extend(run_experiment(exp, seeds=s, **kw)),
                                resolve_uri(args.tracking_uri), args.set or [],
                                flags.positive("--max-seeds", args.max_seeds
-                                         if args.max_seeds is not None else MAX_SEEDS))
+                                              if args.max_seeds is not None else cap))
         outcomes = list({o.run_id: o for o in outcomes}.values())
         print(f"[repro] --seeds auto settled on seeds {','.join(map(str, seeds))}")
     else:
@@ -236,6 +244,52 @@ def cmd_report(args) -> int:
 
     path = write_report()
     print(f"[repro] wrote {path}")
+    return 0
+
+
+def cmd_verify(args) -> int:
+    """Recompute every committed verdict, adjustment, lock hash and results/README.md from
+    results/ alone; exit 1 naming each mismatch."""
+    from repro.experiments.report import render_report
+    from repro.experiments.verdicts import LEGACY_SCALES, verify
+    from repro.paths import results_dir
+
+    root = results_dir()
+    problems, checked = verify(root, [args.name] if args.name else None)
+    readme = root / "README.md"
+    if not args.name and readme.exists() and readme.read_text() != render_report(root):
+        problems.append(f"{readme}: differs from what the committed claims.json files render "
+                        "to (run `repro report`)")
+    if problems:
+        for p in problems:
+            print(f"repro verify: MISMATCH {p}", file=sys.stderr)
+        print(f"repro verify: FAILED: {len(problems)} mismatch(es) in results/ ({checked} claims "
+              "recomputed)", file=sys.stderr)
+        return 1
+    print(f"[repro] verify: {checked} claims recomputed from {root} (verdicts, p-values, "
+          f"adjustments, lock hashes) match; legacy scales not re-judged: "
+          f"{', '.join(LEGACY_SCALES)}")
+    return 0
+
+
+def cmd_lock(args) -> int:
+    """Write results/NAME/SCALE/lock.json: the canonical form and SHA-256 of every claim."""
+    import json
+
+    from repro.experiments.verdicts import LOCK, make_lock
+    from repro.paths import atomic_write_text, results_dir
+    from repro.tracking.store import git_sha
+
+    exp = _experiment(args)
+    path = results_dir() / exp.name / exp.scale / LOCK
+    if path.exists() and not args.force:
+        raise UserError(f"--force: {path} exists; a lock is written once, before the runs it "
+                        "governs (re-locking after results are seen makes every claim "
+                        "post hoc: pass --force and --status saying so)")
+    lock = make_lock(exp, args.status, git_sha())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(lock, indent=1) + "\n")
+    print(f"[repro] wrote {path} ({len(lock['claims'])} claims, status: {args.status})")
     return 0
 
 
@@ -410,10 +464,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("run", cmd_run, "train every (arm, seed) of an experiment", [experiment])
     sp.add_argument("--arm", help="only these arms (comma-separated)")
     sp.add_argument("--seeds", help="comma-separated seeds (default: the experiment's), or "
-                    "auto: train the default seeds, then add seeds while a claim is inconclusive "
-                    "and its seeds-needed figure is within --max-seeds")
+                    "auto: follow the experiment's registered group-sequential design (one seed "
+                    "per look from the planned count to its maximum, HSD alpha spending; "
+                    "docs/verdicts.md)")
     sp.add_argument("--max-seeds", type=int, default=None,
-                    help=f"cap for --seeds auto (default {MAX_SEEDS})")
+                    help="stop --seeds auto earlier than the registered maximum (default: the "
+                    f"design's, at most {MAX_SEEDS})")
     sp.add_argument("-v", "--verbose", action="store_true",
                     help="show Lightning's INFO lines and third-party deprecation warnings")
     sp.add_argument("--force", action="store_true", help="retrain even if a finished run exists")
@@ -437,6 +493,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("report", cmd_report, "regenerate results/README.md over all experiments (reads "
              "results/ only)")
     sp.add_argument("--tracking-uri", default=None, help=argparse.SUPPRESS)  # refused: cmd_report
+    sp = add("verify", cmd_verify, "recompute every committed verdict, adjustment and lock "
+             "hash from results/ alone (no store, no training)")
+    sp.add_argument("name", nargs="?", default=None, help="only this experiment")
+    sp = add("lock", cmd_lock, "register an experiment's claims: write "
+             "results/NAME/SCALE/lock.json (before its runs)")
+    sp.add_argument("name", help="experiment name")
+    sp.add_argument("--scale", default="cpu")
+    sp.add_argument("--status", default="locked before runs",
+                    help="what the lock says about its timing (default: locked before runs)")
+    sp.add_argument("--force", action="store_true", help="replace an existing lock")
     sp = add("ui", serve.ui_main, "MLflow UI on the same store (127.0.0.1 by default)", [store])
     _server_flags(sp, port=5000)
     sp = add("sweep", cmd_sweep, "Optuna sweep of one arm (resumable, parallel, in MLflow)",

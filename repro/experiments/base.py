@@ -41,7 +41,7 @@ class Experiment:
     matched: str  # a repro.compute.MATCHABLE quantity, or "none"
     recipe: TrainConfig
     data: DataConfig
-    seeds: tuple[int, ...]
+    seeds: tuple[int, ...]  # the planned seeds (the fixed-n design's count)
     claims: tuple = ()
     scale: str = "cpu"
     match_groups: tuple[tuple[str, ...], ...] | None = None  # default: all arms one group
@@ -54,6 +54,9 @@ class Experiment:
     trainer: TrainerConfig = TrainerConfig()
     notes: str = ""
     extra: dict = field(default_factory=dict)
+    # the registered seed design: None = fixed-n at len(seeds); a larger count = the
+    # group-sequential design of repro.experiments.sequential up to this many seeds (<= 10)
+    max_seeds: int | None = None
 
     def arm(self, name: str) -> Arm:
         for a in self.arms:
@@ -164,7 +167,7 @@ class Experiment:
     def mlflow_description(self) -> str:
         """The MLflow experiment's description (markdown, shown above its runs table): the
         paper, the arms and the claims, and where the verdicts are."""
-        lines = [f"**{self.title}** (`{self.name}` v{self.version}, scale `{self.scale}`)", "",
+        lines = [f"{self.title} (`{self.name}` v{self.version}, scale `{self.scale}`)", "",
                  f"Paper: {self.paper}", "",
                  f"Arms, matched on {self.matched_description()}:"]
         lines += [f"- `{a.name}`: {a.description}" if a.description else f"- `{a.name}`"

@@ -186,6 +186,18 @@ class RunFailed(RuntimeError):
     with a ``repro.failure_reason`` tag. ``str()`` is one line."""
 
 
+def _machine_tags() -> dict[str, str]:
+    """CPU model, kernel ISA capability and threads: the verdict engine never pairs two arms of
+    one seed trained on different CPU types (repro.experiments.claims.Results.seeds)."""
+    import torch
+
+    from repro.machine import run_machine
+
+    m = run_machine(torch.get_num_threads())
+    return {ts.T_CPU_MODEL: m["cpu_model"], ts.T_CPU_CAPABILITY: m["cpu_capability"],
+            ts.T_THREADS: m["threads"]}
+
+
 def _train_rank0(rr: ResolvedRun, dm, uri: str, exp_id: str, extra_tags: dict,
                  callbacks: list | None, progress: bool, run_name: str | None, *, resume_from,
                  checkpoints: bool) -> RunOutcome:
@@ -202,7 +214,7 @@ def _train_rank0(rr: ResolvedRun, dm, uri: str, exp_id: str, extra_tags: dict,
     ckdir = checkpoint_dir(rr.key) if checkpoints else None
     tags = {**rr.identity_tags(), ts.T_GIT: ts.git_sha(), **owner_tags(),
             ts.T_TORCH: torch.__version__, ts.T_DEVICE: device_label(rr.config),
-            **extra_tags}
+            **_machine_tags(), **extra_tags}
     with tracked_run(client, exp_id, tags=tags, run_name=run_name or rr.run_name,
                      resume=resume_from, interrupts=(RunInterrupted,)) as mlrun:
         run_id, ckpt_path = mlrun.run_id, None

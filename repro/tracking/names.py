@@ -35,6 +35,10 @@ T_PID_SINCE = "repro.pid_since"  # unix time at which repro.pid took the run (cr
 T_RESUMES = "repro.resumes"  # how many times an interrupted run was reopened
 T_TORCH = "repro.torch"  # torch.__version__ of the process that trained the run
 T_DEVICE = "repro.device"  # where the run trained, e.g. "cpu (x86_64, 1 threads)"
+# the machine as a factor of a verdict (repro.machine.run_machine): routed numerics depend on it
+T_CPU_MODEL = "repro.cpu_model"  # lscpu's model name, e.g. "AMD EPYC"
+T_CPU_CAPABILITY = "repro.cpu_capability"  # torch.backends.cpu.get_cpu_capability(), e.g. AVX512
+T_THREADS = "repro.threads"  # torch.get_num_threads() of the training process
 T_WEIGHTS = "repro.weights"  # path of the final weights (runs/checkpoints/<run key>/final.pt)
 T_DATA_FP = "repro.data_fingerprint"  # LMDataModule.fingerprint: content + tokenizer + windowing
 T_USES = "repro.uses_runs"  # summary run: the train run ids its verdicts used, comma-separated
@@ -44,6 +48,10 @@ T_NOTE = "mlflow.note.content"  # a run's (or experiment's) description in the M
 # model-training view (without it, 3.x may open an experiment as a GenAI one)
 T_EXPERIMENT_KIND = "mlflow.experimentKind"
 EXPERIMENT_KIND_TRAINING = "custom_model_development"
+# an experiment tag holding a runs-table view (columns, order) that the UI opens from
+# ``.../runs?viewStateShareKey=KEY``; `repro check` saves VIEW_VERDICTS: the verdicts as columns
+T_SHARED_VIEW = "mlflow.sharedViewState."
+VIEW_VERDICTS = "verdicts"
 T_PARENT = "mlflow.parentRunId"  # a sweep trial's run: its sweep's parent run
 
 # sweeps: the parent run (one per study) and each trial's child run

@@ -32,6 +32,7 @@ from repro.tracking.names import (
     T_PID_SINCE,
     T_SCALE,
     T_SEED,
+    T_SHARED_VIEW,
 )
 
 CHECKED_BY_MAX = 50  # ... at most this many summary run ids in T_CHECKED_BY (33 characters each)
@@ -193,6 +194,26 @@ def ensure_experiment(uri: str, name: str, description: str | None = None) -> st
         if exp.tags.get(k) != v:
             c.set_experiment_tag(exp.experiment_id, k, v)
     return exp.experiment_id
+
+
+def save_columns_view(c, experiment_id: str, key: str, tag_columns: list[str]) -> None:
+    """Save a runs-table view of the experiment under ``key`` whose columns are the tags
+    ``tag_columns`` (the UI opens it from ``.../runs?viewStateShareKey=KEY``). The state is the
+    UI's own (MLflow 3.x): its defaults, with these columns selected."""
+    import json
+
+    state = {"searchFilter": "", "orderByKey": "attributes.start_time", "orderByAsc": False,
+             "startTime": "ALL", "lifecycleFilter": "Active", "datasetsFilter": [],
+             "modelVersionFilter": "All Runs",
+             "selectedColumns": [f"tags.`{t}`" for t in tag_columns], "columnOrder": [],
+             "columnWidths": {}, "runsExpanded": {}, "runsPinned": [], "runsHidden": [],
+             "runsVisibilityMap": {}, "runsHiddenMode": "FIRST_10_RUNS", "viewMaximized": False,
+             "runListHidden": False, "isAccordionReordered": False,
+             "useGroupedValuesInCharts": True, "hideEmptyCharts": True, "groupBy": None,
+             "groupsExpanded": {}, "autoRefreshEnabled": True,
+             "globalLineChartConfig": {"xAxisKey": "step", "lineSmoothness": 0,
+                                       "selectedXAxisMetricKey": ""}}
+    c.set_experiment_tag(experiment_id, T_SHARED_VIEW + key, json.dumps(state))
 
 
 def search_runs(uri: str, experiment: str | None, filter_string: str = "", statuses=None):
