@@ -13,7 +13,7 @@ import os
 import sys
 
 from repro import flags, serve
-from repro.errors import EXIT_USER, UserError
+from repro.errors import EXIT_USER, UserError, clip_words
 
 MAX_SEEDS = 10  # default cap of `repro run --seeds auto`
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
@@ -613,10 +613,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         if not isinstance(e, UserError):  # the one place that decides "one line, exit 2"
-            print(f"repro: internal error: {type(e).__name__}: {e} (rerun with --debug for "
-                  "the traceback)", file=sys.stderr)
+            print(f"repro: internal error: {type(e).__name__}: {clip_words(str(e))} (rerun "
+                  "with --debug for the traceback)", file=sys.stderr)
             return 1
-        print(f"repro: error: {e}", file=sys.stderr)
+        print(f"repro: error: {clip_words(str(e))}", file=sys.stderr)
         return EXIT_USER
 
 

@@ -20,7 +20,7 @@ from repro.experiments.base import Experiment
 from repro.experiments.claims import ClaimResult, Results, RunRecord, mean_std
 from repro.experiments.resolve import ResolvedRun, prepare_data, resolve_run
 from repro.experiments.verdicts import RULE_ID as VERDICT_RULE_ID  # noqa: F401 (claims.json)
-from repro.experiments.verdicts import machine_label
+from repro.experiments.verdicts import machine_label, read_claims
 from repro.machine import cpu_label
 from repro.paths import atomic_write_text, results_dir, staged_dir
 from repro.tracking import store as ts
@@ -79,14 +79,14 @@ def refuse_incomplete_fast(exp: Experiment, uri: str, seeds: list[int] | None,
                            out: Path) -> None:
     """Before any data, model or MLflow import: count the grid's finished runs by their tags
     (``ts.finished_arm_seeds``) and raise the refusals ``evaluate_claims`` would raise after
-    seconds of loading: MissingRunsError when none finished, IncompleteGridError when some
-    are missing and ``out`` holds a complete result. The count is a superset of the run-key
-    match, so nothing it lets through is wrongly refused; the full check decides the rest."""
+    seconds of loading: IncompleteGridError when some runs finished, some are missing and
+    ``out`` holds a complete result. The count is a superset of the run-key match, so nothing
+    it lets through is wrongly refused; the full check decides the rest (and says so when no
+    run has finished at all)."""
     have = ts.finished_arm_seeds(uri, exp.name, exp.scale)
     grid = [(a.name, s) for a in exp.arms for s in (seeds or exp.seeds)]
     if not any(k in have for k in grid):
-        raise MissingRunsError(f"no finished runs of {exp.name!r} at scale {exp.scale!r} in "
-                               f"{uri}; run `repro run {exp.name} --scale {exp.scale}` first")
+        return
     missing = [k for k in grid if k not in have]
     if missing and _holds_complete_result(out):
         raise IncompleteGridError(
@@ -97,10 +97,8 @@ def refuse_incomplete_fast(exp: Experiment, uri: str, seeds: list[int] | None,
 
 
 def _holds_complete_result(out: Path) -> bool:
-    import json
-
     try:
-        return not json.loads((out / "claims.json").read_text()).get("missing")
+        return not read_claims(out / "claims.json").get("missing")  # damaged: not complete
     except (OSError, ValueError):
         return False
 
@@ -143,7 +141,7 @@ def collect(exp: Experiment, uri: str, overrides: list[str] | None = None,
                     "torch": tags.get(ts.T_TORCH, ""), "threads": tags.get(ts.T_THREADS, "")}
             runs[(arm.name, seed)] = RunRecord(
                 arm.name, seed, found.info.run_id, curve, metrics, to_dict(run),
-                tags.get(ts.T_WEIGHTS), tags.get(ts.T_DEVICE), drops,
+                ts.weights_path(tags.get(ts.T_WEIGHTS)), tags.get(ts.T_DEVICE), drops,
                 machine=machine_label(mach), machine_tags=mach)
     return Results(runs, notes=results_notes)
 

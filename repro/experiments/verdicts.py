@@ -29,6 +29,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from repro.errors import UserError
 from repro.experiments import stats as S
 from repro.experiments.claims import (
     ALPHA,
@@ -426,6 +427,46 @@ class Folder:
     scale: str
 
 
+class DamagedResultError(UserError, ValueError):
+    """A claims.json that is not one `repro check` wrote (truncated, empty, not JSON, wrong
+    shape); one line naming the file and the fix."""
+
+
+_TEXT = ("experiment", "scale", "env")  # top-level text every claims.json has
+_CLAIM_TEXT = ("name", "statement", "paper", "source", "measured", "verdict")  # and each claim
+
+
+def read_claims(path: Path) -> dict:
+    """One claims.json, checked at the file-reading boundary: every reader of results/ goes
+    through here, so a damaged file is one line naming it and the fix, never a KeyError."""
+    from repro.paths import read_owned_bytes
+
+    def bad(why: str) -> DamagedResultError:
+        return DamagedResultError(f"{path} is {why}, not a claims file `repro check` wrote; "
+                                  f"rerun `repro check {path.parent.parent.name} --scale "
+                                  f"{path.parent.name}` to rewrite it, or restore it from git")
+
+    try:
+        d = json.loads(read_owned_bytes(path).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise bad("empty" if path.stat().st_size == 0 else
+                  f"not valid JSON ({getattr(e, 'msg', e)} at line {getattr(e, 'lineno', '?')})"
+                  ) from None
+    if not isinstance(d, dict):
+        raise bad(f"a JSON {type(d).__name__}, not an object")
+    for k in _TEXT:
+        if not isinstance(d.get(k), str):
+            raise bad(f"missing its text field {k!r}")
+    if not isinstance(d.get("seeds"), dict):
+        raise bad("missing its 'seeds' (arm -> seeds)")
+    if not isinstance(d.get("claims"), list):
+        raise bad("missing its 'claims' list")
+    for i, c in enumerate(d["claims"]):
+        if not isinstance(c, dict) or not all(isinstance(c.get(k), str) for k in _CLAIM_TEXT):
+            raise bad(f"wrong-shaped at claim {i} (needs text {', '.join(_CLAIM_TEXT)})")
+    return d
+
+
 def is_current(payload: dict) -> bool:
     """A claims.json written by this engine at a scale that is not legacy."""
     return payload.get("verdict_rule") == RULE_ID and payload.get("scale") not in LEGACY_SCALES
@@ -435,7 +476,7 @@ def _current(folders: list[Folder]) -> list[Folder]:
     out = []
     for f in folders:
         try:
-            if is_current(json.loads((f.path / "claims.json").read_text())):
+            if is_current(read_claims(f.path / "claims.json")):
                 out.append(f)
         except ValueError:
             out.append(f)  # a damaged file: verify reports it
@@ -500,7 +541,7 @@ def write_scale(root: Path, scale: str) -> list[Path]:
     from repro.paths import atomic_write_text
 
     folders = _current([f for f in result_folders(root) if f.scale == scale])
-    committed = {f.path: json.loads((f.path / "claims.json").read_text()) for f in folders}
+    committed = {f.path: read_claims(f.path / "claims.json") for f in folders}
     out = []
     for path, payload in rejudge_scale(root, scale, committed).items():
         atomic_write_text(path / "claims.json", dumps(payload))
@@ -549,9 +590,9 @@ def verify(root: Path, names: list[str] | None = None) -> tuple[list[str], int]:
         committed = {}
         for f in folders:
             try:
-                committed[f.path] = json.loads((f.path / "claims.json").read_text())
+                committed[f.path] = read_claims(f.path / "claims.json")
             except ValueError as e:
-                problems.append(f"{f.path / 'claims.json'}: not valid JSON ({e})")
+                problems.append(str(e))
         if len(committed) != len(folders):
             continue
         for f in folders:
