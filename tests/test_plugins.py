@@ -135,7 +135,8 @@ def test_a_broken_plugin_is_one_line_and_exit_2(tmp_path, case):
         want = [str(bad), "ModuleNotFoundError", "no_such_module_anywhere", "fix the file"]
     elif case == "taken-name":
         bad.write_text(CONFIG.replace('"mod_router"', '"switch"'))
-        want = [str(bad), "'switch'", "already registered (built-in)", "another name"]
+        want = [str(bad), "the router name 'switch' is already taken (built-in)",
+                "give it another name in that file"]
     else:
         bad = tmp_path / "nope.py"
         want = ["--plugin", str(bad), "no such file"]
@@ -198,3 +199,15 @@ def test_a_broken_installed_plugin_names_its_package_and_entry_point(tmp_path):
     assert res.returncode == 2 and len(lines) == 1, res.stderr
     assert "package modrouterpkg 0.1 (entry point mod = modrouterpkg in group " \
            "moe_repro.plugins)" in lines[0] and "RuntimeError: half-installed" in lines[0]
+
+
+def test_a_plugin_search_space_is_marked_and_the_builtins_it_imports_stay_builtin(tmp_path):
+    """A plugin's import pulls in repro.sweeps.spaces (the built-in spaces register then): they
+    stay built-in; only the plugin's own space carries its origin."""
+    space = tmp_path / "my_space.py"
+    space.write_text("from repro.sweeps.spaces import SearchSpace, f, register_space\n"
+                     "register_space(SearchSpace('my-lr', 'lr, narrow', ('train.lr',),\n"
+                     "               lambda flat: [f('train.lr', 1e-3, 1e-2, log=True)]))\n")
+    res = repro(["--plugin", str(space), "ls"], tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert f"search spaces (plugins): my-lr [{space}]" in res.stdout, res.stdout[-1500:]
