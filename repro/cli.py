@@ -567,11 +567,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _resume_command(args, argv: list[str] | None) -> str | None:
-    """``repro run ...``: the command as typed, without ``--force`` (which would start the
-    stopped runs over); None for commands that do not train."""
+    """``repro run ...`` / ``repro compare ...``: the command as typed, without ``--force``
+    (which would start the stopped runs over); None for commands that do not train."""
     import shlex
 
-    if getattr(args, "fn", None) is not cmd_run:
+    if getattr(args, "fn", None) not in (cmd_run, cmd_compare):
         return None
     words = [w for w in (sys.argv[1:] if argv is None else argv) if w != "--force"]
     return f"repro {shlex.join(words)}"

@@ -31,7 +31,8 @@ COLUMNS = ["section", "device", "device_name", "torch", "dtype", "router", "back
            "resolved_backend", "n_experts", "top_k", "d_model", "d_expert", "d_ff_dense", "hidden",
            "tokens", "reps", "dense_ms", "moe_ms", "ratio", "ratio_min", "ratio_max",
            "tokens_per_s", "ref_max_err", "ref_ok", "auto_choice", "threads", "alloc_policy",
-           "load_before", "load_after", "note"]
+           "load_before", "load_after", "clock", "dense_drift", "plausible", "ratio_refused",
+           "note"]
 
 
 @dataclass

@@ -5,6 +5,9 @@
 * ``text:PATH_OR_GLOB``: local files through the datasets ``text`` builder; ``text_sample_by``
   says what a document is (a whole file by default).
 * ``json:PATH_OR_GLOB``: local JSON lines through the datasets ``json`` builder.
+* ``parquet:PATH_OR_GLOB``: local Parquet files (a ``text_column`` of strings) through the
+  datasets ``parquet`` builder: the format the hub stores datasets in (the ``gpu`` scale's
+  WikiText-103 is Parquet there), so a hub dataset's files can be loaded offline.
 
 Local files all form the ``train`` split. A missing val/test split is carved from train BY
 DOCUMENT (never by line or window): a permutation of document indices seeded by ``data_seed``
@@ -81,8 +84,31 @@ def check_source(cfg: DataConfig) -> None:
     if kind in ("text", "json"):
         for path in local_files(cfg):
             _check_local_file(path, cfg, kind)
+    elif kind == "parquet":
+        for path in local_files(cfg):
+            _check_parquet_file(path, cfg)
     elif kind == "hf":
         _check_hub(cfg)
+
+
+def _check_parquet_file(path: Path, cfg: DataConfig) -> None:
+    """A Parquet file whose schema has ``text_column`` as a string column."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        schema = pq.read_schema(path)
+    except (OSError, pa.ArrowException) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
+        raise DataError(f"source {cfg.source!r}: {path} is not a readable Parquet file "
+                        f"({first}); point the source at .parquet files") from None
+    if cfg.text_column not in schema.names:
+        raise DataError(f"source {cfg.source!r}: {path} has no column {cfg.text_column!r} "
+                        f"(columns: {', '.join(schema.names[:8])}); set data.text_column")
+    t = schema.field(cfg.text_column).type
+    if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
+        raise DataError(f"source {cfg.source!r}: {path} column {cfg.text_column!r} is {t}, "
+                        "not text; set data.text_column to the text column")
 
 
 def _check_local_file(path: Path, cfg: DataConfig, kind: str) -> None:
@@ -186,7 +212,7 @@ def cheap_fingerprint(cfg: DataConfig) -> str | None:
         return _hash_json({"kind": kind, "v": GENERATOR_VERSION, "vocab": cfg.vocab_size,
                            "branching": cfg.synthetic_branching, "seed": cfg.data_seed,
                            "sizes": synthetic_sizes(cfg)})
-    if kind in ("text", "json"):
+    if kind in ("text", "json", "parquet"):
         files = [hashlib.sha256(p.read_bytes()).hexdigest() for p in local_files(cfg)]
         extra = {"sample_by": cfg.text_sample_by} if kind == "text" else {}
         return _hash_json({"kind": kind, "files": files, **_split_params(cfg), **extra})

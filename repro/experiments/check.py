@@ -79,14 +79,14 @@ def refuse_incomplete_fast(exp: Experiment, uri: str, seeds: list[int] | None,
                            out: Path) -> None:
     """Before any data, model or MLflow import: count the grid's finished runs by their tags
     (``ts.finished_arm_seeds``) and raise the refusals ``evaluate_claims`` would raise after
-    seconds of loading: MissingRunsError when none finished, IncompleteGridError when some
-    are missing and ``out`` holds a complete result. The count is a superset of the run-key
-    match, so nothing it lets through is wrongly refused; the full check decides the rest."""
+    seconds of loading: IncompleteGridError when some runs finished, some are missing and
+    ``out`` holds a complete result. The count is a superset of the run-key match, so nothing
+    it lets through is wrongly refused; the full check decides the rest (and says so when no
+    run has finished at all)."""
     have = ts.finished_arm_seeds(uri, exp.name, exp.scale)
     grid = [(a.name, s) for a in exp.arms for s in (seeds or exp.seeds)]
     if not any(k in have for k in grid):
-        raise MissingRunsError(f"no finished runs of {exp.name!r} at scale {exp.scale!r} in "
-                               f"{uri}; run `repro run {exp.name} --scale {exp.scale}` first")
+        return
     missing = [k for k in grid if k not in have]
     if missing and _holds_complete_result(out):
         raise IncompleteGridError(

@@ -310,7 +310,9 @@ def _mlflow_logger(client, experiment: str, uri: str, run_id: str, resumed: bool
 def _finish(client, uri: str, run_id: str, rr: ResolvedRun, system, tp) -> float:
     """After fit: throughput, final weights and the loss-curve plot; the final val loss
     (FloatingPointError when it is not finite)."""
-    client.log_metric(run_id, ts.M_TOKENS_PER_S, tp.tokens_per_s, step=rr.config.train.max_steps)
+    step = rr.config.train.max_steps
+    client.log_metric(run_id, ts.M_TOKENS_PER_S, tp.tokens_per_s, step=step)
+    _log_contention(client, run_id, tp, step)
     ckpt = save_weights(system.model, rr.key)
     client.set_tag(run_id, ts.T_WEIGHTS, ts.weights_tag(ckpt))  # relative: a store can move
     hist = ts.metric_history(uri, run_id, ts.M_VAL_LOSS)
@@ -320,6 +322,20 @@ def _finish(client, uri: str, run_id: str, rr: ResolvedRun, system, tp) -> float
     _log_curve_plot(client, run_id, uri, f"{rr.experiment} [{rr.scale}] / arm {rr.arm} / "
                     f"seed {rr.seed}: train and validation loss")
     return final
+
+
+def _log_contention(client, run_id: str, tp, step: int) -> None:
+    """The run's CPU time, CPU share, load average and co-running repro processes (so a
+    contended run shows in the UI next to its tokens/s)."""
+    c = tp.contention.summary()
+    values = {ts.M_TRAIN_CPU_S: tp.cpu, ts.M_TRAIN_WALL_S: tp.elapsed,
+              ts.M_TOKENS_PER_CPU_S: tp.tokens_per_cpu_s, ts.M_CPU_SHARE: tp.cpu_share,
+              ts.M_LOAD_MEAN: c["load_mean"], ts.M_LOAD_MAX: c["load_max"],
+              ts.M_PEERS_MAX: c["peers_max"]}
+    for name, v in values.items():
+        if math.isfinite(v):
+            client.log_metric(run_id, name, float(v), step=step)
+    client.set_tag(run_id, ts.T_PEERS, "; ".join(c["peers"])[:4900] or "none")
 
 
 def _log_each_step_once(logger, client, run_id: str) -> None:

@@ -60,7 +60,9 @@ class Design:
     sesoi_d: float = SESOI_D
 
     def __post_init__(self):
-        if not 2 <= self.planned <= self.max_seeds <= MAX_SEEDS_CAP:
+        if self.max_seeds == self.planned >= 1:  # fixed-n: any count
+            return
+        if not 2 <= self.planned < self.max_seeds <= MAX_SEEDS_CAP:  # a look needs a spread
             raise ValueError(f"seed design: need 2 <= planned ({self.planned}) <= max_seeds "
                              f"({self.max_seeds}) <= {MAX_SEEDS_CAP}")
 

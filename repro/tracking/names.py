@@ -102,6 +102,17 @@ M_LR = "lr"
 M_VAL_LOSS = "val/loss"
 M_VAL_PPL = "val/ppl"
 M_TOKENS_PER_S = "perf/tokens_per_s"
+# how the run's throughput was obtained (repro.lit.callbacks.Throughput, repro.lit.contention):
+M_TRAIN_CPU_S = "perf/train_cpu_s"  # process CPU seconds in the timed train steps
+M_TRAIN_WALL_S = "perf/train_wall_s"  # wall seconds in the same steps
+M_TOKENS_PER_CPU_S = "perf/tokens_per_cpu_s"  # tokens / CPU second: comparable across load
+M_CPU_SHARE = "perf/cpu_share"  # CPU s / (wall s x threads): ~1 alone, lower when contended
+M_LOAD_MEAN = "perf/load_mean"  # 1-min load average, mean of samples while training
+M_LOAD_MAX = "perf/load_max"
+M_PEERS_MAX = "perf/peers_max"  # most other repro train/bench processes seen at once
+T_PEERS = "repro.peers"  # those processes, "run EXP --arm A --seeds S" each, "; "-joined
+CONTENTION_METRICS = (M_TRAIN_CPU_S, M_TRAIN_WALL_S, M_TOKENS_PER_CPU_S, M_CPU_SHARE,
+                      M_LOAD_MEAN, M_LOAD_MAX, M_PEERS_MAX)
 
 
 def aux_metric(name: str) -> str:
