@@ -426,6 +426,17 @@ def test_corrupt_mlflow_db_says_corrupt_not_unreachable(tmp_path, monkeypatch, c
     assert str(db) in line
 
 
+def test_corrupt_optuna_db_says_corrupt(tmp_path):
+    from repro.config import ConfigError
+    from repro.sweeps.study import open_storage
+
+    db = tmp_path / "optuna.db"
+    db.write_bytes(os.urandom(4096))
+    with pytest.raises(ConfigError, match="is corrupt or not an Optuna database") as e:
+        open_storage(f"sqlite:///{db}")
+    assert "reachable" not in str(e.value) and f"mv {db}" in str(e.value)
+
+
 @pytest.mark.parametrize("what", ["fifo", "/dev/zero"])
 def test_fifo_or_device_source_says_what_it_is(what, tmp_path, monkeypatch, capsys):
     point_at(tmp_path, monkeypatch)
