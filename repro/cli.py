@@ -68,6 +68,15 @@ def _all_experiments(args) -> list:
             for n in EXPERIMENTS.names()]
 
 
+def _run_options(args):
+    """`repro run`'s flags as the run path's one options value."""
+    from repro.experiments.options import RunOptions
+
+    return RunOptions(overrides=args.set or [], uri=args.tracking_uri,
+                      progress=not args.no_progress, force=args.force,
+                      jobs=flags.jobs(args.jobs), threads=flags.positive("--threads", args.threads))
+
+
 def cmd_run(args) -> int:
     if args.verbose:
         os.environ["REPRO_VERBOSE"] = "1"  # repro.experiments.runner.VERBOSE_ENV; children too
@@ -81,18 +90,13 @@ def cmd_run(args) -> int:
         if args.arm is not None:
             raise UserError("--arm: cannot be combined with `repro run all` (arms belong to one "
                             "experiment); name the experiment instead")
-        outcomes = run_suite(_all_experiments(args), seeds=flags.seeds(args.seeds),
-                             overrides=args.set or [], uri=args.tracking_uri,
-                             progress=not args.no_progress, force=args.force,
-                             jobs=flags.jobs(args.jobs),
-                             threads=flags.positive("--threads", args.threads))
+        seeds = flags.seeds(args.seeds)
+        outcomes = run_suite(_all_experiments(args), _run_options(args), seeds=seeds)
         print(f"[repro] done: {len(outcomes)} runs. Next: repro check all --scale {args.scale}")
         return 0
     exp = _experiment(args)
     arms = flags.arms(args.arm)
-    kw = dict(arms=arms, overrides=args.set or [], uri=args.tracking_uri,
-              progress=not args.no_progress, force=args.force,
-              jobs=flags.jobs(args.jobs), threads=flags.positive("--threads", args.threads))
+    opts = _run_options(args)
     if args.seeds == "auto":
         from repro.experiments.autoseeds import run_auto_seeds
         from repro.tracking.store import resolve_uri
@@ -100,14 +104,14 @@ def cmd_run(args) -> int:
         if arms:
             raise UserError("--seeds auto: decides claims over every arm; drop --arm")
         outcomes = []
-        seeds = run_auto_seeds(exp, lambda s: outcomes.extend(run_experiment(exp, seeds=s, **kw)),
+        seeds = run_auto_seeds(exp, lambda s: outcomes.extend(run_experiment(exp, opts, seeds=s)),
                                resolve_uri(args.tracking_uri), args.set or [],
                                flags.positive("--max-seeds", args.max_seeds
                                          if args.max_seeds is not None else MAX_SEEDS))
         outcomes = list({o.run_id: o for o in outcomes}.values())
         print(f"[repro] --seeds auto settled on seeds {','.join(map(str, seeds))}")
     else:
-        outcomes = run_experiment(exp, seeds=flags.seeds(args.seeds), **kw)
+        outcomes = run_experiment(exp, opts, arms=arms, seeds=flags.seeds(args.seeds))
     trained = sum(o.status == "trained" for o in outcomes)
     print(f"[repro] done: {trained} trained, {len(outcomes) - trained} reused. "
           f"Next: repro check {exp.name} --scale {exp.scale}")
