@@ -1,4 +1,5 @@
-"""``repro`` command line: ls | show | run | doctor | check | ui | sweep | dashboard.
+"""``repro`` command line: ls | show | run | doctor | check | compare | selftest | ui | sweep |
+dashboard | bench.
 
 Every user mistake ends in one line on stderr naming the field and the fix, exit code 2, and no
 traceback unless ``--debug`` is given.
@@ -37,19 +38,35 @@ def _need_device(args) -> None:
 
 # ------------------------------------------------------------------------------------ commands
 def cmd_ls(args) -> int:
-    from repro.config import variant_names
+    from repro.config import family_of
     from repro.experiments.base import EXPERIMENTS, load_experiments
     from repro.layers import FFNConfig
+    from repro.plugins import loaded
+    from repro.registry import BUILTIN
     from repro.routers import RouterConfig
+
+    def named(reg, name: str) -> str:  # a plugin's entry says where it came from
+        origin = reg.origin(name)
+        return name if origin == BUILTIN else f"{name} [{origin}]"
 
     load_experiments()
     print("experiments:")
     for name, fn in EXPERIMENTS.items():
         exp = fn("smoke")
-        print(f"  {name:32s} {exp.title}")
+        where = "" if EXPERIMENTS.origin(name) == BUILTIN else f" [{EXPERIMENTS.origin(name)}]"
+        print(f"  {name:32s} {exp.title}{where}")
     # the names come from the torch-free configs: the same names FFN_BLOCKS / ROUTERS register
-    print("ffn blocks: " + ", ".join(variant_names(FFNConfig)))
-    print("routers:    " + ", ".join(variant_names(RouterConfig)))
+    for label, base in (("ffn blocks: ", FFNConfig), ("routers:    ", RouterConfig)):
+        fam = family_of(base)
+        print(label + ", ".join(named(fam, n) for n in fam.names()))
+    spaces = sys.modules.get("repro.sweeps.spaces")  # heavy to import: listed when a plugin did
+    if spaces is not None:
+        own = [named(spaces.SPACES, n) for n in spaces.SPACES.names()
+               if spaces.SPACES.origin(n) != BUILTIN]
+        if own:
+            print("search spaces (plugins): " + ", ".join(own))
+    print("plugins:    " + (", ".join(loaded()) if loaded() else
+                            "none (unmarked names are built-in; add your own with --plugin PATH)"))
     return 0
 
 
@@ -114,8 +131,33 @@ def cmd_run(args) -> int:
         outcomes = run_experiment(exp, opts, arms=arms, seeds=flags.seeds(args.seeds))
     trained = sum(o.status == "trained" for o in outcomes)
     print(f"[repro] done: {trained} trained, {len(outcomes) - trained} reused. "
-          f"Next: repro check {exp.name} --scale {exp.scale}")
+          + _next_after_run(exp, args))
     return 0
+
+
+def _next_after_run(exp, args) -> str:
+    """``Next:`` only with commands that will work: `check` once the experiment's grid has
+    finished; else the command that trains the rest (and `check --partial` for a look now)."""
+    import shlex
+
+    from repro.tracking.store import finished_arm_seeds, resolve_uri
+
+    extra = ""
+    if args.set:
+        extra += " --set " + " ".join(shlex.quote(o) for o in args.set)
+    if args.tracking_uri:
+        extra += f" --tracking-uri {shlex.quote(args.tracking_uri)}"
+    check = f"repro check {exp.name} --scale {exp.scale}{extra}"
+    have = finished_arm_seeds(resolve_uri(args.tracking_uri), exp.name, exp.scale)
+    missing = [(a.name, s) for a in exp.arms for s in exp.seeds if (a.name, s) not in have]
+    if not missing:
+        return f"Next: {check}"
+    n = len(exp.arms) * len(exp.seeds)
+    jobs = f" --jobs {args.jobs}" if args.jobs > 1 else ""
+    return (f"{len(missing)} of the {n} runs of the grid are not finished yet. Next: repro run "
+            f"{exp.name} --scale {exp.scale}{extra}{jobs}"
+            f" (trains only those), then {check}; or now `{check} --partial` (verdicts over the "
+            "finished runs, marked partial)")
 
 
 def cmd_doctor(args) -> int:
@@ -222,6 +264,82 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    """Your router(s) against the baselines at matched FLOPs: train what is missing, decide each
+    pair, write the leaderboard (``repro.experiments.compare``)."""
+    from repro.experiments.base import SCALES
+    from repro.experiments.compare import BASELINES, METHODS, CompareSpec, parse_list
+    from repro.routers import ROUTERS
+
+    if args.scale not in SCALES:
+        raise UserError(f"--scale: unknown scale {args.scale!r} (allowed: {', '.join(SCALES)})")
+    _need_device(args)
+    routers = parse_list("router", args.routers)
+    for r in routers:
+        if r not in METHODS:  # a built-in method (mone, finedeep, ...) may be put under test too
+            ROUTERS.get(r, field="router")  # unknown: one line with close matches
+    against = parse_list("--against", args.against, METHODS) if args.against else BASELINES
+    if args.name is not None and not args.name.replace("-", "").replace("_", "").isalnum():
+        raise UserError(f"--name: {args.name!r} must be letters, digits, - or _ (it names a "
+                        "folder and an MLflow experiment)")
+    spec = CompareSpec(routers=routers, against=against, scale=args.scale, name=args.name,
+                       experts=flags.positive("--experts", args.experts))
+    from repro.experiments.compare import run_compare
+
+    plugins = [*(args.plugins or []), *(args.plugins_sub or [])]
+    argv = " ".join([f"--plugin {p}" for p in plugins] + [f"compare {args.routers} --scale "
+                                                          f"{args.scale}"]
+                    + ([f"--against {args.against}"] if args.against else [])
+                    + [f"--set {o}" for o in args.set or []]
+                    + ([f"--seeds {args.seeds}"] if args.seeds else []))
+    lb, out = run_compare(spec, uri=args.tracking_uri, overrides=args.set or [],
+                          seeds=flags.seeds(args.seeds), progress=not args.no_progress,
+                          force=args.force, threads=flags.positive("--threads", args.threads),
+                          command=f"repro {argv}")
+    for p in lb.pairs:
+        print(f"[repro] {p.router} vs {p.baseline}: gap {p.mean:+.4f} "
+              f"[{p.lo:+.4f}, {p.hi:+.4f}] -> {p.verdict}")
+    print(f"[repro] leaderboard: {out / 'leaderboard.md'} ({lb.trained} runs trained, "
+          f"{lb.reused} reused, {lb.wall_s:.0f} s)")
+    return 0
+
+
+def cmd_selftest(args) -> int:
+    """The router contract (``repro.selftest``) on one or more routers, built in or plugin."""
+    import time
+
+    from repro.routers import ROUTERS
+
+    names = ROUTERS.names() if args.router == "all" else flags.arms(args.router)
+    for n in names:
+        ROUTERS.get(n, field="router")  # unknown: one line with close matches, before any work
+    from repro.selftest import F_EXPERT, D, E, run_selftest
+
+    t0, failed = time.perf_counter(), 0
+    for n in names:
+        print(f"selftest {n} ({ROUTERS.origin(n)}), D={D} E={E} F={F_EXPERT}:")
+        checks = run_selftest(n)
+        bad = [c.name for c in checks if not c.ok]
+        failed += bool(bad)
+        print(f"  {len(checks) - len(bad)} passed, {len(bad)} failed"
+              + (f" ({', '.join(bad)})" if bad else ""))
+    print(f"[repro] selftest: {len(names) - failed} of {len(names)} router(s) passed in "
+          f"{time.perf_counter() - t0:.1f} s")
+    return 1 if failed else 0
+
+
+def _load_plugins(args) -> None:
+    """``--plugin PATH`` (before or after the command; repeatable) and ``REPRO_PLUGINS``: the
+    user's own routers, blocks, experiments and search spaces (``repro.plugins``). The paths go
+    into ``REPRO_PLUGINS`` so child processes (``--jobs``, sweep workers) load them too."""
+    from repro.experiments.base import load_experiments
+    from repro.plugins import add_paths
+
+    add_paths([*(getattr(args, "plugins", None) or []),
+               *(getattr(args, "plugins_sub", None) or [])])
+    load_experiments()  # the built-in experiments first, then the plugins
+
+
 def cmd_bench(args) -> int:
     from repro.bench.cli import bench_main
 
@@ -253,7 +371,8 @@ def _experiment_flags(sp) -> None:
     sp.add_argument("--scale", default="cpu", help="smoke | cpu | cpu-v1 | gpu (default cpu; "
                     "cpu-v1 = the first, uncalibrated cpu preset)")
     sp.add_argument("--set", action="extend", nargs="+", metavar="KEY=VALUE",
-                    help="override a config field, e.g. --set train.max_steps=200")
+                    help="override a config field, e.g. --set train.max_steps=200; "
+                         "ARM:KEY=VALUE sets it on that arm only")
 
 
 def _server_flags(sp, port: int) -> None:
@@ -265,6 +384,10 @@ def _server_flags(sp, port: int) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="repro", description="MoE reproduction harness")
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    plugin_help = ("load routers, FFN blocks, experiments or search spaces from a .py file or a "
+                   "folder of your own (repeatable; also REPRO_PLUGINS, and installed packages' "
+                   "moe_repro.plugins entry points); see docs/own-router.md")
+    p.add_argument("--plugin", dest="plugins", action="append", metavar="PATH", help=plugin_help)
     sub = p.add_subparsers(dest="cmd", required=True)
     debug = _flags(_debug_flag)
     store = _flags(_debug_flag, _store_flag)
@@ -341,11 +464,46 @@ def build_parser() -> argparse.ArgumentParser:
              "optuna-dashboard on the sweep storage (127.0.0.1)")
     sp.add_argument("--storage", default=None, help="Optuna storage URL (default runs/optuna.db)")
     _server_flags(sp, port=8080)
+    sp = add("compare", cmd_compare, "leaderboard: your router(s) vs dense, top-2, Switch, "
+             "Expert Choice and DeepSeekMoE at matched FLOPs, with verdicts", [store])
+    sp.add_argument("routers", metavar="ROUTER[,ROUTER...]",
+                    help="router names (see `repro ls`; a plugin's with --plugin PATH)")
+    sp.add_argument("--scale", default="cpu", help="smoke | cpu | cpu-v1 | gpu (default cpu)")
+    sp.add_argument("--set", action="extend", nargs="+", metavar="KEY=VALUE",
+                    help="override a config field of every arm; ARM:KEY=VALUE for one arm "
+                         "(e.g. my_router:model.ffn.router.alpha=0.1)")
+    sp.add_argument("--against", default=None, help="baselines, comma-separated (default: "
+                    "dense,top2,switch,expert_choice,deepseekmoe)")
+    sp.add_argument("--experts", type=int, default=8,
+                    help="experts of each router under test (default 8; widths are derived)")
+    sp.add_argument("--name", default=None, help="leaderboard name (default: the routers "
+                    "joined by +); results/compare/NAME/SCALE/")
+    sp.add_argument("--seeds", help="comma-separated seeds (default: the scale's)")
+    sp.add_argument("--force", action="store_true", help="retrain even if a finished run exists")
+    sp.add_argument("--no-progress", action="store_true", help="no progress bars")
+    sp.add_argument("--threads", type=int, default=None, help="intra-op threads")
+    sp = add("selftest", cmd_selftest, "the router contract (shapes, gradients, backends, "
+             "param/FLOP accounting, determinism, resume) on a router, e.g. a plugin")
+    sp.add_argument("router", help="router name (see `repro ls`), comma-separated names, or all")
     sp = add("bench", cmd_bench, "dispatch speed: MoE vs dense at equal activated FLOPs")
     from repro.bench.cli import add_arguments
 
     add_arguments(sp)
+    for sp in sub.choices.values():  # `repro CMD ... --plugin PATH` works too
+        sp.add_argument("--plugin", dest="plugins_sub", action="append", metavar="PATH",
+                        help=plugin_help)
     return p
+
+
+def _resume_command(args, argv: list[str] | None) -> str | None:
+    """``repro run ...``: the command as typed, without ``--force`` (which would start the
+    stopped runs over); None for commands that do not train."""
+    import shlex
+
+    if getattr(args, "fn", None) is not cmd_run:
+        return None
+    words = [w for w in (sys.argv[1:] if argv is None else argv) if w != "--force"]
+    return f"repro {shlex.join(words)}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -357,9 +515,11 @@ def main(argv: list[str] | None = None) -> int:
     args.debug = args.debug or "--debug" in (sys.argv[1:] if argv is None else argv)
     try:
         flags.check_overrides(args)
+        _load_plugins(args)
         return args.fn(args) or 0
     except KeyboardInterrupt:
-        print("repro: interrupted", file=sys.stderr)
+        again = _resume_command(args, argv)
+        print("repro: interrupted" + (f"; to resume: {again}" if again else ""), file=sys.stderr)
         return 130
     except Exception as e:  # noqa: BLE001
         if isinstance(e, OSError) and e.errno in _DISK_FULL and not args.debug:
@@ -373,7 +533,8 @@ def main(argv: list[str] | None = None) -> int:
         RunInterrupted = getattr(sys.modules.get("repro.lit.checkpoint"), "RunInterrupted", ())
         RunFailed = getattr(sys.modules.get("repro.experiments.runner"), "RunFailed", ())
         if RunInterrupted and isinstance(e, RunInterrupted) and not args.debug:
-            print(f"repro: {e}", file=sys.stderr)
+            again = _resume_command(args, argv)
+            print(f"repro: {e}" + (f": {again}" if again else ""), file=sys.stderr)
             return 128 + e.signum
         if RunFailed and isinstance(e, RunFailed) and not args.debug:
             print(f"repro: error: {e}", file=sys.stderr)

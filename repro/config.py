@@ -47,6 +47,10 @@ class ConfigError(UserError, ValueError):
         return ConfigError(f"{prefix}.{self.path}" if self.path else prefix, self.message)
 
 
+class UnknownKeyError(ConfigError):
+    """An override or config key that does not exist in this config (a ConfigError: one line)."""
+
+
 def check(cond: bool, field: str, message: str) -> None:
     """Validation helper for ``__post_init__``: raise ``ConfigError(field, message)`` unless
     ``cond``."""
@@ -440,6 +444,19 @@ def parse_override(text: str) -> tuple[str, str]:
     return key, value.strip()
 
 
+def split_arm_scope(text: str) -> tuple[str | None, str]:
+    """``"ARM:a.b.c=value"`` -> ``("ARM", "a.b.c=value")``; a plain ``"a.b.c=value"`` ->
+    ``(None, text)``. The scope is read from the key only (a value may hold colons)."""
+    key = text.split("=", 1)[0] if isinstance(text, str) else ""
+    if ":" not in key:
+        return None, text
+    arm, rest = text.split(":", 1)
+    if not arm.strip():
+        raise ConfigError("--set", f"malformed override {text!r}: empty arm name before ':' "
+                          "(use ARM:KEY=VALUE, e.g. --set switch-e4:model.ffn.n_experts=8)")
+    return arm.strip(), rest
+
+
 def apply_overrides(cfg: C, overrides: list[str] | dict[str, Any] | None) -> C:
     """Return a new config with dotted-path overrides applied and re-validated."""
     if not overrides:
@@ -456,8 +473,8 @@ def apply_overrides(cfg: C, overrides: list[str] | dict[str, Any] | None) -> C:
         for i, part in enumerate(parts[:-1]):
             sub = _field_type(node_cls, part, ".".join(parts[: i + 1]))
             if not isinstance(node.get(part), dict):
-                raise ConfigError(".".join(parts[: i + 1]), "is not a config section; cannot set "
-                                  f"{key!r}")
+                raise UnknownKeyError(".".join(parts[: i + 1]), "is not a config section; "
+                                      f"cannot set {key!r}")
             node, node_cls = node[part], _resolve_variant(sub, node[part])
         leaf = parts[-1]
         tp = _field_type(node_cls, leaf, key)
@@ -484,7 +501,7 @@ def _resolve_variant(tp, node: dict):
 
 def _field_type(cls, name: str, path: str):
     if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
-        raise ConfigError(path, "is not a config section")
+        raise UnknownKeyError(path, "is not a config section")
     hints = _hints(cls)
     if name not in hints or name not in {f.name for f in dataclasses.fields(cls)}:
         import difflib
@@ -492,7 +509,7 @@ def _field_type(cls, name: str, path: str):
         names = [f.name for f in dataclasses.fields(cls)]
         close = difflib.get_close_matches(name, names, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(path, f"unknown config key{hint} (keys here: {', '.join(names)})")
+        raise UnknownKeyError(path, f"unknown config key{hint} (keys here: {', '.join(names)})")
     tp = hints[name]
     if get_origin(tp) in (Union, types.UnionType):
         dcs = [a for a in get_args(tp) if dataclasses.is_dataclass(a)]

@@ -1,8 +1,10 @@
 """One pool of child processes for `repro run --jobs N` and `repro sweep --workers N`.
 
-Each job is a command line with its own log file (stdout and stderr) and, optionally, a JSON
-result file the child writes atomically when it is done (:func:`write_result`); the parent reads
-that file, never the child's printed text. The pool keeps at most ``width`` children running.
+Each job is a command line with its own log file (stdout and stderr; appended to, so a rerun
+keeps the interrupted attempt's lines above a dated header) and, optionally, a JSON result file
+the child writes atomically when it is done (:func:`write_result`) and a progress file it
+rewrites while it trains (``repro.lit.progress.ProgressFile``); the parent reads those files,
+never the child's printed text. The pool keeps at most ``width`` children running.
 
 Stopping: Ctrl-C or SIGTERM in the parent (SIGTERM is turned into ``SystemExit`` while the pool
 runs, main thread only) sends SIGTERM to every running child, the way a user would stop them
@@ -38,6 +40,7 @@ from pathlib import Path
 from repro.paths import atomic_write_text
 
 RESULT_ENV = "REPRO_RESULT_FILE"  # where a child writes its JSON result (set by the pool)
+PROGRESS_ENV = "REPRO_PROGRESS_FILE"  # where it writes its progress (repro.lit.progress)
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # the exit statuses of a child stopped by one of them: 128 + N by a handler (the CLI's 130 on
@@ -56,6 +59,7 @@ class Job:
     log: Path
     env: dict | None = None
     result: Path | None = None  # the child's JSON result file (passed as REPRO_RESULT_FILE)
+    progress: Path | None = None  # the child's progress file (passed as REPRO_PROGRESS_FILE)
     data: object = None  # the caller's, handed back in Done
 
 
@@ -91,10 +95,12 @@ def _take_result(path: Path | None) -> dict | None:
 
 
 def run_pool(jobs: Iterable[Job], width: int, *, on_start: Callable[[Job, int], None] | None = None,
-             on_done: Callable[[Done], None] | None = None, poll_s: float = 0.5,
+             on_done: Callable[[Done], None] | None = None,
+             on_poll: Callable[[], None] | None = None, poll_s: float = 0.5,
              stop_timeout: float = 120.0) -> list[Done]:
     """Run every job in at most ``width`` child processes; return their ``Done`` records in
-    completion order (``on_start(job, pid)`` and ``on_done(done)`` are called as they happen)."""
+    completion order (``on_start(job, pid)`` and ``on_done(done)`` are called as they happen,
+    ``on_poll()`` every ``poll_s`` seconds, e.g. to redraw a display)."""
     pending = list(jobs)
     running: dict[subprocess.Popen, tuple[Job, float, object]] = {}
     finished: list[Done] = []
@@ -102,12 +108,16 @@ def run_pool(jobs: Iterable[Job], width: int, *, on_start: Callable[[Job, int], 
     def start(job: Job) -> None:
         job.log.parent.mkdir(parents=True, exist_ok=True)
         env = dict(job.env if job.env is not None else os.environ)
-        env.pop(RESULT_ENV, None)  # never a parent's: each child writes only its own
-        if job.result is not None:
-            job.result.parent.mkdir(parents=True, exist_ok=True)
-            job.result.unlink(missing_ok=True)  # a stale file must not pass for this child's
-            env[RESULT_ENV] = str(job.result)
-        fh = open(job.log, "w")  # noqa: SIM115 - closed when the child is reaped
+        for var, path in ((RESULT_ENV, job.result), (PROGRESS_ENV, job.progress)):
+            env.pop(var, None)  # never a parent's: each child writes only its own
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.unlink(missing_ok=True)  # a stale file must not pass for this child's
+                env[var] = str(path)
+        # appended: a resumed run's log keeps the interrupted attempt above it
+        fh = open(job.log, "a")  # noqa: SIM115 - closed when the child is reaped
+        fh.write(f"===== {time.strftime('%Y-%m-%d %H:%M:%S')}: started =====\n")
+        fh.flush()
         p = subprocess.Popen(job.cmd, env=env, stdout=fh, stderr=subprocess.STDOUT)
         running[p] = (job, time.time(), fh)
         if on_start is not None:
@@ -134,6 +144,8 @@ def run_pool(jobs: Iterable[Job], width: int, *, on_start: Callable[[Job, int], 
             while pending and len(running) < width:
                 start(pending.pop(0))
             time.sleep(poll_s)
+            if on_poll is not None:
+                on_poll()
             ended = [reap(p) for p in [p for p in running if p.poll() is not None]]
             stopped = [d for d in ended if d.returncode in INTERRUPT_EXITS]
             if stopped:  # every child that ended this round is reaped (and reported) first

@@ -12,11 +12,27 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Generic, TypeVar
 
 from repro.errors import UserError
 
 T = TypeVar("T")
+
+BUILTIN = "built-in"
+# where the entries being registered right now come from: "built-in", or a plugin's source (a
+# file path, "package NAME VERSION"); ``repro.plugins`` sets it while it imports a plugin
+_ORIGIN = [BUILTIN]
+
+
+@contextmanager
+def registering_from(origin: str):
+    """Entries registered inside this block are recorded as coming from ``origin``."""
+    _ORIGIN.append(origin)
+    try:
+        yield
+    finally:
+        _ORIGIN.pop()
 
 
 class RegistryError(UserError, KeyError):
@@ -31,6 +47,7 @@ class Registry(Generic[T]):
         self.label = label  # what the entries are, for messages, e.g. "router"
         self.base = base  # when set, only subclasses of it may be registered
         self._items: dict[str, T] = {}
+        self._origins: dict[str, str] = {}  # name -> "built-in" or the plugin it came from
 
     def register(self, name: str, obj: T | None = None) -> Callable[[T], T] | T:
         """``reg.register("x", obj)`` or as a decorator ``@reg.register("x")``."""
@@ -39,14 +56,23 @@ class Registry(Generic[T]):
         if not name or not isinstance(name, str):
             raise RegistryError(f"{self.label} name must be a non-empty string, got {name!r}")
         if name in self._items:
-            raise RegistryError(f"duplicate {self.label} name {name!r}: already registered")
+            raise RegistryError(f"duplicate {self.label} name {name!r}: already registered "
+                                f"({self._origins.get(name, BUILTIN)})")
         if self.base is not None and not (isinstance(obj, type) and issubclass(obj, self.base)):
             got = obj.__name__ if isinstance(obj, type) else type(obj).__name__ + " instance"
             raise RegistryError(f"{self.label} {name!r}: {got} is not a subclass of "
                                 f"{self.base.__name__}; derive it from {self.base.__name__}")
         self._stamp(name, obj)
         self._items[name] = obj
+        self._origins[name] = _ORIGIN[-1]
         return obj
+
+    def origin(self, name: str) -> str:
+        """Where ``name`` came from: "built-in", or the plugin (file, folder or package)."""
+        self._ensure_loaded()
+        if name not in self._items:
+            raise RegistryError(self.unknown_message(name))
+        return self._origins.get(name, BUILTIN)
 
     def _stamp(self, name: str, obj: T) -> None:
         """Hook run before ``obj`` is stored (subclasses stamp the name onto it; may raise)."""
@@ -59,6 +85,7 @@ class Registry(Generic[T]):
         self._ensure_loaded()
         if name not in self._items:
             raise RegistryError(self.unknown_message(name))
+        self._origins.pop(name, None)
         return self._items.pop(name)
 
     def get(self, name: str, *, field: str | None = None) -> T:
@@ -94,6 +121,18 @@ class Registry(Generic[T]):
     def __len__(self) -> int:
         self._ensure_loaded()
         return len(self._items)
+
+
+def component_members(package_dir) -> tuple[str, ...]:
+    """The components of a package, read from its files: every ``<member>_config.py`` except
+    ``base_config.py`` names one member (its torch module is ``<member>.py``). So the list of
+    built-in routers or FFN blocks cannot drift from the files (tests/test_registry.py checks
+    that each member's two modules exist and register the member's name)."""
+    import pkgutil
+
+    mods = {m.name for m in pkgutil.iter_modules([str(package_dir)])}
+    return tuple(sorted(m.removesuffix("_config") for m in mods
+                        if m.endswith("_config") and m != "base_config"))
 
 
 def component_package(package: str, members: tuple[str, ...], torch_names: tuple[str, ...],

@@ -38,5 +38,23 @@ def tmp_runs(tmp_path):
         yield tmp_path
 
 
+# The clone itself must come out of a test session as it went in: no smoke-scale results
+# (results/*/smoke) written into it by a test that escaped the temporary folders above.
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _smoke_results_in_clone() -> set[str]:
+    import glob
+
+    return set(glob.glob(os.path.join(REPO, "results", "*", "smoke")))
+
+
+SMOKE_BEFORE = _smoke_results_in_clone()
+
+
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(SESSION_HOME, ignore_errors=True)
+    new = sorted(_smoke_results_in_clone() - SMOKE_BEFORE)
+    if new:
+        print(f"\nERROR: tests wrote smoke results into the clone: {', '.join(new)}")
+        session.exitstatus = 1

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from repro.routers import METHODS
+
 ROOT = Path(__file__).resolve().parent.parent
 
 HEAVY = ("torch", "lightning", "mlflow", "optuna", "datasets", "matplotlib", "scipy",
@@ -34,7 +36,8 @@ def test_cli_import_and_parse_load_no_heavy_library():
 # listing, the resolved config with its parameter/FLOP accounting, and bad-input errors (config
 # domains, unknown names), each caught before anything heavy loads.
 LIGHT_COMMANDS = {
-    "ls": (["ls"], 0, "routers:    expert_choice, gshard, noisy_topk, switch, topk"),
+    # the router list comes from the files (repro.routers.METHODS, torch-free), not typed here
+    "ls": (["ls"], 0, "routers:    " + ", ".join(METHODS)),
     "show": (["show", "switch-vs-dense", "--scale", "cpu"], 0, "FFN FLOPs/tok"),
     "unknown-experiment": (["run", "nope"], 2, "unknown experiment 'nope'"),
     "bad-domain": (["run", "switch-vs-dense", "--scale", "cpu", "--set", "train.lr=inf"], 2,

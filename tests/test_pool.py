@@ -116,7 +116,9 @@ def test_jobs_parent_prints_run_lines_with_totals_from_pool_events(tmp_runs, mon
 
     from repro.experiments import parallel
 
-    exp = SimpleNamespace(name="e", scale="smoke")
+    # the planned steps per arm size the live display's lines before a child reports its own
+    run = SimpleNamespace(train=SimpleNamespace(max_steps=10))
+    exp = SimpleNamespace(name="e", scale="smoke", run_config=lambda arm, overrides: run)
     monkeypatch.setattr(parallel, "child_command", lambda exp, arm, seed, *a: [
         sys.executable, "-c", FAKE_RUN, arm, str(seed)])
     lines: list[str] = []

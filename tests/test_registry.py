@@ -195,3 +195,64 @@ def test_add_takes_the_name_from_the_config_and_refuses_a_second_name():
     finally:
         ROUTERS.unregister("throwaway_named")
     assert "throwaway_named" not in variant_names(RouterConfig)
+
+
+# ------------------------------------------------- the built-in lists are the files (no drift)
+def file_problems(folder, strict: bool) -> list[str]:
+    """What breaks "a component is its <name>_config.py + <name>.py pair" in ``folder``: a config
+    without its module, and (``strict``: a package of components only, like repro/routers) a
+    module without its config."""
+    import pkgutil
+
+    from repro.registry import component_members
+
+    members = component_members(folder)
+    mods = {m.name for m in pkgutil.iter_modules([str(folder)])}
+    out = [f"{m}_config.py has no {m}.py" for m in members if m not in mods]
+    if strict:
+        out += [f"{m}.py has no {m}_config.py" for m in sorted(mods)
+                if m not in {"base", "base_config"} and not m.endswith("_config")
+                and m not in members]
+    return out
+
+
+@pytest.mark.parametrize("package", ["repro.routers", "repro.layers"])
+def test_builtin_component_list_is_the_files(package):
+    """Every built-in router / FFN block is exactly a ``<name>_config.py`` + ``<name>.py`` pair that
+    registers ``name``, and ``METHODS`` / ``BLOCKS`` is that list."""
+    import importlib
+    from pathlib import Path
+
+    from repro.config import family_of
+
+    pkg = importlib.import_module(package)
+    members = pkg.METHODS if package == "repro.routers" else pkg.BLOCKS
+    here = Path(pkg.__file__).parent
+    assert file_problems(here, strict=package == "repro.routers") == []
+    reg = pkg.ROUTERS if package == "repro.routers" else pkg.FFN_BLOCKS
+    builtin = {n for n in reg.names() if reg.origin(n) == "built-in"}
+    assert builtin == set(members) and len(members) >= 3
+    for name in members:
+        cls = reg.get(name)
+        assert cls.__module__ == f"{package}.{name}", (name, cls.__module__)
+        assert cls.Config.__module__ == f"{package}.{name}_config", (name, cls.Config.__module__)
+        assert family_of(cls.Config).get(name) is cls.Config
+
+
+def test_a_router_file_without_its_config_or_a_dropped_name_fails(tmp_path):
+    """The check above can fail: a router module added without its config, or a method dropped
+    from the list (its config removed, its module left), is reported."""
+    import shutil
+    from pathlib import Path
+
+    import repro.routers
+
+    src = Path(repro.routers.__file__).parent
+    dst = tmp_path / "routers"
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+    (dst / "hash_router.py").write_text("# a router without hash_router_config.py\n")
+    (dst / "switch_config.py").unlink()
+    assert file_problems(dst, strict=True) == ["hash_router.py has no hash_router_config.py",
+                                               "switch.py has no switch_config.py"]
+    (dst / "orphan_config.py").write_text("")
+    assert "orphan_config.py has no orphan.py" in file_problems(dst, strict=True)

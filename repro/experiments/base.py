@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from repro.compute import ModelCount, check_matched, model_count
-from repro.config import ConfigError, apply_overrides
+from repro.config import ConfigError, UnknownKeyError, apply_overrides, split_arm_scope
 from repro.data.config import DataConfig
 from repro.experiments.produced import check_claim_metrics
 from repro.lit.config import RunConfig, TrainConfig, TrainerConfig
@@ -70,12 +70,65 @@ class Experiment:
         model = arm.model if vocab_size is None else replace(arm.model, vocab_size=vocab_size)
         run = RunConfig(model=model, data=self.data, train=self.recipe, trainer=self.trainer)
         run = apply_overrides(run, list(arm.overrides))
-        run = apply_overrides(run, list(overrides or []))
+        plain, scoped = self.split_overrides(overrides)
+        try:  # plain `--set KEY=VALUE` reaches every arm; `--set ARM:KEY=VALUE` only ARM
+            run = apply_overrides(run, plain)
+        except UnknownKeyError:
+            self._refuse_partial_key(plain)  # the key exists on some arms: say which
+            raise
+        run = apply_overrides(run, scoped.get(arm.name, []))
         if vocab_size is None and run.model.vocab_size != run.data.vocab_size:
             # the LM's vocabulary is the data's (training sets it from the tokenizer too), so
             # `--set data.vocab_size=...` moves the accounting with it
             run = replace(run, model=replace(run.model, vocab_size=run.data.vocab_size))
         return run
+
+    def split_overrides(self, overrides: list[str] | None
+                        ) -> tuple[list[str], dict[str, list[str]]]:
+        """Plain overrides (every arm) and arm-scoped ones, ``ARM:KEY=VALUE``, by arm; an unknown
+        arm is refused with the experiment's arms."""
+        plain: list[str] = []
+        scoped: dict[str, list[str]] = {}
+        for text in overrides or []:
+            arm, rest = split_arm_scope(text)
+            if arm is None:
+                plain.append(text)
+                continue
+            if arm not in {a.name for a in self.arms}:
+                import difflib
+
+                names = [a.name for a in self.arms]
+                close = difflib.get_close_matches(arm, names, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ConfigError("--set", f"{text!r}: {self.name} has no arm {arm!r}{hint} "
+                                  f"(arms: {', '.join(names)})")
+            scoped.setdefault(arm, []).append(rest)
+        return plain, scoped
+
+    def _refuse_partial_key(self, plain: list[str]) -> None:
+        """A plain override whose key exists on some arms but not on others: one line naming the
+        arms where it exists and the ``ARM:`` form (nothing to say when it exists nowhere)."""
+        from repro.config import parse_override
+
+        for text in plain:
+            have = []
+            for a in self.arms:
+                base = RunConfig(model=a.model, data=self.data, train=self.recipe,
+                                 trainer=self.trainer)
+                try:
+                    apply_overrides(apply_overrides(base, list(a.overrides)), [text])
+                except UnknownKeyError:
+                    continue
+                except ConfigError:
+                    pass  # the key exists there (its value is another matter)
+                have.append(a.name)
+            if have and len(have) < len(self.arms):
+                key, value = parse_override(text)
+                lack = [a.name for a in self.arms if a.name not in have]
+                forms = " ".join(f"{a}:{key}={value}" for a in have)
+                raise ConfigError("--set", f"{key} exists only on arm(s) {', '.join(have)} of "
+                                  f"{self.name} (not on {', '.join(lack)}); scope it to those "
+                                  f"arms: --set {forms}")
 
     def counts(self, overrides: list[str] | None = None) -> dict[str, ModelCount]:
         return {a.name: model_count(self.run_config(a, overrides).model, self.data.seq_len)
@@ -83,7 +136,9 @@ class Experiment:
 
     def validate(self, overrides: list[str] | None = None) -> dict[str, float]:
         """Refuse unmatched arms (2% tolerance) and claims on a metric their arm never produces
-        (``repro.experiments.produced``) before any training; returns deviations."""
+        (``repro.experiments.produced``) before any training; returns deviations. A plain
+        override whose key only some arms have is refused first (``ARM:KEY=VALUE`` scopes it)."""
+        self._refuse_partial_key(self.split_overrides(overrides)[0])
         check_claim_metrics(self, overrides)
         if self.matched == "none" and not self.also_matched:
             return {}
@@ -103,6 +158,20 @@ class Experiment:
             for k, v in extra.items():
                 dev[k] = max(dev.get(k, 0.0), v)
         return dev
+
+    def mlflow_description(self) -> str:
+        """The MLflow experiment's description (markdown, shown above its runs table): the
+        paper, the arms and the claims, and where the verdicts are."""
+        lines = [f"**{self.title}** (`{self.name}` v{self.version}, scale `{self.scale}`)", "",
+                 f"Paper: {self.paper}", "",
+                 f"Arms, matched on {self.matched_description()}:"]
+        lines += [f"- `{a.name}`: {a.description}" if a.description else f"- `{a.name}`"
+                  for a in self.arms]
+        lines += ["", "Claims (the `summary-SCALE` run holds the verdicts: one `verdict.CLAIM` "
+                  "column each in the runs table, and the claims table):"]
+        lines += [f"- `{c.name}`: {c.statement} [paper: {c.paper_figure}; {c.source}]"
+                  for c in self.claims]
+        return "\n".join(lines)
 
     def matched_description(self) -> str:
         """The matched quantities; FLOPs are matched per *routed* token (k experts, no drops,
@@ -125,9 +194,18 @@ def register_experiment(name: str):
     return deco
 
 
-def load_experiments() -> None:
+def load_builtin_experiments() -> None:
     """Import the top-level ``experiments`` package (registration happens on import)."""
     import experiments  # noqa: F401
+
+
+def load_experiments() -> None:
+    """The built-in experiments, then the plugins' (``repro.plugins``: files named by
+    ``--plugin`` / ``REPRO_PLUGINS``, installed packages' entry points)."""
+    from repro.plugins import load_plugins
+
+    load_builtin_experiments()
+    load_plugins()
 
 
 def get_experiment(name: str, scale: str = "cpu") -> Experiment:

@@ -38,38 +38,61 @@ def loss_curve_figure(curves: dict[str, list[tuple[int, float]]], title: str, pa
     save_figure(fig, path)
 
 
+def _fit_ylim(ax, values: list[float], pad_frac: float = 0.05) -> None:
+    """The y-axis spans every value drawn (nothing clipped), with a small margin."""
+    vals = [v for v in values if math.isfinite(v)]
+    if vals:
+        lo, hi = min(vals), max(vals)
+        pad = pad_frac * (hi - lo) if hi > lo else 0.01 * max(abs(hi), 1.0)
+        ax.set_ylim(lo - pad, hi + pad)
+
+
 def arm_curves_figure(curves: dict[str, list[list[tuple[int, float]]]], title: str, path: Path,
                       target: float | None = None, ylabel: str = "validation loss",
                       zoom: bool = True) -> None:
-    """Curves per arm (validation loss by default): mean over seeds with a min-max band."""
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name, runs in curves.items():
-        runs = [r for r in runs if r]
-        if not runs:
-            continue
-        steps = sorted({s for r in runs for s, _ in r})
-        mean, lo, hi = [], [], []
-        for s in steps:
-            vals = [dict(r)[s] for r in runs if s in dict(r) and math.isfinite(dict(r)[s])]
-            mean.append(sum(vals) / len(vals) if vals else math.nan)
-            lo.append(min(vals) if vals else math.nan)
-            hi.append(max(vals) if vals else math.nan)
-        line, = ax.plot(steps, mean, label=f"{name} (n={len(runs)})")
-        ax.fill_between(steps, lo, hi, alpha=0.2, color=line.get_color())
-    if target is not None and math.isfinite(target):
-        ax.axhline(target, ls="--", color="gray", lw=1, label="target")
-    ax.set_xlabel("step")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    # zoom past the initial drop so differences between arms are visible
-    all_vals = [v for runs in curves.values() for r in runs for _, v in r if math.isfinite(v)]
-    if all_vals and zoom:
-        lo_v = min(all_vals)
-        finals = [r[-1][1] for runs in curves.values() for r in runs if r]
-        top = max(finals) + 3 * (max(finals) - lo_v + 1e-3)
-        ax.set_ylim(lo_v - 0.02, min(max(all_vals), top))
+    """Curves per arm (validation loss by default): mean over seeds with a min-max band.
+
+    With ``zoom`` a second panel shows the second half of training, where the arms differ by
+    little next to the initial drop; each panel's axes fit every value it shows (the first
+    panel all of them), so no curve is clipped."""
+    panels = 2 if zoom else 1
+    fig, axes = plt.subplots(1, panels, figsize=(7 * panels, 4.5), squeeze=False)
+    axes = list(axes[0])
+    drawn: list[tuple[list[int], list[float], list[float], list[float]]] = []
+    last = 0
+    for ax in axes:
+        for name, runs in curves.items():
+            runs = [r for r in runs if r]
+            if not runs:
+                continue
+            steps = sorted({s for r in runs for s, _ in r})
+            mean, lo, hi = [], [], []
+            for s in steps:
+                vals = [dict(r)[s] for r in runs if s in dict(r) and math.isfinite(dict(r)[s])]
+                mean.append(sum(vals) / len(vals) if vals else math.nan)
+                lo.append(min(vals) if vals else math.nan)
+                hi.append(max(vals) if vals else math.nan)
+            line, = ax.plot(steps, mean, label=f"{name} (n={len(runs)} seeds)")
+            ax.fill_between(steps, lo, hi, alpha=0.2, color=line.get_color())
+            if ax is axes[0]:
+                drawn.append((steps, mean, lo, hi))
+                last = max(last, steps[-1])
+        if target is not None and math.isfinite(target):
+            ax.axhline(target, ls="--", color="gray", lw=1, label="target")
+        ax.set_xlabel("step")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    extra = [target] if target is not None and math.isfinite(target) else []
+    _fit_ylim(axes[0], [v for st, m, lo, hi in drawn for v in (*m, *lo, *hi)] + extra)
+    axes[0].set_title(title, fontsize=9)
+    axes[0].legend(fontsize=8)
+    if zoom and last:
+        half = last / 2
+        axes[1].set_xlim(half, last * 1.02)
+        _fit_ylim(axes[1], [v for st, m, lo, hi in drawn for i, x in enumerate(st) if x >= half
+                            for v in (m[i], lo[i], hi[i])] + extra)
+        axes[1].set_title(f"second half of training (steps {half:.0f}-{last}), y zoomed",
+                          fontsize=9)
     fig.tight_layout()
     save_figure(fig, path)
 

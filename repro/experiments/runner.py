@@ -104,7 +104,7 @@ def train_one(exp: Experiment, arm: str, seed: int, opts: RunOptions) -> RunOutc
     if not dist.is_rank_zero(rr.config.trainer):  # DDP rank > 0: lockstep, write nothing
         return _train_rank_worker(rr, dm, opts, reuse=train and not opts.force,
                                   checkpoints=train)
-    exp_id = ts.ensure_experiment(uri, exp.name)
+    exp_id = ts.ensure_experiment(uri, exp.name, exp.mlflow_description())
     if not train:
         return _train_rank0(rr, dm, exp_id, opts, resume_from=None, checkpoints=False)
 
@@ -276,7 +276,8 @@ def _finish(client, uri: str, run_id: str, rr: ResolvedRun, system, tp) -> float
     final = hist[-1][1] if hist else math.nan
     if not math.isfinite(final):
         raise FloatingPointError(f"final validation loss is {final}")
-    _log_curve_plot(client, run_id, uri, f"{rr.experiment} / {rr.arm} / seed {rr.seed}")
+    _log_curve_plot(client, run_id, uri, f"{rr.experiment} [{rr.scale}] / arm {rr.arm} / "
+                    f"seed {rr.seed}: train and validation loss")
     return final
 
 

@@ -6,14 +6,16 @@ its config's name).
 Importing this package registers every block *config* and loads no torch (experiment
 definitions, ``repro ls`` / ``show`` and ``--set model.ffn.kind=`` use them). The torch side
 (``FFN_BLOCKS``, ``FFNOutput``, ``AuxLoss``, ``build_ffn``) loads on first use of those names
-(PEP 562), and the first lookup in ``FFN_BLOCKS`` imports every block module. A new block adds its
-name to ``BLOCKS``.
+(PEP 562), and the first lookup in ``FFN_BLOCKS`` imports every block module. A new block is its two
+modules and nothing else: ``BLOCKS`` is read from the files (every ``<block>_config.py``).
 """
 
-from repro.layers.base_config import FFNConfig
-from repro.registry import component_package
+from pathlib import Path
 
-BLOCKS = ("dense", "finedeep", "moe")
+from repro.layers.base_config import FFNConfig
+from repro.registry import component_members, component_package
+
+BLOCKS = component_members(Path(__file__).parent)  # the built-in FFN blocks
 _TORCH = ("FFN_BLOCKS", "AuxLoss", "FFNOutput", "build_ffn")
 __all__ = ["BLOCKS", "FFNConfig", "load_components", *_TORCH]
 

@@ -12,17 +12,27 @@
 * With ``repro run --jobs N`` the parent prints the same run lines from the process pool's
   start and finish events (``RunCounter.start`` / ``finished``), with the suite's totals and
   the time left over N processes.
+* ``ProgressFile`` is how a ``--jobs`` child tells the parent where it is: the pool names a file
+  per child (``REPRO_PROGRESS_FILE``, beside its log); the child rewrites it atomically (step,
+  total, resumed-from step, its rate and ETA, and at the end ``done`` or ``stopped`` with the
+  step and checkpoint). The parent's live display (``repro.experiments.live``) reads these
+  files; it never parses a child's printed output.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import sys
 import time
 import warnings
+from pathlib import Path
 
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.callbacks.progress.progress_bar import ProgressBar
 
+from repro.pool import PROGRESS_ENV  # noqa: F401 - re-exported: the pool names the file
 from repro.tracking.names import M_TRAIN_LOSS
 
 
@@ -82,6 +92,11 @@ class StepClock:
         return (self.total - self.step) / r if r else None
 
 
+def resumed_text(step: int) -> str:
+    """What every screen says about a resumed run (the step bar, the ``--jobs`` display)."""
+    return f"resumed from step {step}"
+
+
 def bar_text(clock: StepClock, width: int = 24, loss: float | None = None) -> str:
     """``  [#########.......]  187/400 steps · 11.7 steps/s · ETA 0:18 · loss 3.214``."""
     total = max(clock.total, 1)
@@ -94,7 +109,7 @@ def bar_text(clock: StepClock, width: int = 24, loss: float | None = None) -> st
     parts.append(f"{r:.3g} steps/s" if r else "-- steps/s")
     parts.append(f"ETA {fmt_duration(clock.eta)}")
     if clock.start_step:
-        parts.append(f"resumed at {clock.start_step}")
+        parts.append(resumed_text(clock.start_step))
     if loss is not None and math.isfinite(loss):
         parts.append(f"loss {loss:.4g}")
     return " · ".join(parts)
@@ -286,3 +301,79 @@ class RunCounter:
                 f"failed; {fmt_duration(self._clock() - self._t0)} elapsed, "
                 + (f"~{fmt_duration(eta)} left for {left} run(s)" if eta is not None
                    else f"{left} run(s) to go"))
+
+
+# ------------------------------------------------------------------ progress file of a child
+STATE_TRAINING, STATE_DONE, STATE_STOPPED, STATE_FAILED = "training", "done", "stopped", "failed"
+
+
+def write_progress(path: Path, payload: dict) -> None:
+    """Replace ``path`` with ``payload`` as JSON, atomically (a reader never sees half a file)."""
+    from repro.paths import atomic_write_text
+
+    atomic_write_text(path, json.dumps(payload) + "\n")
+
+
+def read_progress(path: Path | None) -> dict | None:
+    """A child's latest progress (None when it has written none yet, or the file is unreadable)."""
+    if path is None:
+        return None
+    try:
+        d = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return d if isinstance(d, dict) else None
+
+
+class ProgressFile(Callback):
+    """In a ``--jobs`` child: the training progress as a JSON file the parent reads.
+
+    Written at the start of training, at most every ``every_s`` seconds after it, and at the
+    end: ``state`` (training / done / stopped / failed), ``step``, ``total``, ``start_step``
+    (the checkpoint's step after a resume, else 0), ``rate`` (steps/s over this process's steps,
+    ``StepClock``), ``eta`` (s), ``pid``; a stopped run adds ``checkpoint`` (the file written,
+    or null). Rank 0 only."""
+
+    def __init__(self, path: Path, every_s: float = 1.0, clock=time.monotonic):
+        self.path = Path(path)
+        self.every_s = every_s
+        self.clock_fn = clock
+        self.clock: StepClock | None = None
+        self._last = -math.inf
+
+    def _write(self, state: str, **extra) -> None:
+        c = self.clock
+        write_progress(self.path, {
+            "state": state, "pid": os.getpid(), "step": c.step, "total": c.total,
+            "start_step": c.start_step, "rate": c.rate, "eta": c.eta, "time": time.time(),
+            **extra})
+        self._last = self.clock_fn()
+
+    def on_train_start(self, trainer, pl_module):
+        if trainer.is_global_zero:
+            self.clock = StepClock(trainer.max_steps, trainer.global_step, clock=self.clock_fn)
+            self._write(STATE_TRAINING)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self.clock is None:
+            return
+        self.clock.mark(trainer.global_step)
+        if self.clock_fn() - self._last >= self.every_s:
+            self._write(STATE_TRAINING)
+
+    def on_train_end(self, trainer, pl_module):
+        if self.clock is not None:
+            self.clock.mark(trainer.global_step)
+            self._write(STATE_DONE)
+
+    def on_exception(self, trainer, pl_module, exception):
+        if self.clock is None:
+            return
+        from repro.lit.checkpoint import RunInterrupted
+
+        if isinstance(exception, RunInterrupted):  # a stop: the step and checkpoint it saved
+            self.clock.step = exception.step
+            ck = exception.checkpoint
+            self._write(STATE_STOPPED, checkpoint=str(ck) if ck is not None else None)
+        else:
+            self._write(STATE_FAILED, error=f"{type(exception).__name__}: {exception}"[:300])

@@ -6,6 +6,7 @@ build their trainer here, so both make the same collective calls in ``fit``.
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -85,6 +86,10 @@ def build_trainer(run: RunConfig, logger, callbacks: list, progress: bool,
         from repro.lit.progress import StepBar
 
         callbacks = [*callbacks, StepBar()]
+    from repro.lit.progress import PROGRESS_ENV, ProgressFile
+
+    if os.environ.get(PROGRESS_ENV):  # a --jobs child: its progress for the parent's display
+        callbacks = [*callbacks, ProgressFile(Path(os.environ[PROGRESS_ENV]))]
     return L.Trainer(
         max_steps=t.max_steps, val_check_interval=t.eval_every, check_val_every_n_epoch=None,
         logger=logger, callbacks=callbacks, enable_checkpointing=checkpointing,

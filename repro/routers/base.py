@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from repro.config import ComponentRegistry
-from repro.routers.base_config import RouterConfig
+from repro.routers.base_config import GatedRouterConfig, RouterConfig
 
 
 @dataclass
@@ -54,7 +54,11 @@ class Router(nn.Module):
     ``Config`` (a ``@config`` subclass of ``RouterConfig``, no ``kind`` default) in its torch-free
     ``<method>_config.py``; ``@ROUTERS.add`` on the class registers it under that name (its
     ``KIND``). Its tests and benchmarks then come from the registry (tests/routers,
-    ``repro bench``)."""
+    ``repro bench``), and ``repro selftest NAME`` runs the same contract (``repro.selftest``).
+
+    This base holds no parameters: a router without a learned gate (a hash, a fixed
+    assignment) derives from it directly. A router with a learned gate and logits derives from
+    ``GatedRouter``."""
 
     Config: type[RouterConfig] = RouterConfig
     KIND: str = ""  # set by the registration
@@ -68,27 +72,48 @@ class Router(nn.Module):
     def __init__(self, cfg: RouterConfig, d_model: int, n_experts: int):
         super().__init__()
         self.cfg = cfg
+        self.d_model = d_model
         self.n_experts = n_experts
-        self.w = nn.Parameter(torch.empty(d_model, n_experts))  # W_r: [D, E]
-        self.reset_parameters()
 
     def init_weights(self, std: float = 0.0, out_std: float = 0.0) -> None:
         self.reset_parameters()  # routers ignore the LM-wide std: their own rule applies
 
     def reset_parameters(self) -> None:
-        std = math.sqrt(self.cfg.init_scale / self.w.shape[0]) if self.cfg.init_scale > 0 else 0.0
-        if std == 0.0:
-            nn.init.zeros_(self.w)
-        else:
-            nn.init.normal_(self.w, std=std)
-
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Router logits in float32: x [N, D] -> [N, E]."""
-        return x.float() @ self.w.float()
+        """(Re)initialise the router's own parameters; none here."""
 
     def forward(self, x: torch.Tensor, shape: tuple[int, int] | None = None) -> Routing:
         # x: [N, D] with N = B*T flattened row-major; shape = (B, T) when known
         raise NotImplementedError
+
+
+class GatedRouter(Router):
+    """A router with learned gate weights and logits: ``W_r: [D, E]`` (``self.w``) and
+    ``logits(x) = x W_r`` in float32. ``GATES`` names its [D, E] gate matrices, created in that
+    order (the order parameters are registered in is the order the seeded init draws them) and
+    initialised by one rule, std = sqrt(init_scale / D), or zeros at ``init_scale=0``."""
+
+    Config: type[GatedRouterConfig] = GatedRouterConfig
+    GATES: tuple[str, ...] = ("w",)  # W_r: [D, E]
+
+    def __init__(self, cfg: GatedRouterConfig, d_model: int, n_experts: int):
+        super().__init__(cfg, d_model, n_experts)
+        for name in self.GATES:
+            setattr(self, name, nn.Parameter(torch.empty(d_model, n_experts)))  # [D, E]
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        D = self.w.shape[0]
+        std = math.sqrt(self.cfg.init_scale / D) if self.cfg.init_scale > 0 else 0.0
+        for name in self.GATES:
+            p = getattr(self, name)
+            if std == 0.0:
+                nn.init.zeros_(p)
+            else:
+                nn.init.normal_(p, std=std)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Router logits in float32: x [N, D] -> [N, E]."""
+        return x.float() @ self.w.float()
 
 
 def _load_routers() -> None:
@@ -100,6 +125,9 @@ def _load_routers() -> None:
 # name -> Router subclass, under its Config's name; the first lookup imports every router module
 ROUTERS: ComponentRegistry = ComponentRegistry("router", base=Router, config_base=RouterConfig,
                                                load=_load_routers)
+__all__ = ["ROUTERS", "AuxLoss", "GatedRouter", "Router", "Routing", "balance_loss", "capacity",
+           "cv_squared", "positions_in_expert", "routing_stats", "tokens_per_expert_hist",
+           "z_loss"]
 
 
 # ------------------------------------------------------------------------ shared router pieces
@@ -167,19 +195,22 @@ def tokens_per_expert_hist(token: torch.Tensor, n_tokens: int) -> dict[str, torc
 
 
 @torch.no_grad()
-def routing_stats(probs: torch.Tensor, logits: torch.Tensor, kept_expert: torch.Tensor,
-                  n_selected: int, n_experts: int) -> dict[str, torch.Tensor]:
+def routing_stats(probs: torch.Tensor | None, logits: torch.Tensor | None,
+                  kept_expert: torch.Tensor, n_selected: int, n_experts: int
+                  ) -> dict[str, torch.Tensor]:
     """Diagnostics of one routing call (all detached, float32).
 
-    probs/logits [N, E]; kept_expert [A] experts of the assignments that survived capacity;
-    n_selected = number of assignments before drops.
+    probs/logits [N, E], or None for a router without them (then only the hard ``load`` and the
+    ``drop_frac``, ``RouterConfig.STATS``); kept_expert [A] experts of the assignments that
+    survived capacity; n_selected = number of assignments before drops.
     """
     load = torch.bincount(kept_expert, minlength=n_experts).float()  # [E] hard load
-    ent = -(probs * probs.clamp_min(1e-9).log()).sum(-1).mean()
-    return {
-        "load": load,
-        "importance": probs.sum(0),  # [E] sum of gate probabilities [P-SHZ] Sec. 4
-        "drop_frac": torch.tensor(1.0 - kept_expert.numel() / max(n_selected, 1)),
-        "entropy": ent,
-        "z": torch.logsumexp(logits, -1).pow(2).mean(),
-    }
+    out = {"load": load}
+    if probs is not None:
+        out["importance"] = probs.sum(0)  # [E] sum of gate probabilities [P-SHZ] Sec. 4
+    out["drop_frac"] = torch.tensor(1.0 - kept_expert.numel() / max(n_selected, 1))
+    if probs is not None:
+        out["entropy"] = -(probs * probs.clamp_min(1e-9).log()).sum(-1).mean()
+    if logits is not None:
+        out["z"] = torch.logsumexp(logits, -1).pow(2).mean()
+    return out

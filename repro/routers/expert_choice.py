@@ -42,7 +42,7 @@ import torch
 from repro.routers.base import (
     ROUTERS,
     AuxLoss,
-    Router,
+    GatedRouter,
     Routing,
     routing_stats,
     tokens_per_expert_hist,
@@ -109,7 +109,7 @@ def greedy_capped(scores: torch.Tensor, C: int, b: int) -> torch.Tensor:
 
 
 @ROUTERS.add  # under its Config's name, "expert_choice" (expert_choice_config.py)
-class ExpertChoiceRouter(Router):
+class ExpertChoiceRouter(GatedRouter):
     Config = ExpertChoiceRouterConfig
 
     def forward(self, x: torch.Tensor, shape: tuple[int, int] | None = None) -> Routing:

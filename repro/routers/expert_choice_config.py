@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 
 from repro.config import check, config, variant
-from repro.routers.base_config import RouterConfig
+from repro.routers.base_config import GatedRouterConfig, RouterConfig
 
 GROUPS = ("position", "sequence", "batch")
 CAP_METHODS = ("greedy", "dykstra")
@@ -17,8 +17,8 @@ CAP_METHODS = ("greedy", "dykstra")
 
 @variant("expert_choice")
 @config
-class ExpertChoiceRouterConfig(RouterConfig):
-    STATS = (*RouterConfig.STATS, "ept_hist", "zero_frac")  # see RouterConfig.STATS
+class ExpertChoiceRouterConfig(GatedRouterConfig):
+    STATS = (*GatedRouterConfig.STATS, "ept_hist", "zero_frac")  # see RouterConfig.STATS
     capacity_factor: float = 2.0  # c: EC-CF2 matches GShard top-2 compute [P-EC] §4
     group: str = "position"  # routing group: position | sequence | batch (see module docstring)
     cap: int | None = None  # EC-CAPb: at most b experts per token (None: uncapped EC-CF)

@@ -23,7 +23,7 @@ import torch
 from repro.routers.base import (
     ROUTERS,
     AuxLoss,
-    Router,
+    GatedRouter,
     Routing,
     capacity,
     positions_in_expert,
@@ -34,7 +34,7 @@ from repro.routers.gshard_config import POLICIES, GShardRouterConfig  # noqa: F4
 
 
 @ROUTERS.add  # under its Config's name, "gshard" (gshard_config.py)
-class GShardRouter(Router):
+class GShardRouter(GatedRouter):
     Config = GShardRouterConfig
 
     def forward(self, x: torch.Tensor, shape: tuple[int, int] | None = None) -> Routing:

@@ -7,15 +7,15 @@ Torch-free, like every ``*_config`` module (experiment definitions, ``repro ls``
 from __future__ import annotations
 
 from repro.config import check, config, variant
-from repro.routers.base_config import RouterConfig
+from repro.routers.base_config import GatedRouterConfig
 
 POLICIES = ("all", "random")
 
 
 @variant("gshard")
 @config
-class GShardRouterConfig(RouterConfig):
-    STATS = (*RouterConfig.STATS, "second_frac")  # see RouterConfig.STATS
+class GShardRouterConfig(GatedRouterConfig):
+    STATS = (*GatedRouterConfig.STATS, "second_frac")  # see RouterConfig.STATS
     policy: str = "random"  # second-expert policy: all | random  [C-GS]
     threshold: float = 0.5  # random policy: keep e2 with prob min(1, g2/threshold) [C-GS comment]
     random_at_eval: bool = True  # Lingvo applies the random policy regardless of mode [C-GS]

@@ -15,16 +15,13 @@ undefined; then, as in the authors' reference code, Load is the hard count (no g
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from repro.routers.base import (
     ROUTERS,
     AuxLoss,
-    Router,
+    GatedRouter,
     Routing,
     cv_squared,
     routing_stats,
@@ -51,22 +48,11 @@ def smooth_load(clean: torch.Tensor, noisy: torch.Tensor, std: torch.Tensor,
 
 
 @ROUTERS.add  # under its Config's name, "noisy_topk" (noisy_topk_config.py)
-class NoisyTopKRouter(Router):
+class NoisyTopKRouter(GatedRouter):
     Config = NoisyTopKRouterConfig
 
-    def __init__(self, cfg: NoisyTopKRouterConfig, d_model: int, n_experts: int):
-        nn.Module.__init__(self)
-        self.cfg = cfg
-        self.n_experts = n_experts
-        self.w = nn.Parameter(torch.empty(d_model, n_experts))  # W_g: [D, E]
-        self.w_noise = nn.Parameter(torch.empty(d_model, n_experts))  # W_noise: [D, E]
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        D = self.w.shape[0]
-        std = math.sqrt(self.cfg.init_scale / D) if self.cfg.init_scale > 0 else 0.0
-        for p in (self.w, self.w_noise):  # both zero at init_scale=0 [P-SHZ App. A]
-            nn.init.zeros_(p) if std == 0.0 else nn.init.normal_(p, std=std)
+    # W_g and W_noise, each [D, E], both zero at init_scale=0 [P-SHZ App. A] (one init rule)
+    GATES = ("w", "w_noise")
 
     def forward(self, x: torch.Tensor, shape: tuple[int, int] | None = None) -> Routing:
         # x: [N, D] with N = B*T flattened row-major; shape = (B, T) when known

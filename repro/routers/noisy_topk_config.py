@@ -9,13 +9,13 @@ from __future__ import annotations
 import dataclasses
 
 from repro.config import check, config, variant
-from repro.routers.base_config import RouterConfig
+from repro.routers.base_config import GatedRouterConfig, RouterConfig
 
 
 @variant("noisy_topk")
 @config
-class NoisyTopKRouterConfig(RouterConfig):
-    STATS = (*RouterConfig.STATS, "smooth_load")  # see RouterConfig.STATS
+class NoisyTopKRouterConfig(GatedRouterConfig):
+    STATS = (*GatedRouterConfig.STATS, "smooth_load")  # see RouterConfig.STATS
     top_k: int = 4  # k = 4 for the flat MoEs [P-SHZ App. C]
     w_importance: float = 0.1  # 0.1 in the 1B-word LM runs [P-SHZ App. C] (0.01 for MT, App. E)
     w_load: float = 0.1  # 0.1 in the 1B-word LM runs [P-SHZ App. C]

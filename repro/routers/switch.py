@@ -7,7 +7,7 @@ import torch
 from repro.routers.base import (
     ROUTERS,
     AuxLoss,
-    Router,
+    GatedRouter,
     Routing,
     balance_loss,
     capacity,
@@ -19,7 +19,7 @@ from repro.routers.switch_config import SwitchRouterConfig  # noqa: F401  (re-ex
 
 
 @ROUTERS.add  # under its Config's name, "switch" (switch_config.py)
-class SwitchRouter(Router):
+class SwitchRouter(GatedRouter):
     Config = SwitchRouterConfig
 
     def forward(self, x: torch.Tensor, shape: tuple[int, int] | None = None) -> Routing:
@@ -31,7 +31,7 @@ class SwitchRouter(Router):
         gate, expert = probs.max(dim=-1)  # [N], [N]: gate = p_e(x), the differentiable path
         cf = cfg.capacity_factor if self.training else cfg.eval_capacity_factor
         if cf is None:  # dropless: every token keeps its expert
-            C = N
+            C = None
             keep = torch.ones(N, dtype=torch.bool, device=x.device)
         else:
             C = capacity(N, E, 1, cf)  # expert capacity = N / E * capacity_factor
@@ -43,4 +43,4 @@ class SwitchRouter(Router):
         if cfg.z_loss > 0:
             aux["z"] = AuxLoss(z_loss(logits), cfg.z_loss)
         stats = routing_stats(probs, logits, expert[keep], N, E)
-        return Routing(token, expert[keep], gate[keep], aux, stats)
+        return Routing(token, expert[keep], gate[keep], aux, stats, capacity=C)

@@ -8,12 +8,12 @@ Torch-free, like every ``*_config`` module (experiment definitions, ``repro ls``
 from __future__ import annotations
 
 from repro.config import check, config, variant
-from repro.routers.base_config import RouterConfig
+from repro.routers.base_config import GatedRouterConfig
 
 
 @variant("switch")
 @config
-class SwitchRouterConfig(RouterConfig):
+class SwitchRouterConfig(GatedRouterConfig):
     # [P-ST] trains at 1.25 and evaluates at 2.0. None = no capacity in that mode: the dropless
     # variant (every token reaches its expert; the sorted/grouped backends then run exactly N
     # expert rows, the padded bmm backend sizes its slots to the largest group)

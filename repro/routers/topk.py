@@ -12,7 +12,7 @@ import torch
 from repro.routers.base import (
     ROUTERS,
     AuxLoss,
-    Router,
+    GatedRouter,
     Routing,
     balance_loss,
     capacity,
@@ -24,7 +24,7 @@ from repro.routers.topk_config import TopKRouterConfig  # noqa: F401  (re-export
 
 
 @ROUTERS.add  # under its Config's name, "topk" (topk_config.py)
-class TopKRouter(Router):
+class TopKRouter(GatedRouter):
     Config = TopKRouterConfig
 
     def select(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -49,6 +49,7 @@ class TopKRouter(Router):
         weight = gate.t().reshape(-1)  # [K*N]
         cf = cfg.capacity_factor if self.training else (
             cfg.eval_capacity_factor or cfg.capacity_factor)
+        C = None  # no capacity: no drops
         if cf is not None:
             C = capacity(N, E, K, cf)
             keep = positions_in_expert(expert, E) < C  # [K*N]
@@ -59,4 +60,4 @@ class TopKRouter(Router):
         if cfg.z_loss > 0:
             aux["z"] = AuxLoss(z_loss(logits), cfg.z_loss)
         stats = routing_stats(probs, logits, expert, N * K, E)
-        return Routing(token, expert, weight, aux, stats)
+        return Routing(token, expert, weight, aux, stats, capacity=C)

@@ -10,12 +10,12 @@ from __future__ import annotations
 import dataclasses
 
 from repro.config import check, config, variant
-from repro.routers.base_config import RouterConfig
+from repro.routers.base_config import GatedRouterConfig, RouterConfig
 
 
 @variant("topk")
 @config
-class TopKRouterConfig(RouterConfig):
+class TopKRouterConfig(GatedRouterConfig):
     top_k: int = 2
     # renormalise the kept top-k probabilities to sum to 1 (GShard/Mixtral style). DeepSeekMoE's
     # paper equations do not renormalise [P-DSM Eq. 11], so its arms set normalize=false.

@@ -50,7 +50,7 @@ def parent_run(ctx):
         with tracked_run(c, resume=previous) as run:
             yield run
         return
-    exp_id = ts.ensure_experiment(uri, ctx.exp.name)
+    exp_id = ts.ensure_experiment(uri, ctx.exp.name, ctx.exp.mlflow_description())
     tags = {ts.T_EXPERIMENT: ctx.exp.name, ts.T_VERSION: ctx.exp.version, ts.T_ARM: ctx.spec.arm,
             ts.T_SCALE: ctx.spec.scale, ts.T_ROLE: ts.ROLE_SWEEP, ts.T_GIT: ts.git_sha(),
             T_STUDY: ctx.name, T_STORAGE: key, N.T_STORAGE_URL: redact(ctx.url),

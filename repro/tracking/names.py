@@ -39,7 +39,11 @@ T_WEIGHTS = "repro.weights"  # path of the final weights (runs/checkpoints/<run 
 T_DATA_FP = "repro.data_fingerprint"  # LMDataModule.fingerprint: content + tokenizer + windowing
 T_USES = "repro.uses_runs"  # summary run: the train run ids its verdicts used, comma-separated
 T_CHECKED_BY = "repro.checked_by"  # train run: summary run ids that used it, newest first
-T_NOTE = "mlflow.note.content"  # a run's description in the MLflow UI (markdown)
+T_NOTE = "mlflow.note.content"  # a run's (or experiment's) description in the MLflow UI (markdown)
+# the experiment tag MLflow 3's UI reads to pick its view; "custom_model_development" is the
+# model-training view (without it, 3.x may open an experiment as a GenAI one)
+T_EXPERIMENT_KIND = "mlflow.experimentKind"
+EXPERIMENT_KIND_TRAINING = "custom_model_development"
 T_PARENT = "mlflow.parentRunId"  # a sweep trial's run: its sweep's parent run
 
 # sweeps: the parent run (one per study) and each trial's child run

@@ -18,7 +18,21 @@ from repro.paths import runs_dir
 
 # every tag / metric / table name: repro.tracking.names (re-exported here as ts.T_*, ts.M_*, ...)
 from repro.tracking.names import *  # noqa: F403
-from repro.tracking.names import ROLE_TRAIN, T_FAIL, T_HOST, T_KEY, T_KIND, T_PID, T_PID_SINCE
+from repro.tracking.names import (
+    EXPERIMENT_KIND_TRAINING,
+    ROLE_TRAIN,
+    T_ARM,
+    T_EXPERIMENT_KIND,
+    T_FAIL,
+    T_HOST,
+    T_KEY,
+    T_KIND,
+    T_NOTE,
+    T_PID,
+    T_PID_SINCE,
+    T_SCALE,
+    T_SEED,
+)
 
 CHECKED_BY_MAX = 50  # ... at most this many summary run ids in T_CHECKED_BY (33 characters each)
 TAG_MAX = 8000  # characters in one MLflow tag value
@@ -150,19 +164,35 @@ def client(uri: str):
     return c
 
 
-def ensure_experiment(uri: str, name: str) -> str:
+def experiment_tags(description: str | None = None) -> dict[str, str]:
+    """What every repro experiment carries in MLflow: the experiment kind that opens the UI in
+    its model-training view (runs table, charts; not the GenAI "Evaluations" view MLflow 3
+    shows an untagged experiment in) and, when given, the description the UI shows above the
+    runs table (markdown)."""
+    tags = {T_EXPERIMENT_KIND: EXPERIMENT_KIND_TRAINING}
+    if description:
+        tags[T_NOTE] = description[:TAG_MAX]
+    return tags
+
+
+def ensure_experiment(uri: str, name: str, description: str | None = None) -> str:
+    """The MLflow experiment ``name`` (created if missing) with ``experiment_tags`` set; an
+    existing experiment is updated where its tags differ (older stores, a changed claim)."""
     c = client(uri)
+    want = experiment_tags(description)
     exp = c.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    try:
-        loc = artifact_root() if uri.startswith("sqlite:") or uri.startswith("file:") else None
-        return c.create_experiment(name, artifact_location=loc)
-    except Exception:  # noqa: BLE001 - created concurrently by another process
-        exp = c.get_experiment_by_name(name)
-        if exp is None:
-            raise
-        return exp.experiment_id
+    if exp is None:
+        try:
+            loc = artifact_root() if uri.startswith("sqlite:") or uri.startswith("file:") else None
+            return c.create_experiment(name, artifact_location=loc, tags=want)
+        except Exception:  # noqa: BLE001 - created concurrently by another process
+            exp = c.get_experiment_by_name(name)
+            if exp is None:
+                raise
+    for k, v in want.items():
+        if exp.tags.get(k) != v:
+            c.set_experiment_tag(exp.experiment_id, k, v)
+    return exp.experiment_id
 
 
 def search_runs(uri: str, experiment: str | None, filter_string: str = "", statuses=None):
@@ -189,6 +219,46 @@ def search_runs(uri: str, experiment: str | None, filter_string: str = "", statu
     if statuses:
         runs = [r for r in runs if r.info.status in statuses]
     return runs
+
+
+def finished_arm_seeds(uri: str, experiment: str, scale: str) -> set[tuple[str, int]]:
+    """The (arm, seed) pairs with a FINISHED training run of ``experiment`` at ``scale``, by
+    tags only (any version or overrides: a superset of what a check finds by run key, so a
+    pair missing here is missing there too). Used to refuse an incomplete grid fast: on a
+    sqlite store it reads the database directly (no MLflow import, well under a second);
+    elsewhere it asks the store."""
+    if uri.startswith("sqlite:///"):
+        import sqlite3
+
+        db = Path(uri[len("sqlite:///"):])
+        if not db.exists():
+            return set()
+        try:
+            con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+            try:
+                rows = con.execute(
+                    "SELECT t.run_uuid, t.key, t.value FROM tags t "
+                    "JOIN runs r ON r.run_uuid = t.run_uuid "
+                    "JOIN experiments e ON e.experiment_id = r.experiment_id "
+                    "WHERE e.name = ? AND r.status = 'FINISHED' AND r.lifecycle_stage = "
+                    "'active' AND t.key IN (?, ?, ?, ?)",
+                    (experiment, T_ARM, T_SEED, T_SCALE, T_KIND)).fetchall()
+            finally:
+                con.close()
+        except sqlite3.Error:  # an older or foreign schema: ask MLflow instead
+            rows = None
+        if rows is not None:
+            tags: dict[str, dict[str, str]] = {}
+            for run, k, v in rows:
+                tags.setdefault(run, {})[k] = v
+            return {(t[T_ARM], int(t[T_SEED])) for t in tags.values()
+                    if t.get(T_SCALE) == scale and t.get(T_KIND, ROLE_TRAIN) == ROLE_TRAIN
+                    and T_ARM in t and str(t.get(T_SEED, "")).isdigit()}
+    runs = search_runs(uri, experiment, f"tags.`{T_SCALE}` = '{scale}'",
+                       statuses=("FINISHED",))
+    return {(r.data.tags[T_ARM], int(r.data.tags[T_SEED])) for r in runs
+            if r.data.tags.get(T_KIND, ROLE_TRAIN) == ROLE_TRAIN and T_ARM in r.data.tags
+            and str(r.data.tags.get(T_SEED, "")).isdigit()}
 
 
 def find_finished(uri: str, experiment: str | None, run_key: str):

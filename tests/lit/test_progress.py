@@ -57,7 +57,7 @@ def test_clock_rate_ignores_resumed_steps():
     assert c.rate == pytest.approx(10 / 4.0)
     assert c.eta == pytest.approx(89 / 2.5)
     text = bar_text(c, loss=3.21)
-    assert "311/400 steps" in text and "2.5 steps/s" in text and "resumed at 300" in text
+    assert "311/400 steps" in text and "2.5 steps/s" in text and "resumed from step 300" in text
     assert f"ETA {fmt_duration(89 / 2.5)}" in text and "loss 3.21" in text
 
 
@@ -223,3 +223,30 @@ def test_a_real_run_shows_run_line_and_total_steps_bar(tmp_runs):
     assert all("ETA" in b and "[repro]" not in b and "->" not in b for b in bars)
     assert "Training" not in out and "it/s" not in out  # Lightning's bar is replaced
     assert any(ln.startswith("  -> trained") for ln in lines)
+
+
+def test_progress_file_tells_the_parent_step_rate_resume_and_stop(tmp_path):
+    """A --jobs child's progress file (the parent's display reads it): written at the start,
+    at most every ``every_s`` after it, and at the stop with the step and checkpoint."""
+    import signal
+
+    from repro.lit.checkpoint import RunInterrupted
+    from repro.lit.progress import ProgressFile, read_progress
+
+    clock, path = FakeClock(), tmp_path / "d-s0.progress.json"
+    pf, tr = ProgressFile(path, every_s=1.0, clock=clock), _trainer(400, 120)  # resumed at 120
+    pf.on_train_start(tr, None)
+    assert read_progress(path)["state"] == "training"
+    assert read_progress(path)["start_step"] == 120 and read_progress(path)["step"] == 120
+    for _ in range(20):  # 20 steps in 2 s: 10 steps/s
+        clock.t += 0.1
+        tr.global_step += 1
+        pf.on_train_batch_end(tr, None, None, None, 0)
+    d = read_progress(path)
+    assert d["step"] in (129, 130, 139, 140) and d["total"] == 400  # throttled to every 1 s
+    assert d["rate"] == pytest.approx(10.0) and d["eta"] == pytest.approx((400 - d["step"]) / 10)
+    pf.on_exception(tr, None, RunInterrupted(signal.SIGINT, 140, tmp_path / "last.ckpt"))
+    d = read_progress(path)
+    assert (d["state"], d["step"], d["checkpoint"]) == ("stopped", 140,
+                                                         str(tmp_path / "last.ckpt"))
+    assert read_progress(tmp_path / "missing.json") is None

@@ -29,7 +29,8 @@ NAMES = ROUTERS.names()
 def make_router(cfg, n_experts=E, d=D, seed=0):
     torch.manual_seed(seed)
     r = ROUTERS.get(cfg.kind)(cfg, d, n_experts)
-    if cfg.init_scale == 0:  # zero-init routers (Shazeer): give them a signal for routing tests
+    if getattr(cfg, "init_scale", None) == 0:  # zero-init gated routers (Shazeer): give them
+        # a signal for routing tests
         with torch.no_grad():
             r.w.normal_(std=0.5)
     return r
