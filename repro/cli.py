@@ -13,7 +13,7 @@ import os
 import sys
 
 from repro import flags, serve
-from repro.errors import EXIT_USER, UserError
+from repro.errors import EXIT_USER, UserError, clip_words
 from repro.experiment_commands import MAX_SEEDS, cmd_check, cmd_run, experiment_of, need_device
 
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
@@ -93,6 +93,52 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_verify(args) -> int:
+    """Recompute every committed verdict, adjustment, lock hash and results/README.md from
+    results/ alone; exit 1 naming each mismatch."""
+    from repro.experiments.report import render_report
+    from repro.experiments.verdicts import LEGACY_SCALES, verify
+    from repro.paths import results_dir
+
+    root = results_dir()
+    problems, checked = verify(root, [args.name] if args.name else None)
+    readme = root / "README.md"
+    if not args.name and readme.exists() and readme.read_text() != render_report(root):
+        problems.append(f"{readme}: differs from what the committed claims.json files render "
+                        "to (run `repro report`)")
+    if problems:
+        for p in problems:
+            print(f"repro verify: MISMATCH {p}", file=sys.stderr)
+        print(f"repro verify: FAILED: {len(problems)} mismatch(es) in results/ ({checked} claims "
+              "recomputed)", file=sys.stderr)
+        return 1
+    print(f"[repro] verify: {checked} claims recomputed from {root} (verdicts, p-values, "
+          f"adjustments, lock hashes) match; legacy scales not re-judged: "
+          f"{', '.join(LEGACY_SCALES)}")
+    return 0
+
+
+def cmd_lock(args) -> int:
+    """Write results/NAME/SCALE/lock.json: the canonical form and SHA-256 of every claim."""
+    import json
+
+    from repro.experiments.verdicts import LOCK, make_lock
+    from repro.paths import atomic_write_text, results_dir
+    from repro.tracking.store import git_sha
+
+    exp = experiment_of(args)
+    path = results_dir() / exp.name / exp.scale / LOCK
+    if path.exists() and not args.force:
+        raise UserError(f"--force: {path} exists; a lock is written once, before the runs it "
+                        "governs (re-locking after results are seen makes every claim "
+                        "post hoc: pass --force and --status saying so)")
+    lock = make_lock(exp, args.status, git_sha())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(lock, indent=1) + "\n")
+    print(f"[repro] wrote {path} ({len(lock['claims'])} claims, status: {args.status})")
+    return 0
+
+
 def cmd_sweep(args) -> int:
     from repro.sweeps import SweepSpec, show, sweep, worker_main
 
@@ -134,6 +180,13 @@ def cmd_compare(args) -> int:
                         "folder and an MLflow experiment)")
     spec = CompareSpec(routers=routers, against=against, scale=args.scale, name=args.name,
                        experts=flags.positive("--experts", args.experts))
+    if args.show:  # the arms and their accounting; nothing trains
+        from repro.experiments.compare import build, output_dir
+        from repro.experiments.show import print_experiment
+
+        print_experiment(build(spec), args.set or [], None)
+        print(f"[repro] nothing trained (--show); the leaderboard would go to {output_dir(spec)}")
+        return 0
     from repro.experiments.compare import run_compare
 
     plugins = [*(args.plugins or []), *(args.plugins_sub or [])]
@@ -262,10 +315,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("run", cmd_run, "train every (arm, seed) of an experiment", [experiment])
     sp.add_argument("--arm", help="only these arms (comma-separated)")
     sp.add_argument("--seeds", help="comma-separated seeds (default: the experiment's), or "
-                    "auto: train the default seeds, then add seeds while a claim is inconclusive "
-                    "and its seeds-needed figure is within --max-seeds")
+                    "auto: follow the experiment's registered group-sequential design (one seed "
+                    "per look from the planned count to its maximum, HSD alpha spending; "
+                    "docs/verdicts.md)")
     sp.add_argument("--max-seeds", type=int, default=None,
-                    help=f"cap for --seeds auto (default {MAX_SEEDS})")
+                    help="stop --seeds auto earlier than the registered maximum (default: the "
+                    f"design's, at most {MAX_SEEDS})")
     sp.add_argument("-v", "--verbose", action="store_true",
                     help="show Lightning's INFO lines and third-party deprecation warnings")
     _train_flags(sp)
@@ -286,6 +341,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("report", cmd_report, "regenerate results/README.md over all experiments (reads "
              "results/ only)")
     sp.add_argument("--tracking-uri", default=None, help=argparse.SUPPRESS)  # refused: cmd_report
+    sp = add("verify", cmd_verify, "recompute every committed verdict, adjustment and lock "
+             "hash from results/ alone (no store, no training)")
+    sp.add_argument("name", nargs="?", default=None, help="only this experiment")
+    sp = add("lock", cmd_lock, "register an experiment's claims: write "
+             "results/NAME/SCALE/lock.json (before its runs)")
+    sp.add_argument("name", help="experiment name")
+    sp.add_argument("--scale", default="cpu")
+    sp.add_argument("--status", default="locked before runs",
+                    help="what the lock says about its timing (default: locked before runs)")
+    sp.add_argument("--force", action="store_true", help="replace an existing lock")
     sp = add("ui", serve.ui_main, "MLflow UI on the same store (127.0.0.1 by default)", [store])
     _server_flags(sp, port=5000)
     sp = add("sweep", cmd_sweep, "Optuna sweep of one arm (resumable, parallel, in MLflow)",
@@ -329,6 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "joined by +); results/compare/NAME/SCALE/")
     sp.add_argument("--seeds", help="comma-separated seeds (default: the scale's)")
     _train_flags(sp)
+    sp.add_argument("--show", action="store_true",
+                    help="print the arms with their accounting and matching; train nothing")
     sp = add("selftest", cmd_selftest, "the router contract (shapes, gradients, backends, "
              "param/FLOP accounting, determinism, resume) on a router, e.g. a plugin")
     sp.add_argument("router", help="router name (see `repro ls`), comma-separated names, or all")
@@ -343,11 +410,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _resume_command(args, argv: list[str] | None) -> str | None:
-    """``repro run ...``: the command as typed, without ``--force`` (which would start the
-    stopped runs over); None for commands that do not train."""
+    """``repro run ...`` / ``repro compare ...``: the command as typed, without ``--force``
+    (which would start the stopped runs over); None for commands that do not train."""
     import shlex
 
-    if getattr(args, "fn", None) is not cmd_run:
+    if getattr(args, "fn", None) not in (cmd_run, cmd_compare):
         return None
     words = [w for w in (sys.argv[1:] if argv is None else argv) if w != "--force"]
     return f"repro {shlex.join(words)}"
@@ -389,10 +456,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         if not isinstance(e, UserError):  # the one place that decides "one line, exit 2"
-            print(f"repro: internal error: {type(e).__name__}: {e} (rerun with --debug for "
-                  "the traceback)", file=sys.stderr)
+            print(f"repro: internal error: {type(e).__name__}: {clip_words(str(e))} (rerun "
+                  "with --debug for the traceback)", file=sys.stderr)
             return 1
-        print(f"repro: error: {e}", file=sys.stderr)
+        print(f"repro: error: {clip_words(str(e))}", file=sys.stderr)
         return EXIT_USER
 
 

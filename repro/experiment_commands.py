@@ -77,10 +77,18 @@ def cmd_run(args) -> int:
         if arms:
             raise UserError("--seeds auto: decides claims over every arm; drop --arm")
         outcomes = []
+        from repro.experiments.verdicts import design_of
+
+        cap = design_of(exp).max_seeds
+        if args.max_seeds is not None and args.max_seeds > cap:
+            raise UserError(f"--max-seeds: {exp.name}'s registered design allows at most {cap} "
+                            "seeds (its lock hashes the design); a larger maximum is a new "
+                            "design: change max_seeds in its definition and re-lock before "
+                            "training, or drop --max-seeds")
         seeds = run_auto_seeds(exp, lambda s: outcomes.extend(run_experiment(exp, opts, seeds=s)),
                                resolve_uri(args.tracking_uri), args.set or [],
                                flags.positive("--max-seeds", args.max_seeds
-                                         if args.max_seeds is not None else MAX_SEEDS))
+                                              if args.max_seeds is not None else cap))
         outcomes = list({o.run_id: o for o in outcomes}.values())
         print(f"[repro] --seeds auto settled on seeds {','.join(map(str, seeds))}")
     else:

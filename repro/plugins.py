@@ -90,7 +90,7 @@ def load_plugins() -> list[str]:
                 origin = _ep_origin(ep)
                 _loaded[key] = origin
                 _import(lambda ep=ep: _call_if_function(ep.load()), origin,
-                        f"the package's entry point {ep.name} = {ep.value}")
+                        f"{origin} (entry point {ep.name} = {ep.value} in group {GROUP})")
     finally:
         _busy[0] = False
     return list(_loaded.values())

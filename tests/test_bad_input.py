@@ -414,7 +414,9 @@ class TestPartialCheck:
         text = write_report(tmp_path).read_text()
         assert "| smoke |" not in text and "| cpu |" in text and "| gpu |" in text
         assert "partial: 1 runs missing" in text and "Smoke-scale results (exp/smoke)" in text
-        assert "Totals: 1 supported, 1 supported (partial" in text
+        # claims.json files of the earlier t95 rule are legacy: listed, never in a total
+        assert "## Legacy results (not re-judged, not in any total)" in text
+        assert "Totals" not in text
         # checked at cpu and gpu: one row across scales; the partial mark is not a change
         assert "## Verdicts across scales" in text
         assert "| exp | s | supported (2 seeds) | supported (partial: 1 runs missing) (2 seeds) " \

@@ -149,7 +149,7 @@ def _train_rank_worker(rr: ResolvedRun, dm, opts: RunOptions, *, reuse: bool,
     t0 = time.time()
     # rank 0 checkpoints at every evaluation; saving has barriers
     system, trainer = _system_and_trainer(rr.config, rr.seed, None,
-                                          [Throughput(), ResumeState(), *opts.callbacks],
+                                          [Throughput(), ResumeState(rr.key), *opts.callbacks],
                                           opts.progress,
                                           checkpoint_dir(rr.key) if checkpoints else None)
     fit(trainer, system, dm, rr.config)
@@ -179,6 +179,18 @@ class RunFailed(RuntimeError):
     with a ``repro.failure_reason`` tag. ``str()`` is one line."""
 
 
+def _machine_tags() -> dict[str, str]:
+    """CPU model, kernel ISA capability and threads: the verdict engine never pairs two arms of
+    one seed trained on different CPU types (repro.experiments.claims.Results.seeds)."""
+    import torch
+
+    from repro.machine import run_machine
+
+    m = run_machine(torch.get_num_threads())
+    return {ts.T_CPU_MODEL: m["cpu_model"], ts.T_CPU_CAPABILITY: m["cpu_capability"],
+            ts.T_THREADS: m["threads"]}
+
+
 def _train_rank0(rr: ResolvedRun, dm, exp_id: str, opts: RunOptions, *, resume_from,
                  checkpoints: bool) -> RunOutcome:
     """Rank 0: own the MLflow run (create, or reopen ``resume_from``), train, save, finish.
@@ -196,10 +208,19 @@ def _train_rank0(rr: ResolvedRun, dm, exp_id: str, opts: RunOptions, *, resume_f
     ckdir = checkpoint_dir(rr.key) if checkpoints else None
     tags = {**rr.identity_tags(), ts.T_GIT: ts.git_sha(), **owner_tags(),
             ts.T_TORCH: torch.__version__, ts.T_DEVICE: device_label(rr.config),
-            ts.T_ROLE: opts.role, **opts.extra_tags}
+            **_machine_tags(), ts.T_ROLE: opts.role, **opts.extra_tags}
+    superseded = None
+    if resume_from is not None and not (checkpoint_dir(rr.key) / "last.ckpt").exists():
+        # killed (or out of disk) before its first checkpoint: reopening it would retrain from
+        # step 0 and log each (metric, step) a second time. A fresh run instead: its history is
+        # exactly its weights' (MLflow cannot delete a metric's history); the old run is marked
+        # and soft-deleted below (hidden from searches; `MlflowClient.restore_run` undoes it).
+        superseded, resume_from = resume_from, None
     with tracked_run(client, exp_id, tags=tags, run_name=opts.run_name or rr.run_name,
                      resume=resume_from, interrupts=(RunInterrupted,)) as mlrun:
         run_id, ckpt_path = mlrun.run_id, None
+        if superseded is not None:
+            _supersede(client, superseded, run_id)
         if mlrun.resumed:
             last = checkpoint_dir(rr.key) / "last.ckpt"
             ckpt_path = last if last.exists() else None
@@ -218,13 +239,26 @@ def _train_rank0(rr: ResolvedRun, dm, exp_id: str, opts: RunOptions, *, resume_f
             tp = Throughput()
             system, trainer = _system_and_trainer(
                 rr.config, rr.seed, logger,
-                [tp, ResumeState(), FaultInjection(), stop, *opts.callbacks], opts.progress,
+                [tp, ResumeState(rr.key), FaultInjection(), stop, *opts.callbacks], opts.progress,
                 ckdir)
             stop.check(start_step)
             fit(trainer, system, dm, rr.config, ckpt_path)
         final = _finish(client, uri, run_id, rr, system, tp)
     return RunOutcome(rr.arm, rr.seed, run_id, "trained", final, tp.tokens_per_s,
                       time.time() - t0)
+
+
+def _supersede(client, old, new_id: str) -> None:
+    """Mark the interrupted run ``old`` (no checkpoint) as replaced by ``new_id`` and delete it
+    (MLflow's soft delete: hidden from searches and the UI, kept in the store)."""
+    old_id = old.info.run_id
+    client.set_tag(old_id, ts.T_SUPERSEDED, new_id)
+    client.set_tag(old_id, ts.T_FAIL, f"interrupted before its first checkpoint; retrained from "
+                   f"step 0 as run {new_id}")
+    client.delete_run(old_id)
+    print(f"[repro] run {old_id[:8]} stopped before its first checkpoint: retraining from step 0 "
+          f"as run {new_id[:8]} (the old run is deleted, not reopened, so no step is logged "
+          "twice)", file=sys.stderr, flush=True)
 
 
 def _log_inputs(mlrun, rr: ResolvedRun, dm) -> None:
@@ -247,7 +281,7 @@ def _resume_step(rr: ResolvedRun, run_id: str, ckpt_path: Path | None) -> int:
 
     if ckpt_path is None:
         return 0
-    step = int(load_checkpoint_file(ckpt_path)["global_step"])
+    step = int(load_checkpoint_file(ckpt_path, run_key=rr.key)["global_step"])
     print(f"[repro] {rr.arm} seed {rr.seed}: resuming run {run_id[:8]} from step "
           f"{step} ({ckpt_path})", file=sys.stderr, flush=True)
     return step
@@ -269,9 +303,11 @@ def _mlflow_logger(client, experiment: str, uri: str, run_id: str, resumed: bool
 def _finish(client, uri: str, run_id: str, rr: ResolvedRun, system, tp) -> float:
     """After fit: throughput, final weights and the loss-curve plot; the final val loss
     (FloatingPointError when it is not finite)."""
-    client.log_metric(run_id, ts.M_TOKENS_PER_S, tp.tokens_per_s, step=rr.config.train.max_steps)
+    step = rr.config.train.max_steps
+    client.log_metric(run_id, ts.M_TOKENS_PER_S, tp.tokens_per_s, step=step)
+    _log_contention(client, run_id, tp, step)
     ckpt = save_weights(system.model, rr.key)
-    client.set_tag(run_id, ts.T_WEIGHTS, str(ckpt))
+    client.set_tag(run_id, ts.T_WEIGHTS, ts.weights_tag(ckpt))  # relative: a store can move
     hist = ts.metric_history(uri, run_id, ts.M_VAL_LOSS)
     final = hist[-1][1] if hist else math.nan
     if not math.isfinite(final):
@@ -279,6 +315,20 @@ def _finish(client, uri: str, run_id: str, rr: ResolvedRun, system, tp) -> float
     _log_curve_plot(client, run_id, uri, f"{rr.experiment} [{rr.scale}] / arm {rr.arm} / "
                     f"seed {rr.seed}: train and validation loss")
     return final
+
+
+def _log_contention(client, run_id: str, tp, step: int) -> None:
+    """The run's CPU time, CPU share, load average and co-running repro processes (so a
+    contended run shows in the UI next to its tokens/s)."""
+    c = tp.contention.summary()
+    values = {ts.M_TRAIN_CPU_S: tp.cpu, ts.M_TRAIN_WALL_S: tp.elapsed,
+              ts.M_TOKENS_PER_CPU_S: tp.tokens_per_cpu_s, ts.M_CPU_SHARE: tp.cpu_share,
+              ts.M_LOAD_MEAN: c["load_mean"], ts.M_LOAD_MAX: c["load_max"],
+              ts.M_PEERS_MAX: c["peers_max"]}
+    for name, v in values.items():
+        if math.isfinite(v):
+            client.log_metric(run_id, name, float(v), step=step)
+    client.set_tag(run_id, ts.T_PEERS, "; ".join(c["peers"])[:4900] or "none")
 
 
 def _log_each_step_once(logger, client, run_id: str) -> None:
