@@ -29,7 +29,8 @@ def _interrupted_run_with_checkpoint(payload: bytes | None):
         from dataclasses import replace
 
         from repro.experiments.base import get_experiment
-        from repro.experiments.runner import checkpoint_dir, prepare_data, run_key
+        from repro.experiments.resolve import prepare_data, run_key
+        from repro.experiments.runner import checkpoint_dir
         from repro.tracking import store
 
         exp = get_experiment("shazeer-balance-ablation", "smoke")
@@ -455,12 +456,14 @@ class TestCommandLineWords:
 
     def test_jobs_clamped_to_the_grid(self, monkeypatch):
         from repro.experiments import runner
+        from repro.experiments.options import RunOptions
 
         seen = {}
         monkeypatch.setattr(runner, "_train_in_process",
                             lambda grid, *a: seen.setdefault("grid", grid) and ([], []))
         said = []
-        runner._train_grid([("exp", "dense", 0)], [], "uri", False, False, said.append, 8, None)
+        runner._train_grid([("exp", "dense", 0)], RunOptions(uri="uri", progress=False,
+                                                             echo=said.append, jobs=8))
         assert said == ["[repro] --jobs 8: only 1 run(s) to train; using 1 process(es)"]
 
     def test_truncated_final_weights_name_the_path(self, tmp_path):

@@ -44,7 +44,7 @@ def _train_runs(uri):
 def _key(argv_set: list[str] | None = None) -> str:
     """The run key of RUN's (arm, seed 0)."""
     from repro.experiments.base import get_experiment
-    from repro.experiments.runner import prepare_data, resolve_run
+    from repro.experiments.resolve import prepare_data, resolve_run
 
     overrides = [a for a in (argv_set or RUN)[RUN.index("--set"):] if a != "--set"]
     exp = get_experiment(EXP, "smoke")

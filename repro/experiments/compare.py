@@ -448,6 +448,7 @@ def run_compare(spec: CompareSpec, *, uri: str | None = None, overrides: list[st
     """Train what is missing, decide every pair, write the leaderboard; returns
     ``(Leaderboard, output folder)``."""
     from repro.experiments.check import collect
+    from repro.experiments.options import RunOptions
     from repro.experiments.resolve import prepare_data
     from repro.experiments.runner import run_experiment
     from repro.machine import cpu_model
@@ -457,8 +458,9 @@ def run_compare(spec: CompareSpec, *, uri: str | None = None, overrides: list[st
     exp = build(spec)
     overrides = list(overrides or [])
     t0 = time.perf_counter()
-    outcomes = run_experiment(exp, seeds=seeds, overrides=overrides, uri=uri, progress=progress,
-                              force=force, echo=echo, threads=threads)
+    opts = RunOptions(overrides=overrides, uri=uri, progress=progress, force=force, echo=echo,
+                      threads=threads)
+    outcomes = run_experiment(exp, opts, seeds=seeds)
     wall = time.perf_counter() - t0
     dm = prepare_data(exp.run_config(exp.arms[0], overrides), 0)
     results = collect(exp, uri, overrides, seeds or list(exp.seeds), dm)
