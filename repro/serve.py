@@ -75,7 +75,7 @@ def stop_group(pgid: int, grace: float = SERVE_GRACE_S) -> None:
     signal_group(pgid, signal.SIGKILL)
 
 
-def serve(cmd: list[str]) -> int:
+def serve(cmd: list[str], env: dict | None = None) -> int:
     """Run a server command (``mlflow ui``, ``optuna-dashboard``) until it exits or this process
     gets SIGINT / SIGTERM / SIGHUP; then stop the server *and every process it started*.
 
@@ -97,7 +97,7 @@ def serve(cmd: list[str]) -> int:
     sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     old = {s: signal.signal(s, on_signal) for s in sigs}  # before the start: no gap
     try:
-        procs.append(subprocess.Popen(cmd, start_new_session=True))
+        procs.append(subprocess.Popen(cmd, start_new_session=True, env=env))
         proc = procs[0]
         if got:  # a signal came while it started
             signal_group(proc.pid, signal.SIGTERM)
@@ -127,18 +127,46 @@ def ui_main(args) -> int:
 
     uri = resolve_uri(args.tracking_uri)
     check_port(args.host, args.port)
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", args.host,
-           "--port", str(args.port)]
+    # the registry store named (MLflow otherwise says "Registry store URI not provided")
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+           "--registry-store-uri", uri, "--host", args.host, "--port", str(args.port)]
     if uri.startswith("sqlite:"):
         from repro.tracking.store import artifact_root
 
         cmd += ["--default-artifact-root", artifact_root()]
     warn_exposed(args.host, "MLflow store", args.port)
-    print(f"[repro] MLflow UI on http://{args.host}:{args.port} (store {uri}); Ctrl-C to stop")
+    base = f"http://{args.host}:{args.port}"
+    # MLflow 3's UI opens in its GenAI view unless asked (its sidebar switch, remembered by the
+    # browser, or this URL parameter); the experiments' mlflow.experimentKind tag says the same
+    print(f"[repro] MLflow UI on {base}/#/experiments?{UI_TRAINING_VIEW} (store {uri}); "
+          "Ctrl-C to stop")
+    if not args.dry_run:
+        for name, url in verdict_view_urls(uri, base):
+            print(f"[repro]   {name}: verdicts as columns: {url}")
     if args.dry_run:
         print(" ".join(cmd))
         return 0
-    return serve(cmd)
+    # the server's own start-up noise that MLflow lets us drop: Starlette's deprecation of the
+    # WSGI middleware MLflow still imports (one per worker)
+    env = dict(os.environ, PYTHONWARNINGS="ignore:starlette.middleware.wsgi is deprecated")
+    return serve(cmd, env)
+
+
+UI_TRAINING_VIEW = "workflowType=machine_learning"  # MLflow 3's model-training view
+
+
+def verdict_view_urls(uri: str, base: str) -> list[tuple[str, str]]:
+    """(experiment, URL) for each experiment with the runs-table view `repro check` saved (the
+    summary run's verdict tags as columns: ``ts.VIEW_VERDICTS``)."""
+    from repro.tracking import store as ts
+
+    try:
+        exps = ts.client(uri).search_experiments()
+    except ts.TrackingError:
+        return []
+    return [(e.name, f"{base}/#/experiments/{e.experiment_id}/runs?{UI_TRAINING_VIEW}&"
+                     f"viewStateShareKey={ts.VIEW_VERDICTS}")
+            for e in exps if ts.T_SHARED_VIEW + ts.VIEW_VERDICTS in e.tags]
 
 
 def dashboard_main(args) -> int:

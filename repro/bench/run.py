@@ -160,7 +160,10 @@ def run_bench(spec: BenchSpec, log=print) -> tuple[list[dict], Path]:
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
-    with open(path, "w", newline="") as f:
+    from repro.paths import open_owned
+
+    fd = open_owned(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)  # never through a link
+    with os.fdopen(fd, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
         w.writeheader()
         for r in rows:

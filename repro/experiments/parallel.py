@@ -104,6 +104,7 @@ def run_parallel(grid: list[tuple[Experiment, str, int]], overrides: list[str], 
         res = d.result or {}
         mine = [RunOutcome(**o) for o in res.get("outcomes", [])]
         display.end(key, failed=not (d.returncode == 0 and mine))
+        progress_path(exp, arm, seed).unlink(missing_ok=True)  # read: the log is what stays
         resumed = children[key].info.get("start_step")
         if d.returncode == 0 and mine:
             for o in mine:
@@ -133,6 +134,7 @@ def run_parallel(grid: list[tuple[Experiment, str, int]], overrides: list[str], 
         for key, c in children.items():
             if c.started is not None and (not c.ended or key in stopped):
                 echo(stop_line(c, log_path_of(key)))
+                c.progress.unlink(missing_ok=True)
         raise
     return outcomes, failed
 

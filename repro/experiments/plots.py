@@ -87,11 +87,12 @@ def arm_curves_figure(curves: dict[str, list[list[tuple[int, float]]]], title: s
     axes[0].set_title(title, fontsize=9)
     axes[0].legend(fontsize=8)
     if zoom and last:
-        half = last / 2
-        axes[1].set_xlim(half, last * 1.02)
+        # the window starts at an evaluated step, so no line enters it from off the y-range
+        half = min((x for st, *_ in drawn for x in st if x >= last / 2), default=last)
+        axes[1].set_xlim(half, last + 0.02 * max(last - half, 1))
         _fit_ylim(axes[1], [v for st, m, lo, hi in drawn for i, x in enumerate(st) if x >= half
                             for v in (m[i], lo[i], hi[i])] + extra)
-        axes[1].set_title(f"second half of training (steps {half:.0f}-{last}), y zoomed",
+        axes[1].set_title(f"second half of training (steps {half}-{last}), y zoomed",
                           fontsize=9)
     fig.tight_layout()
     save_figure(fig, path)

@@ -33,9 +33,15 @@ T_PID = "repro.pid"
 T_HOST = "repro.host"
 T_PID_SINCE = "repro.pid_since"  # unix time at which repro.pid took the run (create or resume)
 T_RESUMES = "repro.resumes"  # how many times an interrupted run was reopened
+T_SUPERSEDED = "repro.superseded_by"  # an interrupted run with no checkpoint: the run id that
+# retrained its run key from step 0 (the old run is then deleted, restorable, never reopened)
 T_TORCH = "repro.torch"  # torch.__version__ of the process that trained the run
 T_DEVICE = "repro.device"  # where the run trained, e.g. "cpu (x86_64, 1 threads)"
-T_WEIGHTS = "repro.weights"  # path of the final weights (runs/checkpoints/<run key>/final.pt)
+# the machine as a factor of a verdict (repro.machine.run_machine): routed numerics depend on it
+T_CPU_MODEL = "repro.cpu_model"  # lscpu's model name, e.g. "AMD EPYC"
+T_CPU_CAPABILITY = "repro.cpu_capability"  # torch.backends.cpu.get_cpu_capability(), e.g. AVX512
+T_THREADS = "repro.threads"  # torch.get_num_threads() of the training process
+T_WEIGHTS = "repro.weights"  # final weights, relative to the store: checkpoints/<run key>/final.pt
 T_DATA_FP = "repro.data_fingerprint"  # LMDataModule.fingerprint: content + tokenizer + windowing
 T_USES = "repro.uses_runs"  # summary run: the train run ids its verdicts used, comma-separated
 T_CHECKED_BY = "repro.checked_by"  # train run: summary run ids that used it, newest first
@@ -44,6 +50,10 @@ T_NOTE = "mlflow.note.content"  # a run's (or experiment's) description in the M
 # model-training view (without it, 3.x may open an experiment as a GenAI one)
 T_EXPERIMENT_KIND = "mlflow.experimentKind"
 EXPERIMENT_KIND_TRAINING = "custom_model_development"
+# an experiment tag holding a runs-table view (columns, order) that the UI opens from
+# ``.../runs?viewStateShareKey=KEY``; `repro check` saves VIEW_VERDICTS: the verdicts as columns
+T_SHARED_VIEW = "mlflow.sharedViewState."
+VIEW_VERDICTS = "verdicts"
 T_PARENT = "mlflow.parentRunId"  # a sweep trial's run: its sweep's parent run
 
 # sweeps: the parent run (one per study) and each trial's child run
