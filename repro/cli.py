@@ -348,10 +348,12 @@ def cmd_compare(args) -> int:
                                                           f"{args.scale}"]
                     + ([f"--against {args.against}"] if args.against else [])
                     + [f"--set {o}" for o in args.set or []]
-                    + ([f"--seeds {args.seeds}"] if args.seeds else []))
+                    + ([f"--seeds {args.seeds}"] if args.seeds else [])
+                    + ([f"--jobs {args.jobs}"] if args.jobs and args.jobs > 1 else []))
     lb, out = run_compare(spec, uri=args.tracking_uri, overrides=args.set or [],
                           seeds=flags.seeds(args.seeds), progress=not args.no_progress,
-                          force=args.force, threads=flags.positive("--threads", args.threads),
+                          force=args.force, jobs=flags.jobs(args.jobs),
+                          threads=flags.positive("--threads", args.threads),
                           command=f"repro {argv}")
     for p in lb.pairs:
         print(f"[repro] {p.router} vs {p.baseline}: gap {p.mean:+.4f} "
@@ -395,6 +397,10 @@ def _load_plugins(args) -> None:
     add_paths([*(getattr(args, "plugins", None) or []),
                *(getattr(args, "plugins_sub", None) or [])])
     load_experiments()  # the built-in experiments first, then the plugins
+    if os.environ.get("REPRO_COMPARE"):  # a child of `repro compare --jobs`: its comparison
+        from repro.experiments.compare import register_from_env
+
+        register_from_env()
 
 
 def cmd_bench(args) -> int:
@@ -550,7 +556,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seeds", help="comma-separated seeds (default: the scale's)")
     sp.add_argument("--force", action="store_true", help="retrain even if a finished run exists")
     sp.add_argument("--no-progress", action="store_true", help="no progress bars")
-    sp.add_argument("--threads", type=int, default=None, help="intra-op threads")
+    sp.add_argument("--jobs", type=int, default=1,
+                    help="train this many (arm, seed) runs at once, one process each "
+                         "(default 1)")
+    sp.add_argument("--threads", type=int, default=None,
+                    help="intra-op threads per --jobs process (default: cores // jobs)")
     sp.add_argument("--show", action="store_true",
                     help="print the arms with their accounting and matching; train nothing")
     sp = add("selftest", cmd_selftest, "the router contract (shapes, gradients, backends, "

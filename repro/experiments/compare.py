@@ -311,6 +311,43 @@ def leaderboard(exp: Experiment, spec: CompareSpec, results,
     return Leaderboard(spec, rows, decide_pairs(pairs), seeds, devices=devices)
 
 
+# ------------------------------------------------------- as an experiment of --jobs children
+ENV = "REPRO_COMPARE"  # the comparisons of the parent command, JSON: children rebuild them
+
+
+def _factory(spec: CompareSpec):
+    def make(scale: str) -> Experiment:
+        return build(replace(spec, scale=scale))
+
+    return make
+
+
+def register(spec: CompareSpec) -> None:
+    """Register the comparison as an experiment of this process (``repro run`` children of
+    ``--jobs`` train one (arm, seed) each by experiment name) and pass it to the children
+    through ``REPRO_COMPARE``."""
+    import os
+
+    from repro.experiments.base import EXPERIMENTS
+
+    if spec.experiment not in EXPERIMENTS:
+        EXPERIMENTS.register(spec.experiment, _factory(spec))
+    specs = json.loads(os.environ.get(ENV) or "[]")
+    form = {"routers": list(spec.routers), "against": list(spec.against), "scale": spec.scale,
+            "name": spec.name, "experts": spec.experts}
+    if form not in specs:
+        os.environ[ENV] = json.dumps([*specs, form])
+
+
+def register_from_env() -> None:
+    """In a child process: the parent's comparisons (``REPRO_COMPARE``) as experiments."""
+    import os
+
+    for form in json.loads(os.environ.get(ENV) or "[]"):
+        register(CompareSpec(routers=tuple(form["routers"]), against=tuple(form["against"]),
+                             scale=form["scale"], name=form["name"], experts=form["experts"]))
+
+
 # ------------------------------------------------------------------------------------- outputs
 def output_dir(spec: CompareSpec) -> Path:
     """results/compare/NAME/SCALE; smoke outputs go under the runs folder, never into the
@@ -444,7 +481,7 @@ def log_summary(exp: Experiment, lb: Leaderboard, uri: str, files: list[Path],
 
 def run_compare(spec: CompareSpec, *, uri: str | None = None, overrides: list[str] | None = None,
                 seeds: list[int] | None = None, progress: bool = True, force: bool = False,
-                threads: int | None = None, command: str = "", echo=print):
+                jobs: int = 1, threads: int | None = None, command: str = "", echo=print):
     """Train what is missing, decide every pair, write the leaderboard; returns
     ``(Leaderboard, output folder)``."""
     from repro.experiments.check import collect
@@ -455,10 +492,11 @@ def run_compare(spec: CompareSpec, *, uri: str | None = None, overrides: list[st
 
     uri = ts.resolve_uri(uri)
     exp = build(spec)
+    register(spec)  # children of --jobs find it by name
     overrides = list(overrides or [])
     t0 = time.perf_counter()
     outcomes = run_experiment(exp, seeds=seeds, overrides=overrides, uri=uri, progress=progress,
-                              force=force, echo=echo, threads=threads)
+                              force=force, echo=echo, jobs=jobs or 1, threads=threads)
     wall = time.perf_counter() - t0
     dm = prepare_data(exp.run_config(exp.arms[0], overrides), 0)
     results = collect(exp, uri, overrides, seeds or list(exp.seeds), dm)
