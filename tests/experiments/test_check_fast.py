@@ -44,7 +44,8 @@ def test_finished_arm_seeds_counts_by_tags(tmp_runs):
 def test_check_refuses_an_incomplete_grid_before_loading_anything(tmp_runs):
     """A complete result on disk and 2 of 8 runs finished: the refusal names the missing runs
     and the command that trains them, exits 2, and never imports torch, Lightning or MLflow
-    (the slow part: 10-13 s before, ~1 s now on the loaded 2-core EPYC)."""
+    (measured 2026-12-08 on the loaded 2-core EPYC: 68-74 s before, 1.5-2.0 s now;
+    docs/usage.md)."""
     from repro.tracking import store as ts
 
     uri = ts.resolve_uri()

@@ -53,6 +53,11 @@ def test_a_real_run_and_check_leave_kind_description_and_verdict_view(tmp_runs):
     view = json.loads(e.tags[ts.T_SHARED_VIEW + ts.VIEW_VERDICTS])
     exp = get_experiment(name, "smoke")
     assert view["selectedColumns"] == [f"tags.`verdict.{c.name}`" for c in exp.claims]
+    from repro.serve import verdict_view_urls  # the link `repro ui` prints for it
+
+    assert verdict_view_urls(uri, "http://h:1") == [(name, (
+        f"http://h:1/#/experiments/{e.experiment_id}/runs?workflowType=machine_learning&"
+        "viewStateShareKey=verdicts"))]
     (summary,) = ts.search_runs(uri, name, f"tags.`{ts.T_ROLE}` = '{ts.ROLE_SUMMARY}'")
     assert all(f"verdict.{c.name}" in summary.data.tags for c in exp.claims)
     table = json.loads(Path(tmp_runs / "results" / name / "smoke" / "claims.json").read_text())
