@@ -40,6 +40,7 @@ import io
 import json
 import math
 import time
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -322,21 +323,39 @@ def _factory(spec: CompareSpec):
     return make
 
 
-def register(spec: CompareSpec) -> None:
-    """Register the comparison as an experiment of this process (``repro run`` children of
-    ``--jobs`` train one (arm, seed) each by experiment name) and pass it to the children
-    through ``REPRO_COMPARE``."""
+def register(spec: CompareSpec) -> bool:
+    """Register the comparison as an experiment of this process; True if it was not yet."""
+    from repro.experiments.base import EXPERIMENTS
+
+    if spec.experiment in EXPERIMENTS:
+        return False
+    EXPERIMENTS.register(spec.experiment, _factory(spec))
+    return True
+
+
+@contextmanager
+def for_children(spec: CompareSpec):
+    """While the block runs, the comparison is an experiment of this process and
+    ``REPRO_COMPARE`` carries it to the children it starts (``repro run`` children of ``--jobs``
+    train one (arm, seed) each by experiment name); both are undone afterwards."""
     import os
 
     from repro.experiments.base import EXPERIMENTS
 
-    if spec.experiment not in EXPERIMENTS:
-        EXPERIMENTS.register(spec.experiment, _factory(spec))
-    specs = json.loads(os.environ.get(ENV) or "[]")
+    added = register(spec)
+    old = os.environ.get(ENV)
     form = {"routers": list(spec.routers), "against": list(spec.against), "scale": spec.scale,
             "name": spec.name, "experts": spec.experts}
-    if form not in specs:
-        os.environ[ENV] = json.dumps([*specs, form])
+    os.environ[ENV] = json.dumps([*json.loads(old or "[]"), form])
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(ENV, None)
+        else:
+            os.environ[ENV] = old
+        if added:
+            EXPERIMENTS.unregister(spec.experiment)
 
 
 def register_from_env() -> None:
@@ -492,11 +511,12 @@ def run_compare(spec: CompareSpec, *, uri: str | None = None, overrides: list[st
 
     uri = ts.resolve_uri(uri)
     exp = build(spec)
-    register(spec)  # children of --jobs find it by name
     overrides = list(overrides or [])
     t0 = time.perf_counter()
-    outcomes = run_experiment(exp, seeds=seeds, overrides=overrides, uri=uri, progress=progress,
-                              force=force, echo=echo, jobs=jobs or 1, threads=threads)
+    with for_children(spec) if (jobs or 1) > 1 else nullcontext():  # children find it by name
+        outcomes = run_experiment(exp, seeds=seeds, overrides=overrides, uri=uri,
+                                  progress=progress, force=force, echo=echo, jobs=jobs or 1,
+                                  threads=threads)
     wall = time.perf_counter() - t0
     dm = prepare_data(exp.run_config(exp.arms[0], overrides), 0)
     results = collect(exp, uri, overrides, seeds or list(exp.seeds), dm)
