@@ -14,26 +14,9 @@ import sys
 
 from repro import flags, serve
 from repro.errors import EXIT_USER, UserError, clip_words
+from repro.experiment_commands import MAX_SEEDS, cmd_check, cmd_run, experiment_of, need_device
 
-MAX_SEEDS = 10  # default cap of `repro run --seeds auto`
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
-
-
-def _experiment(args):
-    from repro.experiments.base import get_experiment
-
-    return get_experiment(args.name, args.scale)
-
-
-def _need_device(args) -> None:
-    """Training at ``--scale gpu`` needs CUDA; `show` (analytic) and `check` (reads the store)
-    work on any machine, so a gpu run's accounting and verdicts can be read on a laptop."""
-    if args.scale == "gpu":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise UserError("--scale gpu: no CUDA device is available; use --scale cpu "
-                            "(or smoke) on this machine")
 
 
 # ------------------------------------------------------------------------------------ commands
@@ -73,95 +56,8 @@ def cmd_ls(args) -> int:
 def cmd_show(args) -> int:
     from repro.experiments.show import print_experiment
 
-    print_experiment(_experiment(args), args.set or [], flags.arms(args.arm), args.verbose)
+    print_experiment(experiment_of(args), args.set or [], flags.arms(args.arm), args.verbose)
     return 0
-
-
-def _all_experiments(args) -> list:
-    from repro.experiments.base import EXPERIMENTS, load_experiments
-
-    load_experiments()
-    return [_experiment(argparse.Namespace(**{**vars(args), "name": n}))
-            for n in EXPERIMENTS.names()]
-
-
-def cmd_run(args) -> int:
-    if args.verbose:
-        os.environ["REPRO_VERBOSE"] = "1"  # repro.experiments.runner.VERBOSE_ENV; children too
-    from repro.experiments.runner import run_experiment, run_suite
-
-    if args.max_seeds is not None and args.seeds != "auto":
-        raise UserError("--max-seeds: only applies to --seeds auto (it caps how many seeds auto "
-                        "may grow to); add --seeds auto or drop --max-seeds")
-    _need_device(args)
-    if args.name == "all":
-        if args.arm is not None:
-            raise UserError("--arm: cannot be combined with `repro run all` (arms belong to one "
-                            "experiment); name the experiment instead")
-        outcomes = run_suite(_all_experiments(args), seeds=flags.seeds(args.seeds),
-                             overrides=args.set or [], uri=args.tracking_uri,
-                             progress=not args.no_progress, force=args.force,
-                             jobs=flags.jobs(args.jobs),
-                             threads=flags.positive("--threads", args.threads))
-        print(f"[repro] done: {len(outcomes)} runs. Next: repro check all --scale {args.scale}")
-        return 0
-    exp = _experiment(args)
-    arms = flags.arms(args.arm)
-    kw = dict(arms=arms, overrides=args.set or [], uri=args.tracking_uri,
-              progress=not args.no_progress, force=args.force,
-              jobs=flags.jobs(args.jobs), threads=flags.positive("--threads", args.threads))
-    if args.seeds == "auto":
-        from repro.experiments.autoseeds import run_auto_seeds
-        from repro.tracking.store import resolve_uri
-
-        if arms:
-            raise UserError("--seeds auto: decides claims over every arm; drop --arm")
-        outcomes = []
-        from repro.experiments.verdicts import design_of
-
-        cap = design_of(exp).max_seeds
-        if args.max_seeds is not None and args.max_seeds > cap:
-            raise UserError(f"--max-seeds: {exp.name}'s registered design allows at most {cap} "
-                            "seeds (its lock hashes the design); a larger maximum is a new "
-                            "design: change max_seeds in its definition and re-lock before "
-                            "training, or drop --max-seeds")
-        seeds = run_auto_seeds(exp, lambda s: outcomes.extend(run_experiment(exp, seeds=s, **kw)),
-                               resolve_uri(args.tracking_uri), args.set or [],
-                               flags.positive("--max-seeds", args.max_seeds
-                                              if args.max_seeds is not None else cap))
-        outcomes = list({o.run_id: o for o in outcomes}.values())
-        print(f"[repro] --seeds auto settled on seeds {','.join(map(str, seeds))}")
-    else:
-        outcomes = run_experiment(exp, seeds=flags.seeds(args.seeds), **kw)
-    trained = sum(o.status == "trained" for o in outcomes)
-    print(f"[repro] done: {trained} trained, {len(outcomes) - trained} reused. "
-          + _next_after_run(exp, args))
-    return 0
-
-
-def _next_after_run(exp, args) -> str:
-    """``Next:`` only with commands that will work: `check` once the experiment's grid has
-    finished; else the command that trains the rest (and `check --partial` for a look now)."""
-    import shlex
-
-    from repro.tracking.store import finished_arm_seeds, resolve_uri
-
-    extra = ""
-    if args.set:
-        extra += " --set " + " ".join(shlex.quote(o) for o in args.set)
-    if args.tracking_uri:
-        extra += f" --tracking-uri {shlex.quote(args.tracking_uri)}"
-    check = f"repro check {exp.name} --scale {exp.scale}{extra}"
-    have = finished_arm_seeds(resolve_uri(args.tracking_uri), exp.name, exp.scale)
-    missing = [(a.name, s) for a in exp.arms for s in exp.seeds if (a.name, s) not in have]
-    if not missing:
-        return f"Next: {check}"
-    n = len(exp.arms) * len(exp.seeds)
-    jobs = f" --jobs {args.jobs}" if args.jobs > 1 else ""
-    return (f"{len(missing)} of the {n} runs of the grid are not finished yet. Next: repro run "
-            f"{exp.name} --scale {exp.scale}{extra}{jobs}"
-            f" (trains only those), then {check}; or now `{check} --partial` (verdicts over the "
-            "finished runs, marked partial)")
 
 
 def cmd_doctor(args) -> int:
@@ -182,56 +78,6 @@ def cmd_doctor(args) -> int:
     print(f"[repro] doctor: {len(stale)} stale run(s) {verb} {status}, {len(live)} still "
           "RUNNING (live, or on another host). Rerun `repro run` to resume interrupted runs.")
     return 0
-
-
-def cmd_check(args) -> int:
-    from repro.experiments.check import IncompleteGridError, MissingRunsError, check_experiment
-    from repro.paths import check_free_space, results_dir
-
-    check_free_space(results_dir())  # disk full: refuse before any result file is replaced
-    if args.arm is not None:
-        raise UserError("--arm: `repro check` evaluates claims that compare the experiment's "
-                        "arms, so it always reads every arm (a subset would replace results/ "
-                        "with claims it cannot evaluate); drop --arm (`repro run --arm` trains "
-                        "a subset)")
-
-    if args.name == "all":
-        checked, missing, kept = 0, [], []
-        for exp in _all_experiments(args):
-            try:
-                results, out = check_experiment(exp, uri=args.tracking_uri,
-                                                 overrides=args.set or [],
-                                                 seeds=flags.seeds(args.seeds),
-                                                 partial=args.partial)
-            except MissingRunsError:
-                missing.append(exp.name)
-                continue
-            except IncompleteGridError as e:
-                print(f"[repro] kept {exp.name}: {e}", file=sys.stderr)
-                kept.append(exp.name)
-                continue
-            checked += 1
-            _print_verdicts(results, out, f"{exp.name} / ")
-        print(f"[repro] checked {checked} experiments" + (
-            f"; no finished runs yet for {', '.join(missing)} (run `repro run all --scale "
-            f"{args.scale}`)" if missing else "") + (
-            f"; kept the complete results of {', '.join(kept)} (runs missing; --partial "
-            "overwrites)" if kept else "") + ". Next: repro report")
-        if not checked:
-            raise UserError(f"no experiment has finished runs at scale {args.scale!r}; run "
-                            f"`repro run all --scale {args.scale}` first")
-        return 0
-    exp = _experiment(args)
-    results, out = check_experiment(exp, uri=args.tracking_uri, overrides=args.set or [],
-                                    seeds=flags.seeds(args.seeds), partial=args.partial)
-    _print_verdicts(results, out)
-    return 0
-
-
-def _print_verdicts(results, out, prefix: str = "") -> None:
-    for r in results:
-        print(f"{r.verdict:>15s}  {prefix}{r.claim.name}: {r.measured}")
-    print(f"[repro] wrote {out}")
 
 
 def cmd_report(args) -> int:
@@ -280,7 +126,7 @@ def cmd_lock(args) -> int:
     from repro.paths import atomic_write_text, results_dir
     from repro.tracking.store import git_sha
 
-    exp = _experiment(args)
+    exp = experiment_of(args)
     path = results_dir() / exp.name / exp.scale / LOCK
     if path.exists() and not args.force:
         raise UserError(f"--force: {path} exists; a lock is written once, before the runs it "
@@ -323,7 +169,7 @@ def cmd_compare(args) -> int:
 
     if args.scale not in SCALES:
         raise UserError(f"--scale: unknown scale {args.scale!r} (allowed: {', '.join(SCALES)})")
-    _need_device(args)
+    need_device(args)
     routers = parse_list("router", args.routers)
     for r in routers:
         if r not in METHODS:  # a built-in method (mone, finedeep, ...) may be put under test too
@@ -403,12 +249,6 @@ def _load_plugins(args) -> None:
         register_from_env()
 
 
-def cmd_bench(args) -> int:
-    from repro.bench.cli import bench_main
-
-    return bench_main(args)
-
-
 # --------------------------------------------------------------------------------------- parser
 def _flags(*adders) -> argparse.ArgumentParser:
     """A parent parser (``parents=[...]``) holding flags that several subcommands share."""
@@ -431,11 +271,22 @@ def _store_flag(sp) -> None:
 def _experiment_flags(sp) -> None:
     sp.add_argument("name", help="experiment name (see `repro ls`); `run` and `check` also "
                     "take `all`")
+    _scale_set_flags(sp)
+
+
+def _scale_set_flags(sp) -> None:
     sp.add_argument("--scale", default="cpu", help="smoke | cpu | cpu-v1 | gpu (default cpu; "
                     "cpu-v1 = the first, uncalibrated cpu preset)")
     sp.add_argument("--set", action="extend", nargs="+", metavar="KEY=VALUE",
                     help="override a config field, e.g. --set train.max_steps=200; "
                          "ARM:KEY=VALUE sets it on that arm only")
+
+
+def _train_flags(sp) -> None:
+    sp.add_argument("--force", action="store_true", help="retrain even if a finished run exists")
+    sp.add_argument("--no-progress", action="store_true", help="no progress bars")
+    sp.add_argument("--threads", type=int, default=None, help="intra-op threads per process "
+                    "(default: cores // --jobs)")
 
 
 def _server_flags(sp, port: int) -> None:
@@ -478,13 +329,10 @@ def build_parser() -> argparse.ArgumentParser:
                     f"design's, at most {MAX_SEEDS})")
     sp.add_argument("-v", "--verbose", action="store_true",
                     help="show Lightning's INFO lines and third-party deprecation warnings")
-    sp.add_argument("--force", action="store_true", help="retrain even if a finished run exists")
-    sp.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _train_flags(sp)
     sp.add_argument("--jobs", type=int, default=1,
                     help="train this many (arm, seed) runs at once, one process each "
                          "(default 1); logs in runs/logs/NAME/SCALE/")
-    sp.add_argument("--threads", type=int, default=None,
-                    help="intra-op threads per --jobs process (default: cores // jobs)")
     sp = add("doctor", cmd_doctor, "mark runs left RUNNING by a dead process FAILED", [store])
     sp.add_argument("name", nargs="?", default=None, help="only this experiment (default: all)")
     sp.add_argument("--killed", action="store_true", help="mark them KILLED instead of FAILED")
@@ -543,10 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
              "Expert Choice and DeepSeekMoE at matched FLOPs, with verdicts", [store])
     sp.add_argument("routers", metavar="ROUTER[,ROUTER...]",
                     help="router names (see `repro ls`; a plugin's with --plugin PATH)")
-    sp.add_argument("--scale", default="cpu", help="smoke | cpu | cpu-v1 | gpu (default cpu)")
-    sp.add_argument("--set", action="extend", nargs="+", metavar="KEY=VALUE",
-                    help="override a config field of every arm; ARM:KEY=VALUE for one arm "
-                         "(e.g. my_router:model.ffn.router.alpha=0.1)")
+    _scale_set_flags(sp)
     sp.add_argument("--against", default=None, help="baselines, comma-separated (default: "
                     "dense,top2,switch,expert_choice,deepseekmoe)")
     sp.add_argument("--experts", type=int, default=8,
@@ -554,22 +399,19 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--name", default=None, help="leaderboard name (default: the routers "
                     "joined by +); results/compare/NAME/SCALE/")
     sp.add_argument("--seeds", help="comma-separated seeds (default: the scale's)")
-    sp.add_argument("--force", action="store_true", help="retrain even if a finished run exists")
-    sp.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _train_flags(sp)
     sp.add_argument("--jobs", type=int, default=1,
                     help="train this many (arm, seed) runs at once, one process each "
                          "(default 1)")
-    sp.add_argument("--threads", type=int, default=None,
-                    help="intra-op threads per --jobs process (default: cores // jobs)")
     sp.add_argument("--show", action="store_true",
                     help="print the arms with their accounting and matching; train nothing")
     sp = add("selftest", cmd_selftest, "the router contract (shapes, gradients, backends, "
              "param/FLOP accounting, determinism, resume) on a router, e.g. a plugin")
     sp.add_argument("router", help="router name (see `repro ls`), comma-separated names, or all")
-    sp = add("bench", cmd_bench, "dispatch speed: MoE vs dense at equal activated FLOPs")
-    from repro.bench.cli import add_arguments
+    from repro.bench import cli as bench  # torch-free: flags checked before torch loads
 
-    add_arguments(sp)
+    bench.add_arguments(add("bench", bench.bench_main, "dispatch speed: MoE vs dense at equal "
+                            "activated FLOPs"))
     for sp in sub.choices.values():  # `repro CMD ... --plugin PATH` works too
         sp.add_argument("--plugin", dest="plugins_sub", action="append", metavar="PATH",
                         help=plugin_help)

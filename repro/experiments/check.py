@@ -20,7 +20,7 @@ from repro.experiments.base import Experiment
 from repro.experiments.claims import ClaimResult, Results, RunRecord, mean_std
 from repro.experiments.resolve import ResolvedRun, prepare_data, resolve_run
 from repro.experiments.verdicts import RULE_ID as VERDICT_RULE_ID  # noqa: F401 (claims.json)
-from repro.experiments.verdicts import machine_label, read_claims
+from repro.experiments.verdicts import machine_label
 from repro.machine import cpu_label
 from repro.paths import atomic_write_text, results_dir, staged_dir
 from repro.tracking import store as ts
@@ -97,8 +97,10 @@ def refuse_incomplete_fast(exp: Experiment, uri: str, seeds: list[int] | None,
 
 
 def _holds_complete_result(out: Path) -> bool:
+    import json
+
     try:
-        return not read_claims(out / "claims.json").get("missing")  # damaged: not complete
+        return not json.loads((out / "claims.json").read_text()).get("missing")
     except (OSError, ValueError):
         return False
 

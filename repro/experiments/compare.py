@@ -504,6 +504,7 @@ def run_compare(spec: CompareSpec, *, uri: str | None = None, overrides: list[st
     """Train what is missing, decide every pair, write the leaderboard; returns
     ``(Leaderboard, output folder)``."""
     from repro.experiments.check import collect
+    from repro.experiments.options import RunOptions
     from repro.experiments.resolve import prepare_data
     from repro.experiments.runner import run_experiment
     from repro.machine import cpu_model
@@ -513,10 +514,10 @@ def run_compare(spec: CompareSpec, *, uri: str | None = None, overrides: list[st
     exp = build(spec)
     overrides = list(overrides or [])
     t0 = time.perf_counter()
-    with for_children(spec) if (jobs or 1) > 1 else nullcontext():  # children find it by name
-        outcomes = run_experiment(exp, seeds=seeds, overrides=overrides, uri=uri,
-                                  progress=progress, force=force, echo=echo, jobs=jobs or 1,
-                                  threads=threads)
+    opts = RunOptions(overrides=overrides, uri=uri, progress=progress, force=force, echo=echo,
+                      jobs=jobs or 1, threads=threads)
+    with for_children(spec) if opts.jobs > 1 else nullcontext():  # children find it by name
+        outcomes = run_experiment(exp, opts, seeds=seeds)
     wall = time.perf_counter() - t0
     dm = prepare_data(exp.run_config(exp.arms[0], overrides), 0)
     results = collect(exp, uri, overrides, seeds or list(exp.seeds), dm)

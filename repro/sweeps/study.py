@@ -110,6 +110,13 @@ def open_storage(url: str | None) -> optuna.storages.RDBStorage:
         raise
     except Exception as e:  # noqa: BLE001 - any failure: the storage is unusable
         msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        from repro.tracking.store import CORRUPT_SQLITE
+
+        if url.startswith("sqlite:///") and any(m in msg for m in CORRUPT_SQLITE):
+            db = url[len("sqlite:///"):].split("?", 1)[0]  # a local file: corrupt, not unreachable
+            raise ConfigError("--storage", f"sqlite storage {db} is corrupt or not an Optuna "
+                              f"database ({msg}); move it aside (mv {db} {db}.corrupt) to start "
+                              "a new one, or restore it from a backup") from None
         raise ConfigError("--storage", f"cannot open Optuna storage {redact(url)!r} ({msg}); "
                           "check the URL and that the database is reachable") from None
 
@@ -332,6 +339,7 @@ def _mark_child(ctx: SweepContext, run_id: str, status: str, state: str, reason:
 
 
 def run_trial(ctx: SweepContext, trial_id: int, parent_run_id: str, echo=print) -> TrialState:
+    from repro.experiments.options import RunOptions
     from repro.experiments.runner import train_one
     from repro.sweeps.record import T_STUDY, T_TRIAL, T_TRIAL_STATE
     from repro.tracking import store as ts
@@ -357,11 +365,10 @@ def run_trial(ctx: SweepContext, trial_id: int, parent_run_id: str, echo=print) 
             cb = StepPruningCallback(trial, ts.M_VAL_LOSS)
             tags = {ts.T_PARENT: parent_run_id, T_TRIAL: str(number),
                     T_STUDY: ctx.name}
-            out = train_one(ctx.exp, ctx.spec.arm, ctx.seed, overrides, ctx.uri,
-                            progress=ctx.spec.progress, extra_tags=tags, callbacks=[cb],
-                            role=ROLE_TRIAL,
-                            run_name=ts.run_name(f"{ctx.spec.arm}-trial-{number}",
-                                                 ctx.spec.scale))
+            out = train_one(ctx.exp, ctx.spec.arm, ctx.seed, RunOptions(
+                overrides=overrides, uri=ctx.uri, progress=ctx.spec.progress, extra_tags=tags,
+                callbacks=[cb], role=ROLE_TRIAL,
+                run_name=ts.run_name(f"{ctx.spec.arm}-trial-{number}", ctx.spec.scale)))
             trial.set_user_attr(A_RUN, out.run_id)
             ts.client(ctx.uri).set_tag(out.run_id, T_TRIAL_STATE, "COMPLETE")
             ts.client(ctx.uri).log_metric(out.run_id, ts.M_TRIAL_VALUE, out.final_val_loss)
@@ -478,7 +485,8 @@ def run_workers(spec: SweepSpec, ctx: SweepContext, parent_run_id: str, deadline
 
 def sweep(spec: SweepSpec, echo=print) -> dict:
     """Run (or resume) the sweep; returns the summary written to results/."""
-    from repro.experiments.runner import preflight, prepare_data
+    from repro.experiments.resolve import prepare_data
+    from repro.experiments.runner import preflight
     from repro.sweeps import record
 
     if spec.trials < 1:

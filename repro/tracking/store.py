@@ -256,14 +256,14 @@ def client(uri: str):
     return c
 
 
-_CORRUPT = ("file is not a database", "malformed", "corrupt", "no such table",
+CORRUPT_SQLITE = ("file is not a database", "malformed", "corrupt", "no such table",
             "file is encrypted")
 
 
 def _sqlite_failure(uri: str, msg: str) -> str:
     """What an unusable sqlite store is, and the fix (corrupt vs. otherwise unopenable)."""
     db = uri.split(":///", 1)[-1].split("?", 1)[0]
-    if any(m in msg for m in _CORRUPT):
+    if any(m in msg for m in CORRUPT_SQLITE):
         return (f"tracking store {db} is corrupt or not an MLflow database ({msg}); move it "
                 f"aside (mv {db} {db}.corrupt) to start an empty store, or restore it from a "
                 "backup")

@@ -60,7 +60,8 @@ def test_router_contract(name):
 def test_stats_are_the_declared_ones_and_all_logged(name, training):
     """``Router.STATS`` is what a call returns (claims are checked against it), and every raw
     statistic reaches the logged metrics (a computed but never logged one fails here)."""
-    from repro.metrics.routing import LOGGED_FROM, RoutingMetric, logged_stats
+    from repro.metrics.logged import LOGGED_FROM, logged_stats
+    from repro.metrics.routing import RoutingMetric
 
     r = make_router(router_cfg(name)).train(training)
     out = r(torch.randn(48, D), (8, 6))
