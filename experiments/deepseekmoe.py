@@ -16,8 +16,14 @@ from __future__ import annotations
 
 from repro.experiments import analyses
 from repro.experiments.base import Arm, Experiment, register_experiment
-from repro.experiments.claims import IncreasingClaim, MetricClaim, PairedMetricClaim
+from repro.experiments.claims import (
+    EXPLORATORY,
+    IncreasingClaim,
+    MetricClaim,
+    PairedMetricClaim,
+)
 from repro.experiments.scales import preset
+from repro.experiments.sequential import MAX_SEEDS_CAP
 from repro.layers.moe_config import MoEConfig
 from repro.routers.topk_config import TopKRouterConfig
 from repro.tracking import names as N
@@ -77,6 +83,7 @@ def deepseekmoe_ablation(scale: str) -> Experiment:
         arms=tuple(a[n] for n in order) + (a["topk2-x1.5"],), matched="total_params",
         match_groups=(order,), also_matched=(("activated_params", (order,)),),
         recipe=p.recipe, data=p.data, seeds=p.seeds, claims=claims,
+        max_seeds=MAX_SEEDS_CAP,  # grown 3 -> 6 by --seeds auto under its cap of 10
         analyses=(analyses.routing_load(order),),
         notes="topk2-x1.5 (f, [P-DSM]'s GShard x1.5) is a reference with 1.5x the expert "
               "params and is not matched; it is the comparison partner of "
@@ -98,17 +105,28 @@ def deepseekmoe_redundancy(scale: str) -> Experiment:
                           paper_figure="DeepSeekMoE's Pile loss rises faster (curve only)",
                           source="[P-DSM] §4.5, Fig. 4", arm="deepseekmoe", other="topk2-x1.5",
                           metric=N.mask_delta_metric(0.25)),
+        # tied to the paper's effect: 1.808 -> 2.414 is a rise of 0.606 nats, 33.5% of the
+        # loss; ours asks for at least half of that relative rise (16.8%) [ours: a tiny model
+        # trained 1000 steps may lean on its shared expert less, so half, stated, not 0.05]
         MetricClaim(name="shared-irreplaceable", statement="dropping the shared expert (and "
-                    "activating one more routed expert) raises val loss by > 0.05 nats",
+                    "activating one more routed expert) raises val loss by more than half the "
+                    "paper's relative rise (> 16.8% of the loss)",
+                    paper_figure="Pile loss 1.808 -> 2.414 (+33.5%)", source="[P-DSM] §4.5",
+                    arm="deepseekmoe", metric=N.M_DROP_SHARED_DELTA,
+                    threshold=round(0.5 * (2.414 - 1.808) / 1.808, 4), greater=True,
+                    per_final_loss=True),
+        MetricClaim(name="shared-irreplaceable-0.05", statement="dropping the shared expert "
+                    "raises val loss by > 0.05 nats (the earlier, weaker threshold)",
                     paper_figure="Pile loss 1.808 -> 2.414", source="[P-DSM] §4.5",
                     arm="deepseekmoe", metric=N.M_DROP_SHARED_DELTA, threshold=0.05,
-                    greater=True),
+                    greater=True, family=EXPLORATORY),
     )
     return Experiment(
         name="deepseekmoe-redundancy", version="1", scale=scale,
         title="DeepSeekMoE: expert redundancy and the shared expert (eval-time)", paper=SOURCE,
         arms=(a["deepseekmoe"], a["topk2-x1.5"]), matched="none", recipe=p.recipe,
         data=p.data, seeds=p.seeds, claims=claims,
+        max_seeds=MAX_SEEDS_CAP,  # grown 3 -> 6 by --seeds auto under its cap of 10
         analyses=(analyses.expert_masking(("deepseekmoe", "topk2-x1.5")),
                   analyses.shared_knockout("deepseekmoe", ks=(3, 4, 5, 6, 7))),
         notes="Eval-time interventions on the checkpoints of deepseekmoe-ablation (runs are "

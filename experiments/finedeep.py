@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from repro.experiments import analyses
 from repro.experiments.base import Arm, Experiment, register_experiment
-from repro.experiments.claims import PairedMetricClaim
+from repro.experiments.claims import CHECK, PairedMetricClaim
 from repro.experiments.scales import preset
+from repro.experiments.sequential import MAX_SEEDS_CAP
 from repro.layers.dense_config import DenseFFNConfig
 from repro.layers.finedeep_config import FinedeepConfig
 from repro.tracking import names as N
@@ -47,13 +48,14 @@ def finedeep_sparse(scale: str) -> Experiment:
         PairedMetricClaim(name="sigmoid-beats-softmax", statement="sigmoid gating beats softmax "
                           "gating [our test of 'sigmoid matters']", paper_figure="n/a (ours)",
                           source="ours, references.md §Finedeep", arm="fd-m2k4-softmax",
-                          other="fd-m2k4"),
+                          other="fd-m2k4", family=CHECK),  # ours, not the paper's
     )
     return Experiment(
         name="finedeep-sparse-activation", version="1", scale=scale,
         title="Finedeep vs dense: activation sparsity (NSAR) and loss", paper=SOURCE, arms=arms,
         matched="total_params", also_matched=(("ffn_flops", (tuple(a.name for a in arms),)),),
         recipe=p.recipe, data=p.data, seeds=p.seeds, claims=claims,
+        max_seeds=MAX_SEEDS_CAP,  # grown 3 -> 6 by --seeds auto under its cap of 10
         analyses=(analyses.sparsity(tuple(a.name for a in arms)),),
         notes="NSAR(tau) = P(|SiLU(z W_gate)| > tau) over validation tokens (our reading of the "
               "acronym; threshold ours, curve over tau in nsar.png). Why Finedeep may trail "

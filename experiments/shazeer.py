@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from repro.experiments import analyses
 from repro.experiments.base import Arm, Experiment, register_experiment
-from repro.experiments.claims import EquivalenceClaim, MetricClaim, PairedMetricClaim
+from repro.experiments.claims import CHECK, EquivalenceClaim, MetricClaim, PairedMetricClaim
 from repro.experiments.scales import preset
+from repro.experiments.sequential import MAX_SEEDS_CAP
 from repro.layers.moe_config import MoEConfig
 from repro.routers.noisy_topk_config import NoisyTopKRouterConfig
 from repro.tracking import names as N
@@ -42,10 +43,11 @@ def shazeer_balance_ablation(scale: str) -> Experiment:
         MetricClaim(name="collapse-maxload", statement="without balance losses the load "
                     "collapses: max/mean expert load > 2 (val)", paper_figure="max/mean 17.80",
                     source="[P-SHZ] Table 6", arm=none, metric=MAX_LOAD,
-                    threshold=2.0, greater=True),
+                    threshold=2.0, greater=True, family=CHECK),  # sanity: collapse
         MetricClaim(name="collapse-cv", statement="without balance losses CV(Importance) > 1",
                     paper_figure="CV(Importance) 3.04", source="[P-SHZ] Table 6", arm=none,
-                    metric=N.routing_metric(N.VAL, N.S_IMPORTANCE_CV), threshold=1.0, greater=True),
+                    metric=N.routing_metric(N.VAL, N.S_IMPORTANCE_CV), threshold=1.0, greater=True,
+                    family=CHECK),  # sanity: collapse
         MetricClaim(name="balanced", statement="with w_imp = w_load = 0.1 the max/mean load "
                     "stays below 1.5", paper_figure="1.14", source="[P-SHZ] Table 6", arm=both,
                     metric=MAX_LOAD, threshold=1.5),
@@ -68,6 +70,7 @@ def shazeer_balance_ablation(scale: str) -> Experiment:
         paper="Shazeer et al. Outrageously Large Neural Networks (arXiv 1701.06538)",
         arms=tuple(arms), matched="total_params", recipe=p.recipe, data=p.data, seeds=p.seeds,
         claims=claims, analyses=(analyses.routing_load(tuple(a.name for a in arms)),),
+        max_seeds=MAX_SEEDS_CAP,  # grown 3 -> 5 by --seeds auto under its cap of 10
         notes="Balance statistics are the validation-time routing metrics of the final "
               "evaluation (noise off at eval). 0.02 nats is our equivalence margin; the paper's "
               "table has no error bars. Why quality may favour no balance loss at cpu scale: "

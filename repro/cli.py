@@ -13,27 +13,10 @@ import os
 import sys
 
 from repro import flags, serve
-from repro.errors import EXIT_USER, UserError
+from repro.errors import EXIT_USER, UserError, clip_words
+from repro.experiment_commands import MAX_SEEDS, cmd_check, cmd_run, experiment_of, need_device
 
-MAX_SEEDS = 10  # default cap of `repro run --seeds auto`
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
-
-
-def _experiment(args):
-    from repro.experiments.base import get_experiment
-
-    return get_experiment(args.name, args.scale)
-
-
-def _need_device(args) -> None:
-    """Training at ``--scale gpu`` needs CUDA; `show` (analytic) and `check` (reads the store)
-    work on any machine, so a gpu run's accounting and verdicts can be read on a laptop."""
-    if args.scale == "gpu":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise UserError("--scale gpu: no CUDA device is available; use --scale cpu "
-                            "(or smoke) on this machine")
 
 
 # ------------------------------------------------------------------------------------ commands
@@ -73,89 +56,8 @@ def cmd_ls(args) -> int:
 def cmd_show(args) -> int:
     from repro.experiments.show import print_experiment
 
-    print_experiment(_experiment(args), args.set or [], flags.arms(args.arm), args.verbose)
+    print_experiment(experiment_of(args), args.set or [], flags.arms(args.arm), args.verbose)
     return 0
-
-
-def _all_experiments(args) -> list:
-    from repro.experiments.base import EXPERIMENTS, load_experiments
-
-    load_experiments()
-    return [_experiment(argparse.Namespace(**{**vars(args), "name": n}))
-            for n in EXPERIMENTS.names()]
-
-
-def cmd_run(args) -> int:
-    if args.verbose:
-        os.environ["REPRO_VERBOSE"] = "1"  # repro.experiments.runner.VERBOSE_ENV; children too
-    from repro.experiments.runner import run_experiment, run_suite
-
-    if args.max_seeds is not None and args.seeds != "auto":
-        raise UserError("--max-seeds: only applies to --seeds auto (it caps how many seeds auto "
-                        "may grow to); add --seeds auto or drop --max-seeds")
-    _need_device(args)
-    if args.name == "all":
-        if args.arm is not None:
-            raise UserError("--arm: cannot be combined with `repro run all` (arms belong to one "
-                            "experiment); name the experiment instead")
-        outcomes = run_suite(_all_experiments(args), seeds=flags.seeds(args.seeds),
-                             overrides=args.set or [], uri=args.tracking_uri,
-                             progress=not args.no_progress, force=args.force,
-                             jobs=flags.jobs(args.jobs),
-                             threads=flags.positive("--threads", args.threads))
-        print(f"[repro] done: {len(outcomes)} runs. Next: repro check all --scale {args.scale}")
-        return 0
-    exp = _experiment(args)
-    arms = flags.arms(args.arm)
-    kw = dict(arms=arms, overrides=args.set or [], uri=args.tracking_uri,
-              progress=not args.no_progress, force=args.force,
-              jobs=flags.jobs(args.jobs), threads=flags.positive("--threads", args.threads))
-    if args.seeds == "auto":
-        from repro.experiments.autoseeds import run_auto_seeds
-        from repro.tracking.store import resolve_uri
-
-        if arms:
-            raise UserError("--seeds auto: decides claims over every arm; drop --arm")
-        outcomes = []
-        seeds = run_auto_seeds(exp, lambda s: outcomes.extend(run_experiment(exp, seeds=s, **kw)),
-                               resolve_uri(args.tracking_uri), args.set or [],
-                               flags.positive("--max-seeds", args.max_seeds
-                                         if args.max_seeds is not None else MAX_SEEDS))
-        outcomes = list({o.run_id: o for o in outcomes}.values())
-        print(f"[repro] --seeds auto settled on seeds {','.join(map(str, seeds))}")
-    else:
-        outcomes = run_experiment(exp, seeds=flags.seeds(args.seeds), **kw)
-    trained = sum(o.status == "trained" for o in outcomes)
-    print(f"[repro] done: {trained} trained, {len(outcomes) - trained} reused. "
-          + _next_after_run(exp, args, {(o.arm, o.seed) for o in outcomes}))
-    return 0
-
-
-def _next_after_run(exp, args, done: set[tuple[str, int]]) -> str:
-    """``Next:`` only with commands that will work: `check` once the experiment's grid has
-    finished (``done``: this command's finished (arm, seed)s, trained or reused, plus the
-    experiment's finished runs in the store); else the command that trains the rest (it
-    reuses what is finished) and `check --partial` for a look now."""
-    import shlex
-
-    from repro.tracking.store import finished_arm_seeds, resolve_uri
-
-    extra = ""
-    if args.set:
-        extra += " --set " + " ".join(shlex.quote(o) for o in args.set)
-    if args.tracking_uri:
-        extra += f" --tracking-uri {shlex.quote(args.tracking_uri)}"
-    check = f"repro check {exp.name} --scale {exp.scale}{extra}"
-    have = done | finished_arm_seeds(resolve_uri(args.tracking_uri), exp.name, exp.scale)
-    missing = [(a.name, s) for a in exp.arms for s in exp.seeds if (a.name, s) not in have]
-    if not missing:
-        return f"Next: {check}"
-    n = len(exp.arms) * len(exp.seeds)
-    jobs = f" --jobs {args.jobs}" if args.jobs > 1 else ""
-    return (f"{len(missing)} of the {n} runs of the grid are not finished yet. Next: repro run "
-            f"{exp.name} --scale {exp.scale}{extra}{jobs}"
-            f" (trains only those), then {check}; or now `{check} --partial` (verdicts over the "
-            "finished runs, marked partial)")
 
 
 def cmd_doctor(args) -> int:
@@ -178,56 +80,6 @@ def cmd_doctor(args) -> int:
     return 0
 
 
-def cmd_check(args) -> int:
-    from repro.experiments.check import IncompleteGridError, MissingRunsError, check_experiment
-    from repro.paths import check_free_space, results_dir
-
-    check_free_space(results_dir())  # disk full: refuse before any result file is replaced
-    if args.arm is not None:
-        raise UserError("--arm: `repro check` evaluates claims that compare the experiment's "
-                        "arms, so it always reads every arm (a subset would replace results/ "
-                        "with claims it cannot evaluate); drop --arm (`repro run --arm` trains "
-                        "a subset)")
-
-    if args.name == "all":
-        checked, missing, kept = 0, [], []
-        for exp in _all_experiments(args):
-            try:
-                results, out = check_experiment(exp, uri=args.tracking_uri,
-                                                 overrides=args.set or [],
-                                                 seeds=flags.seeds(args.seeds),
-                                                 partial=args.partial)
-            except MissingRunsError:
-                missing.append(exp.name)
-                continue
-            except IncompleteGridError as e:
-                print(f"[repro] kept {exp.name}: {e}", file=sys.stderr)
-                kept.append(exp.name)
-                continue
-            checked += 1
-            _print_verdicts(results, out, f"{exp.name} / ")
-        print(f"[repro] checked {checked} experiments" + (
-            f"; no finished runs yet for {', '.join(missing)} (run `repro run all --scale "
-            f"{args.scale}`)" if missing else "") + (
-            f"; kept the complete results of {', '.join(kept)} (runs missing; --partial "
-            "overwrites)" if kept else "") + ". Next: repro report")
-        if not checked:
-            raise UserError(f"no experiment has finished runs at scale {args.scale!r}; run "
-                            f"`repro run all --scale {args.scale}` first")
-        return 0
-    exp = _experiment(args)
-    results, out = check_experiment(exp, uri=args.tracking_uri, overrides=args.set or [],
-                                    seeds=flags.seeds(args.seeds), partial=args.partial)
-    _print_verdicts(results, out)
-    return 0
-
-
-def _print_verdicts(results, out, prefix: str = "") -> None:
-    for r in results:
-        print(f"{r.verdict:>15s}  {prefix}{r.claim.name}: {r.measured}")
-    print(f"[repro] wrote {out}")
-
-
 def cmd_report(args) -> int:
     from repro.experiments.report import write_report
 
@@ -238,6 +90,52 @@ def cmd_report(args) -> int:
 
     path = write_report()
     print(f"[repro] wrote {path}")
+    return 0
+
+
+def cmd_verify(args) -> int:
+    """Recompute every committed verdict, adjustment, lock hash and results/README.md from
+    results/ alone; exit 1 naming each mismatch."""
+    from repro.experiments.report import render_report
+    from repro.experiments.verdicts import LEGACY_SCALES, verify
+    from repro.paths import results_dir
+
+    root = results_dir()
+    problems, checked = verify(root, [args.name] if args.name else None)
+    readme = root / "README.md"
+    if not args.name and readme.exists() and readme.read_text() != render_report(root):
+        problems.append(f"{readme}: differs from what the committed claims.json files render "
+                        "to (run `repro report`)")
+    if problems:
+        for p in problems:
+            print(f"repro verify: MISMATCH {p}", file=sys.stderr)
+        print(f"repro verify: FAILED: {len(problems)} mismatch(es) in results/ ({checked} claims "
+              "recomputed)", file=sys.stderr)
+        return 1
+    print(f"[repro] verify: {checked} claims recomputed from {root} (verdicts, p-values, "
+          f"adjustments, lock hashes) match; legacy scales not re-judged: "
+          f"{', '.join(LEGACY_SCALES)}")
+    return 0
+
+
+def cmd_lock(args) -> int:
+    """Write results/NAME/SCALE/lock.json: the canonical form and SHA-256 of every claim."""
+    import json
+
+    from repro.experiments.verdicts import LOCK, make_lock
+    from repro.paths import atomic_write_text, results_dir
+    from repro.tracking.store import git_sha
+
+    exp = experiment_of(args)
+    path = results_dir() / exp.name / exp.scale / LOCK
+    if path.exists() and not args.force:
+        raise UserError(f"--force: {path} exists; a lock is written once, before the runs it "
+                        "governs (re-locking after results are seen makes every claim "
+                        "post hoc: pass --force and --status saying so)")
+    lock = make_lock(exp, args.status, git_sha())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(lock, indent=1) + "\n")
+    print(f"[repro] wrote {path} ({len(lock['claims'])} claims, status: {args.status})")
     return 0
 
 
@@ -271,7 +169,7 @@ def cmd_compare(args) -> int:
 
     if args.scale not in SCALES:
         raise UserError(f"--scale: unknown scale {args.scale!r} (allowed: {', '.join(SCALES)})")
-    _need_device(args)
+    need_device(args)
     routers = parse_list("router", args.routers)
     for r in routers:
         if r not in METHODS:  # a built-in method (mone, finedeep, ...) may be put under test too
@@ -282,6 +180,13 @@ def cmd_compare(args) -> int:
                         "folder and an MLflow experiment)")
     spec = CompareSpec(routers=routers, against=against, scale=args.scale, name=args.name,
                        experts=flags.positive("--experts", args.experts))
+    if args.show:  # the arms and their accounting; nothing trains
+        from repro.experiments.compare import build, output_dir
+        from repro.experiments.show import print_experiment
+
+        print_experiment(build(spec), args.set or [], None)
+        print(f"[repro] nothing trained (--show); the leaderboard would go to {output_dir(spec)}")
+        return 0
     from repro.experiments.compare import run_compare
 
     plugins = [*(args.plugins or []), *(args.plugins_sub or [])]
@@ -338,12 +243,6 @@ def _load_plugins(args) -> None:
     load_experiments()  # the built-in experiments first, then the plugins
 
 
-def cmd_bench(args) -> int:
-    from repro.bench.cli import bench_main
-
-    return bench_main(args)
-
-
 # --------------------------------------------------------------------------------------- parser
 def _flags(*adders) -> argparse.ArgumentParser:
     """A parent parser (``parents=[...]``) holding flags that several subcommands share."""
@@ -366,11 +265,22 @@ def _store_flag(sp) -> None:
 def _experiment_flags(sp) -> None:
     sp.add_argument("name", help="experiment name (see `repro ls`); `run` and `check` also "
                     "take `all`")
+    _scale_set_flags(sp)
+
+
+def _scale_set_flags(sp) -> None:
     sp.add_argument("--scale", default="cpu", help="smoke | cpu | cpu-v1 | gpu (default cpu; "
                     "cpu-v1 = the first, uncalibrated cpu preset)")
     sp.add_argument("--set", action="extend", nargs="+", metavar="KEY=VALUE",
                     help="override a config field, e.g. --set train.max_steps=200; "
                          "ARM:KEY=VALUE sets it on that arm only")
+
+
+def _train_flags(sp) -> None:
+    sp.add_argument("--force", action="store_true", help="retrain even if a finished run exists")
+    sp.add_argument("--no-progress", action="store_true", help="no progress bars")
+    sp.add_argument("--threads", type=int, default=None, help="intra-op threads per process "
+                    "(default: cores // --jobs)")
 
 
 def _server_flags(sp, port: int) -> None:
@@ -405,19 +315,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("run", cmd_run, "train every (arm, seed) of an experiment", [experiment])
     sp.add_argument("--arm", help="only these arms (comma-separated)")
     sp.add_argument("--seeds", help="comma-separated seeds (default: the experiment's), or "
-                    "auto: train the default seeds, then add seeds while a claim is inconclusive "
-                    "and its seeds-needed figure is within --max-seeds")
+                    "auto: follow the experiment's registered group-sequential design (one seed "
+                    "per look from the planned count to its maximum, HSD alpha spending; "
+                    "docs/verdicts.md)")
     sp.add_argument("--max-seeds", type=int, default=None,
-                    help=f"cap for --seeds auto (default {MAX_SEEDS})")
+                    help="stop --seeds auto earlier than the registered maximum (default: the "
+                    f"design's, at most {MAX_SEEDS})")
     sp.add_argument("-v", "--verbose", action="store_true",
                     help="show Lightning's INFO lines and third-party deprecation warnings")
-    sp.add_argument("--force", action="store_true", help="retrain even if a finished run exists")
-    sp.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _train_flags(sp)
     sp.add_argument("--jobs", type=int, default=1,
                     help="train this many (arm, seed) runs at once, one process each "
                          "(default 1); logs in runs/logs/NAME/SCALE/")
-    sp.add_argument("--threads", type=int, default=None,
-                    help="intra-op threads per --jobs process (default: cores // jobs)")
     sp = add("doctor", cmd_doctor, "mark runs left RUNNING by a dead process FAILED", [store])
     sp.add_argument("name", nargs="?", default=None, help="only this experiment (default: all)")
     sp.add_argument("--killed", action="store_true", help="mark them KILLED instead of FAILED")
@@ -432,6 +341,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("report", cmd_report, "regenerate results/README.md over all experiments (reads "
              "results/ only)")
     sp.add_argument("--tracking-uri", default=None, help=argparse.SUPPRESS)  # refused: cmd_report
+    sp = add("verify", cmd_verify, "recompute every committed verdict, adjustment and lock "
+             "hash from results/ alone (no store, no training)")
+    sp.add_argument("name", nargs="?", default=None, help="only this experiment")
+    sp = add("lock", cmd_lock, "register an experiment's claims: write "
+             "results/NAME/SCALE/lock.json (before its runs)")
+    sp.add_argument("name", help="experiment name")
+    sp.add_argument("--scale", default="cpu")
+    sp.add_argument("--status", default="locked before runs",
+                    help="what the lock says about its timing (default: locked before runs)")
+    sp.add_argument("--force", action="store_true", help="replace an existing lock")
     sp = add("ui", serve.ui_main, "MLflow UI on the same store (127.0.0.1 by default)", [store])
     _server_flags(sp, port=5000)
     sp = add("sweep", cmd_sweep, "Optuna sweep of one arm (resumable, parallel, in MLflow)",
@@ -466,10 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
              "Expert Choice and DeepSeekMoE at matched FLOPs, with verdicts", [store])
     sp.add_argument("routers", metavar="ROUTER[,ROUTER...]",
                     help="router names (see `repro ls`; a plugin's with --plugin PATH)")
-    sp.add_argument("--scale", default="cpu", help="smoke | cpu | cpu-v1 | gpu (default cpu)")
-    sp.add_argument("--set", action="extend", nargs="+", metavar="KEY=VALUE",
-                    help="override a config field of every arm; ARM:KEY=VALUE for one arm "
-                         "(e.g. my_router:model.ffn.router.alpha=0.1)")
+    _scale_set_flags(sp)
     sp.add_argument("--against", default=None, help="baselines, comma-separated (default: "
                     "dense,top2,switch,expert_choice,deepseekmoe)")
     sp.add_argument("--experts", type=int, default=8,
@@ -477,16 +393,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--name", default=None, help="leaderboard name (default: the routers "
                     "joined by +); results/compare/NAME/SCALE/")
     sp.add_argument("--seeds", help="comma-separated seeds (default: the scale's)")
-    sp.add_argument("--force", action="store_true", help="retrain even if a finished run exists")
-    sp.add_argument("--no-progress", action="store_true", help="no progress bars")
-    sp.add_argument("--threads", type=int, default=None, help="intra-op threads")
+    _train_flags(sp)
+    sp.add_argument("--show", action="store_true",
+                    help="print the arms with their accounting and matching; train nothing")
     sp = add("selftest", cmd_selftest, "the router contract (shapes, gradients, backends, "
              "param/FLOP accounting, determinism, resume) on a router, e.g. a plugin")
     sp.add_argument("router", help="router name (see `repro ls`), comma-separated names, or all")
-    sp = add("bench", cmd_bench, "dispatch speed: MoE vs dense at equal activated FLOPs")
-    from repro.bench.cli import add_arguments
+    from repro.bench import cli as bench  # torch-free: flags checked before torch loads
 
-    add_arguments(sp)
+    bench.add_arguments(add("bench", bench.bench_main, "dispatch speed: MoE vs dense at equal "
+                            "activated FLOPs"))
     for sp in sub.choices.values():  # `repro CMD ... --plugin PATH` works too
         sp.add_argument("--plugin", dest="plugins_sub", action="append", metavar="PATH",
                         help=plugin_help)
@@ -494,11 +410,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _resume_command(args, argv: list[str] | None) -> str | None:
-    """``repro run ...``: the command as typed, without ``--force`` (which would start the
-    stopped runs over); None for commands that do not train."""
+    """``repro run ...`` / ``repro compare ...``: the command as typed, without ``--force``
+    (which would start the stopped runs over); None for commands that do not train."""
     import shlex
 
-    if getattr(args, "fn", None) is not cmd_run:
+    if getattr(args, "fn", None) not in (cmd_run, cmd_compare):
         return None
     words = [w for w in (sys.argv[1:] if argv is None else argv) if w != "--force"]
     return f"repro {shlex.join(words)}"
@@ -540,10 +456,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         if not isinstance(e, UserError):  # the one place that decides "one line, exit 2"
-            print(f"repro: internal error: {type(e).__name__}: {e} (rerun with --debug for "
-                  "the traceback)", file=sys.stderr)
+            print(f"repro: internal error: {type(e).__name__}: {clip_words(str(e))} (rerun "
+                  "with --debug for the traceback)", file=sys.stderr)
             return 1
-        print(f"repro: error: {e}", file=sys.stderr)
+        print(f"repro: error: {clip_words(str(e))}", file=sys.stderr)
         return EXIT_USER
 
 

@@ -125,17 +125,65 @@ def dense_d_ff_for_params(params_per_layer: float, d_model: int) -> int:
     return max(1, int(round(params_per_layer / (3.0 * d_model))))
 
 
-def moe_d_expert_for_ffn_flops(ffn_flops_per_layer: float, moe_cfg, d_model: int) -> int:
+# Derived expert widths are rounded to a multiple of WIDTH_ALIGN columns: fp32 rows of 4k floats
+# are 16-byte aligned, which torch._grouped_mm needs (repro.layers.dispatch.grouped_mm_ok); an
+# unaligned width (191, 381, 93, 286 at the cpu scale) made ``auto`` fall back to capacity-padded
+# bmm and cost 9-10% of whole-model throughput (docs/cost.md). The rounding is taken only while
+# it moves the block's FFN FLOPs/token by at most ALIGN_TOL of the target (half of
+# check_matched's 2%); otherwise the nearest integer width stays. Either way the accounting
+# counts the width as built: no padding column is ever counted or executed by the row backends.
+WIDTH_ALIGN = 4
+ALIGN_TOL = 0.01
+
+
+def aligned_width(exact: float, flops_of, target: float, align: int = WIDTH_ALIGN) -> int:
+    """The width for an exact solution ``exact``: the nearest multiple of ``align`` when
+    ``flops_of(width)`` stays within ALIGN_TOL of ``target``, else the nearest integer."""
+    nearest = max(1, int(round(exact)))
+    up = max(align, align * int(round(exact / align)))
+    if abs(flops_of(up) - target) <= ALIGN_TOL * abs(target):
+        return up
+    return nearest
+
+
+def moe_d_expert_for_ffn_flops(ffn_flops_per_layer: float, moe_cfg, d_model: int,
+                               align: int = WIDTH_ALIGN) -> int:
     """Routed-expert width F such that an MoE block's FFN FLOPs/token equal a target.
 
     Solves 2*(router + k_eff*3*D*F + shared) = target for F, the router's FLOPs included, so
-    MoE arms with many experts are not handed free compute by their router.
+    MoE arms with many experts are not handed free compute by their router; F is then rounded
+    to a multiple of ``align`` when that costs at most ALIGN_TOL (``aligned_width``; 1: none).
+    A shared expert of ``d_shared=None`` takes F too (DeepSeekMoE's layout), and is solved with it.
     """
     D, E = d_model, moe_cfg.n_experts
     k_eff = moe_cfg.router.experts_per_token(E)
-    fixed = router_params(moe_cfg.router, D, E) + swiglu_params(D, moe_cfg.shared_width)
     per_f = k_eff * 3 * D * (1 + 2 * moe_cfg.neuron_ratio) / 3  # MoNE: full gate + kept up/down
-    return max(1, int(round((ffn_flops_per_layer / 2.0 - fixed) / per_f)))
+    fixed = router_params(moe_cfg.router, D, E)
+    if moe_cfg.n_shared and moe_cfg.d_shared is None:  # shared experts of width F as well
+        per_f += swiglu_params(D, moe_cfg.n_shared)
+    else:
+        fixed += swiglu_params(D, moe_cfg.shared_width)
+    exact = (ffn_flops_per_layer / 2.0 - fixed) / per_f
+    return aligned_width(exact, lambda F: 2.0 * (fixed + per_f * F), ffn_flops_per_layer,
+                         align)
+
+
+def moe_widths_aligned(ffn_flops_per_layer: float, moe_cfg, d_model: int,
+                       align: int = WIDTH_ALIGN) -> tuple[int, int]:
+    """(routed width F, shared width S) of a block with shared experts, both multiples of
+    ``align``: F is the exact solution of ``moe_d_expert_for_ffn_flops`` (shared experts of width
+    F) rounded down to a multiple of ``align``, and the ``n_shared`` shared experts take the
+    remaining FLOPs, 2*(router + k_eff*3*D*F + n_shared*3*D*S) = target, S rounded to the nearest
+    multiple. Narrow fine-grained experts (DeepSeekMoE's 93 at cpu) move the FLOPs by more than
+    ALIGN_TOL when rounded alone; the shared width absorbs the difference instead."""
+    D, E = d_model, moe_cfg.n_experts
+    k_eff = moe_cfg.router.experts_per_token(E)
+    router = router_params(moe_cfg.router, D, E)
+    exact = (ffn_flops_per_layer / 2.0 - router) / (3 * D * (k_eff + moe_cfg.n_shared))
+    F = max(align, align * int(exact // align))
+    rest = ffn_flops_per_layer / 2.0 - router - k_eff * 3 * D * F  # for the shared experts
+    S = max(align, align * int(round(rest / (3 * D * moe_cfg.n_shared) / align)))
+    return F, S
 
 
 def match_dense_to(ffn_cfg, d_model: int, quantity: str = "ffn_flops"):

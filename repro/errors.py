@@ -15,3 +15,18 @@ EXIT_USER = 2  # the exit code of a user mistake
 
 class UserError(Exception):
     """A mistake the user can fix; ``str()`` is one line naming the field and the fix."""
+
+
+CLIP_WORD = 200  # a longer run of non-blanks in an error line is shortened [ours]
+
+
+def clip_words(msg: str, limit: int = CLIP_WORD) -> str:
+    """An error line with each over-long word (a 100,000-character ``--set`` value echoed back)
+    cut to its head and tail and the count of characters left out: errors are for people."""
+    import re
+
+    def cut(m: re.Match) -> str:
+        w = m.group(0)
+        return f"{w[:limit // 2]}...({len(w) - limit // 2 - 20} characters)...{w[-20:]}"
+
+    return re.sub(r"\S{" + str(limit + 1) + ",}", cut, msg)

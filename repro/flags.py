@@ -8,6 +8,9 @@ import os
 
 from repro.errors import UserError
 
+MAX_SEED_LIST = 100  # an explicit --seeds list longer than this is refused [ours: a typo guard;
+# 20,000 seeds once queued ~5 h of smoke runs silently]
+
 
 def seeds(text: str | None) -> list[int] | None:
     """``--seeds 0,1,2``: distinct integers in [0, 2**32); ``auto`` is `repro run`'s alone."""
@@ -26,6 +29,11 @@ def seeds(text: str | None) -> list[int] | None:
     bad = [s for s in out if not 0 <= s < 2**32]
     if bad:
         raise UserError(f"--seeds: {bad[0]} is out of range (allowed: 0 <= seed < 2**32)")
+    if len(out) > MAX_SEED_LIST:
+        raise UserError(f"--seeds: {len(out)} seeds listed, more than {MAX_SEED_LIST} in one "
+                        "command (each is a full training run per arm); list at most "
+                        f"{MAX_SEED_LIST} and run the rest in further commands (finished runs "
+                        "are reused), or use --seeds auto")
     if len(set(out)) != len(out):
         dup = next(s for s in out if out.count(s) > 1)
         raise UserError(f"--seeds: seed {dup} is listed twice; list each seed once")

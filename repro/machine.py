@@ -33,6 +33,16 @@ def cpu_model(cpuinfo: Path = CPUINFO) -> str:
     return platform.processor() or platform.machine()
 
 
+def run_machine(threads: int) -> dict[str, str]:
+    """What a trained run records about its machine (the verdict's machine factor): CPU model,
+    the ISA level torch's CPU kernels dispatch to (``torch.backends.cpu.get_cpu_capability()``,
+    which ``ATEN_CPU_CAPABILITY`` can pin), torch version and intra-op threads."""
+    import torch
+
+    return {"cpu_model": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "torch": torch.__version__, "threads": str(threads)}
+
+
 def cpu_label(threads: int, cpuinfo: Path = CPUINFO) -> str:
     """``"cpu (<model>, <arch>, <n> threads)"``, e.g. ``cpu (AMD EPYC, x86_64, 1 threads)``; the
     model is left out where it only repeats the architecture (no /proc/cpuinfo)."""

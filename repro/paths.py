@@ -29,6 +29,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from repro.config import ConfigError
+from repro.procs import (  # noqa: F401 - the store's own files: re-exported
+    NotOwnedError,
+    check_owned,
+    describe_kind,
+    not_owned,
+    open_owned,
+    read_owned_bytes,
+)
 
 PROJECT_NAME = "moe-repro"  # [project] name in pyproject.toml, the marker of a clone's root
 
@@ -80,8 +88,13 @@ def runs_dir() -> Path:
 
 
 def cache_dir(*parts: str) -> Path:
-    p = runs_dir().joinpath("cache", *parts)
-    p.mkdir(parents=True, exist_ok=True)
+    """``runs/cache/PARTS``, created private (0700): caches hold the user's data, tokenised;
+    their files are 0600 (``atomic_write_bytes``)."""
+    p = runs_dir() / "cache"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    for part in ("", *parts):
+        p = p / part if part else p
+        p.mkdir(mode=0o700, exist_ok=True)
     return p
 
 
@@ -99,6 +112,11 @@ def results_dir() -> Path:
                                   "it for <project>/results)")
             break
     return path
+
+
+# ---------------------------------------------------------------- files the store owns
+# NotOwnedError, open_owned, check_owned, read_owned_bytes...: ``repro.procs`` (whose
+# ``file_lock`` uses them), re-exported here
 
 
 # ``.NAME.XXXXXXXX.tmp``: the temp file of ``atomic_write_bytes`` (tempfile.mkstemp's 8 chars)
@@ -150,11 +168,15 @@ def atomic_write_bytes(path: Path, data: bytes, durable: bool = False) -> None:
     half-written file. ``durable``: fsync before the rename, so a resume after a crash or power
     loss sees the old file or the new one, never half of one (checkpoints). The first write of
     a process into a folder removes the stale temp files of killed writers there
-    (``clean_stale_temps``); the writer holds an ``flock`` on its own temp file meanwhile."""
+    (``clean_stale_temps``); the writer holds an ``flock`` on its own temp file meanwhile.
+    A symbolic link, FIFO or device at ``path`` is replaced by the rename, never written
+    through; the new file is 0600 (``mkstemp``): the store's files are the user's alone."""
     import fcntl
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir() and not path.is_symlink():
+        raise not_owned(path, os.lstat(path))
     folder = str(path.parent.resolve())
     if folder not in _swept:
         _swept.add(folder)
@@ -279,6 +301,9 @@ def staged_dir(target: Path, owned: Callable[[str], bool] = lambda name: True):
     ``staged_dir`` of the same target (``clean_swap_leftovers``). An OSError about a file in the
     staging folder names the file's place in ``target`` instead."""
     target = Path(target)
+    if target.is_symlink() or (target.exists() and not target.is_dir()):
+        # never renamed, followed or replaced: the user's link (or file) stays as it is
+        raise not_owned(target, os.lstat(target), kind="folder")
     target.parent.mkdir(parents=True, exist_ok=True)
     clean_swap_leftovers(target)
     stage = Path(tempfile.mkdtemp(dir=target.parent,

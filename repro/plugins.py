@@ -27,6 +27,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -37,6 +38,12 @@ GROUP = "moe_repro.plugins"
 
 _loaded: dict[str, str] = {}  # source key (resolved path or entry point) -> origin label
 _busy = [False]
+
+
+_TAKEN = re.compile(r"duplicate (?P<label>.+?) name '(?P<name>[^']*)': already registered "
+                    r"\((?P<origin>.*)\)$")
+# the registries' labels as a user names them (a config's name is its component's name)
+_LABELS = {"RouterConfig kind": "router", "FFNConfig kind": "FFN block"}
 
 
 class PluginError(RegistryError):
@@ -90,7 +97,7 @@ def load_plugins() -> list[str]:
                 origin = _ep_origin(ep)
                 _loaded[key] = origin
                 _import(lambda ep=ep: _call_if_function(ep.load()), origin,
-                        f"the package's entry point {ep.name} = {ep.value}")
+                        f"{origin} (entry point {ep.name} = {ep.value} in group {GROUP})")
     finally:
         _busy[0] = False
     return list(_loaded.values())
@@ -189,9 +196,13 @@ def _import(fn, origin: str, where: str) -> None:
         raise
     except RegistryError as e:
         msg = str(e)
-        fix = ("give it another name in that file" if msg.startswith("duplicate ")
-               else "fix the registration in that file")
-        raise PluginError(f"plugin {where}: {msg}; {fix}") from None
+        taken = _TAKEN.match(msg)
+        if taken:  # "duplicate RouterConfig kind name 'x': already registered (built-in)"
+            what = _LABELS.get(taken["label"], taken["label"])
+            raise PluginError(f"plugin {where}: the {what} name {taken['name']!r} is already "
+                              f"taken ({taken['origin']}); give it another name in that "
+                              "file") from None
+        raise PluginError(f"plugin {where}: {msg}; fix the registration in that file") from None
     except SyntaxError as e:
         raise PluginError(f"plugin {where}: cannot import it: SyntaxError: {e.msg} (line "
                           f"{e.lineno}); fix the file, or drop it from --plugin / {ENV}") from None

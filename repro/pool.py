@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from repro.paths import atomic_write_text
+from repro.paths import atomic_write_text, open_owned, read_owned_bytes
 
 RESULT_ENV = "REPRO_RESULT_FILE"  # where a child writes its JSON result (set by the pool)
 PROGRESS_ENV = "REPRO_PROGRESS_FILE"  # where it writes its progress (repro.lit.progress)
@@ -87,8 +87,8 @@ def _take_result(path: Path | None) -> dict | None:
     if path is None:
         return None
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        return json.loads(read_owned_bytes(path))
+    except (OSError, ValueError):  # NotOwnedError too: a link or FIFO is no result
         return None
     finally:
         path.unlink(missing_ok=True)
@@ -115,7 +115,8 @@ def run_pool(jobs: Iterable[Job], width: int, *, on_start: Callable[[Job, int], 
                 path.unlink(missing_ok=True)  # a stale file must not pass for this child's
                 env[var] = str(path)
         # appended: a resumed run's log keeps the interrupted attempt above it
-        fh = open(job.log, "a")  # noqa: SIM115 - closed when the child is reaped
+        # never through a link or into a FIFO: the log is the store's own file
+        fh = os.fdopen(open_owned(job.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644), "a")
         fh.write(f"===== {time.strftime('%Y-%m-%d %H:%M:%S')}: started =====\n")
         fh.flush()
         p = subprocess.Popen(job.cmd, env=env, stdout=fh, stderr=subprocess.STDOUT)
@@ -137,6 +138,10 @@ def run_pool(jobs: Iterable[Job], width: int, *, on_start: Callable[[Job, int], 
 
     main = threading.current_thread() is threading.main_thread()
     old_term = signal.signal(signal.SIGTERM, on_term) if main else None
+    # the terminal closed: stop the children cleanly (as SIGTERM), unless under nohup
+    old_hup = signal.getsignal(signal.SIGHUP) if main else None
+    if main and old_hup != signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, on_term)
     # a background parent may have inherited SIGINT ignored (module doc): take it back
     old_int = signal.signal(signal.SIGINT, signal.default_int_handler) if main else None
     try:
@@ -163,6 +168,7 @@ def run_pool(jobs: Iterable[Job], width: int, *, on_start: Callable[[Job, int], 
         if main:
             signal.signal(signal.SIGTERM, old_term)
             signal.signal(signal.SIGINT, old_int)
+            signal.signal(signal.SIGHUP, old_hup)
     return finished
 
 

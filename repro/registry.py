@@ -25,6 +25,23 @@ BUILTIN = "built-in"
 _ORIGIN = [BUILTIN]
 
 
+_BUILTIN_PACKAGES = ("repro", "experiments")
+
+
+def _is_builtin(obj) -> bool:
+    """Whether ``obj`` was defined by this project's own code: a class or function by its
+    module, an instance (a search space) by the functions it holds. A built-in module that a
+    plugin's import pulls in registers as built-in, not as that plugin."""
+    import types
+
+    mods = []
+    if isinstance(obj, (type, types.FunctionType)):
+        mods = [obj.__module__]
+    elif hasattr(obj, "__dict__"):
+        mods = [v.__module__ for v in vars(obj).values() if isinstance(v, types.FunctionType)]
+    return bool(mods) and all((m or "").split(".")[0] in _BUILTIN_PACKAGES for m in mods)
+
+
 @contextmanager
 def registering_from(origin: str):
     """Entries registered inside this block are recorded as coming from ``origin``."""
@@ -64,7 +81,7 @@ class Registry(Generic[T]):
                                 f"{self.base.__name__}; derive it from {self.base.__name__}")
         self._stamp(name, obj)
         self._items[name] = obj
-        self._origins[name] = _ORIGIN[-1]
+        self._origins[name] = BUILTIN if _is_builtin(obj) else _ORIGIN[-1]
         return obj
 
     def origin(self, name: str) -> str:

@@ -169,7 +169,8 @@ def check_backends(name: str) -> str:
 
 
 def check_params(name: str) -> str:
-    from repro.compute import count_module_params, ffn_count, router_params
+    from repro.compute import count_module_params, ffn_count
+    from repro.layers.base_config import router_params
 
     m = build_block(name)
     want_router = router_params(m.router.cfg, D, E)
@@ -184,7 +185,7 @@ def check_params(name: str) -> str:
 def check_flops(name: str) -> str:
     from torch.utils.flop_counter import FlopCounterMode
 
-    from repro.compute import router_params, swiglu_params
+    from repro.layers.base_config import router_params, swiglu_params
 
     m = build_block(name)
     N = 8 * 8

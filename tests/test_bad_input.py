@@ -29,7 +29,8 @@ def _interrupted_run_with_checkpoint(payload: bytes | None):
         from dataclasses import replace
 
         from repro.experiments.base import get_experiment
-        from repro.experiments.runner import checkpoint_dir, prepare_data, run_key
+        from repro.experiments.resolve import prepare_data, run_key
+        from repro.experiments.runner import checkpoint_dir
         from repro.tracking import store
 
         exp = get_experiment("shazeer-balance-ablation", "smoke")
@@ -349,6 +350,11 @@ def _fake_results(runs):
     return Results({(a, s): RunRecord(a, s, f"run-{a}-{s}", [(10, 3.0)]) for a, s in runs})
 
 
+# a complete result as `repro check` writes it (the fields read_claims checks), no claims
+COMPLETE = ('{"experiment": "switch-vs-dense", "scale": "smoke", "env": "e", "seeds": {}, '
+            '"claims": [], "missing": []}\n')
+
+
 class TestPartialCheck:
     """`repro check` on an incomplete grid says what is missing and never replaces a complete
     result unless --partial; `repro report` never folds smoke results in."""
@@ -373,7 +379,7 @@ class TestPartialCheck:
 
         out = tmp_path / "res"
         out.mkdir()
-        (out / "claims.json").write_text('{"missing": []}\n')
+        (out / "claims.json").write_text(COMPLETE)
         (out / "val_curves.png").write_bytes(b"complete")
         with pytest.raises(IncompleteGridError) as e:
             check_experiment(exp, uri="sqlite:///" + str(tmp_path / "m.db"), out_dir=out)
@@ -382,7 +388,7 @@ class TestPartialCheck:
         assert msg.startswith("10 of 12 runs") and "dense seed 2;" in msg, msg
         assert "switch-e4 seeds 0,1,2" in msg, msg
         assert (out / "val_curves.png").read_bytes() == b"complete"  # nothing rewritten
-        assert (out / "claims.json").read_text() == '{"missing": []}\n'
+        assert (out / "claims.json").read_text() == COMPLETE
 
     def test_partial_says_what_is_missing(self, exp, tmp_path):
         from repro.experiments.check import evaluate_claims
@@ -390,7 +396,7 @@ class TestPartialCheck:
         said = []
         out = tmp_path / "res"
         out.mkdir()
-        (out / "claims.json").write_text('{"missing": []}\n')
+        (out / "claims.json").write_text(COMPLETE)
         results, _, _ = evaluate_claims(exp, "unused", [], None, out, partial=True,
                                         echo=said.append)
         assert ("switch-e4", 0) in results.missing and ("dense", 2) in results.missing
@@ -401,7 +407,7 @@ class TestPartialCheck:
 
         from repro.experiments.report import write_report
 
-        claim = {"statement": "s", "paper": "p", "source": "x", "measured": "m",
+        claim = {"name": "c", "statement": "s", "paper": "p", "source": "x", "measured": "m",
                  "verdict": "supported"}
         for scale, missing in (("smoke", []), ("cpu", []), ("gpu", [["dense", 2]])):
             d = tmp_path / "exp" / scale
@@ -413,7 +419,9 @@ class TestPartialCheck:
         text = write_report(tmp_path).read_text()
         assert "| smoke |" not in text and "| cpu |" in text and "| gpu |" in text
         assert "partial: 1 runs missing" in text and "Smoke-scale results (exp/smoke)" in text
-        assert "Totals: 1 supported, 1 supported (partial" in text
+        # claims.json files of the earlier t95 rule are legacy: listed, never in a total
+        assert "## Legacy results (not re-judged, not in any total)" in text
+        assert "Totals" not in text
         # checked at cpu and gpu: one row across scales; the partial mark is not a change
         assert "## Verdicts across scales" in text
         assert "| exp | s | supported (2 seeds) | supported (partial: 1 runs missing) (2 seeds) " \
@@ -453,12 +461,14 @@ class TestCommandLineWords:
 
     def test_jobs_clamped_to_the_grid(self, monkeypatch):
         from repro.experiments import runner
+        from repro.experiments.options import RunOptions
 
         seen = {}
         monkeypatch.setattr(runner, "_train_in_process",
                             lambda grid, *a: seen.setdefault("grid", grid) and ([], []))
         said = []
-        runner._train_grid([("exp", "dense", 0)], [], "uri", False, False, said.append, 8, None)
+        runner._train_grid([("exp", "dense", 0)], RunOptions(uri="uri", progress=False,
+                                                             echo=said.append, jobs=8))
         assert said == ["[repro] --jobs 8: only 1 run(s) to train; using 1 process(es)"]
 
     def test_truncated_final_weights_name_the_path(self, tmp_path):

@@ -83,14 +83,14 @@ def repro(args: list[str], tmp: Path, env_extra: dict | None = None, timeout: in
                           text=True, env=env, cwd=tmp, timeout=timeout)
 
 
-def test_plugin_folder_from_the_command_line_is_listed_and_passes_the_selftest(tmp_path):
+def test_plugin_folder_from_the_command_line_is_listed(tmp_path):
+    """(tests/test_own_router_doc.py runs the selftest on a --plugin folder)"""
     plug = write_plugin(tmp_path / "my_routers")
     res = repro(["--plugin", str(plug), "ls"], tmp_path)
     assert res.returncode == 0, res.stderr
     assert f"mod_router [{plug}]" in res.stdout and f"plugins:    {plug}" in res.stdout
-    res = repro(["selftest", "mod_router", "--plugin", str(plug)], tmp_path)
-    assert res.returncode == 0, res.stdout + res.stderr
-    assert "7 passed, 0 failed" in res.stdout and "FAIL" not in res.stdout
+    res = repro(["ls", "--plugin", str(plug)], tmp_path)  # after the command works too
+    assert res.returncode == 0 and f"mod_router [{plug}]" in res.stdout, res.stderr
 
 
 def test_plugin_from_the_environment_variable(tmp_path):
@@ -135,7 +135,8 @@ def test_a_broken_plugin_is_one_line_and_exit_2(tmp_path, case):
         want = [str(bad), "ModuleNotFoundError", "no_such_module_anywhere", "fix the file"]
     elif case == "taken-name":
         bad.write_text(CONFIG.replace('"mod_router"', '"switch"'))
-        want = [str(bad), "'switch'", "already registered (built-in)", "another name"]
+        want = [str(bad), "the router name 'switch' is already taken (built-in)",
+                "give it another name in that file"]
     else:
         bad = tmp_path / "nope.py"
         want = ["--plugin", str(bad), "no such file"]
@@ -188,3 +189,76 @@ def test_compare_a_plugin_router_at_smoke_scale_into_a_leaderboard(tmp_path):
     got = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          cwd=tmp_path).stdout.split()
     assert got[0] == "2" and got[-1] == "True" and pair["verdict"].split()[0] in got[1], got
+
+
+def test_a_broken_installed_plugin_names_its_package_and_entry_point(tmp_path):
+    site = write_package(tmp_path / "site")
+    (site / "modrouterpkg" / "__init__.py").write_text("raise RuntimeError('half-installed')\n")
+    res = repro(["ls"], tmp_path, {"PYTHONPATH": str(site)})
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1, res.stderr
+    assert "package modrouterpkg 0.1 (entry point mod = modrouterpkg in group " \
+           "moe_repro.plugins)" in lines[0] and "RuntimeError: half-installed" in lines[0]
+
+
+def test_a_plugin_search_space_is_marked_and_the_builtins_it_imports_stay_builtin(tmp_path):
+    """A plugin's import pulls in repro.sweeps.spaces (the built-in spaces register then): they
+    stay built-in; only the plugin's own space carries its origin."""
+    space = tmp_path / "my_space.py"
+    space.write_text("from repro.sweeps.spaces import SearchSpace, f, register_space\n"
+                     "register_space(SearchSpace('my-lr', 'lr, narrow', ('train.lr',),\n"
+                     "               lambda flat: [f('train.lr', 1e-3, 1e-2, log=True)]))\n")
+    res = repro(["--plugin", str(space), "ls"], tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert f"search spaces (plugins): my-lr [{space}]" in res.stdout, res.stdout[-1500:]
+
+
+BLOCK = '''
+import torch
+from torch import nn
+
+from repro.config import config, variant
+from repro.layers.base import FFN_BLOCKS, FFNOutput
+from repro.layers.base_config import FFNConfig, FFNCount
+
+
+@variant("relu_ffn")
+@config
+class ReluFFNConfig(FFNConfig):
+    d_ff: int = 128
+
+    DOMAINS = {"d_ff": ">= 1"}
+
+    def count(self, d_model: int) -> FFNCount:
+        p = 2 * d_model * self.d_ff  # W_in [D, F], W_out [F, D]
+        return FFNCount(p, float(p), 2.0 * p)
+
+
+@FFN_BLOCKS.add
+class ReluFFN(nn.Module):
+    Config = ReluFFNConfig
+
+    def __init__(self, cfg, d_model):
+        super().__init__()
+        self.w_in = nn.Parameter(torch.randn(d_model, cfg.d_ff) * 0.02)
+        self.w_out = nn.Parameter(torch.randn(cfg.d_ff, d_model) * 0.02)
+
+    def forward(self, x):  # x: [B, T, D]
+        return FFNOutput(torch.relu(x @ self.w_in) @ self.w_out)
+'''
+
+
+def test_an_ffn_block_plugin_reaches_one_arm_through_the_arm_form(tmp_path):
+    """A block from a plugin file, put on one arm of a registered experiment with --set ARM:
+    (the kind switch first, then its width); the FLOP match still decides."""
+    block = tmp_path / "relu_ffn.py"
+    block.write_text(BLOCK)
+    res = repro(["--plugin", str(block), "ls"], tmp_path)
+    assert res.returncode == 0 and f"relu_ffn [{block}]" in res.stdout, res.stderr
+    base = ["--plugin", str(block), "show", "moe-vs-dense", "--scale", "smoke", "--arm", "dense",
+            "--set", "dense:model.ffn.kind=relu_ffn"]
+    res = repro([*base, "dense:model.ffn.d_ff=132"], tmp_path)  # 4*32*132 = dense's 16.9K
+    assert res.returncode == 0 and "max deviation" in res.stdout, res.stdout + res.stderr
+    assert "relu_ffn" not in res.stderr
+    res = repro([*base, "dense:model.ffn.d_ff=64"], tmp_path)  # half the FLOPs: not matched
+    assert res.returncode == 0 and "NOT MATCHED" in res.stdout and "'dense'" in res.stdout

@@ -100,6 +100,9 @@ def test_kill9_then_rerun_resumes_into_same_run(reference, tmp_path, monkeypatch
     assert r.data.tags[store.T_PID] == str(os.getpid())
     _assert_same(_curves(uri, r.info.run_id), reference)
     assert math.isfinite(r.data.metrics["perf/tokens_per_s"])
+    # the CPU time and contention records cover both processes' steps (issue 31)
+    assert all(math.isfinite(r.data.metrics[m]) for m in store.CONTENTION_METRICS)
+    assert 0 < r.data.metrics[store.M_TRAIN_CPU_S] and store.T_PEERS in r.data.tags
     assert main(RUN) == 0  # and a third run reuses it
     assert len(_train_runs(uri)) == 1
 

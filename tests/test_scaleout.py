@@ -92,13 +92,14 @@ def test_ddp_two_cpu_processes_match_single_process(tmp_runs):
     matches closely; its routing statistics come from the synced torchmetrics state.
     """
     from repro.experiments.base import get_experiment
+    from repro.experiments.options import RunOptions
     from repro.experiments.runner import run_experiment
     from repro.tracking import store as ts
 
     arms = ["dense", ARM]
     exp = get_experiment(EXP, "smoke")
-    single = run_experiment(exp, arms=arms, seeds=[0], overrides=STEPS, progress=False,
-                            echo=lambda *a: None)
+    single = run_experiment(exp, RunOptions(overrides=STEPS, progress=False,
+                                            echo=lambda *a: None), arms=arms, seeds=[0])
     assert [o.status for o in single] == ["trained", "trained"]
     p = _repro(["run", EXP, "--scale", "smoke", "--arm", ",".join(arms), "--seeds", "0",
                 "--no-progress", "--verbose", *[x for o in STEPS + DDP2 for x in ("--set", o)]],

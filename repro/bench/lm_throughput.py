@@ -15,7 +15,12 @@ from dataclasses import replace
 
 import torch
 
-from repro.compute import ffn_count, model_count, moe_d_expert_for_ffn_flops
+from repro.compute import (
+    ffn_count,
+    model_count,
+    moe_d_expert_for_ffn_flops,
+    moe_widths_aligned,
+)
 from repro.layers.dense import DenseFFNConfig
 from repro.layers.finedeep import FinedeepConfig
 from repro.layers.moe import MoEConfig
@@ -24,50 +29,51 @@ from repro.routers import ROUTERS
 from repro.routers.topk import TopKRouterConfig
 
 
-def _nearest_width(f: float) -> int:
-    # the nearest integer width, as the experiments' arms use (repro.compute): rounding to a
-    # 16-byte multiple (grouped_mm's requirement) measured no faster at the cpu scale
-    # (results/bench/trials-2026-12-03.md, trial 3) and would time other models than the runs
-    return max(1, int(round(f)))
-
-
 def method_arms(d_model: int, d_ff: int, n_experts: int = 8) -> dict[str, object]:
-    """FFN configs of every method, FLOP-matched to a dense SwiGLU of width d_ff."""
+    """FFN configs of every method, FLOP-matched to a dense SwiGLU of width d_ff, with expert
+    widths derived as the experiments derive them (``repro.compute.moe_d_expert_for_ffn_flops``:
+    rounded to a multiple of 4 columns when that keeps the FLOPs within 1% of the target)."""
     target = ffn_count(DenseFFNConfig(d_ff=d_ff), d_model).flops
     E = n_experts
 
     def fit(cfg: MoEConfig) -> MoEConfig:
         F = moe_d_expert_for_ffn_flops(target, cfg, d_model)
-        return replace(cfg, d_expert=_nearest_width(F))
+        return replace(cfg, d_expert=F, d_shared=F if cfg.n_shared else None)
 
     arms: dict[str, object] = {"dense": DenseFFNConfig(d_ff=d_ff)}
     for name, router in ROUTERS.items():  # every registered router, at 2 experts per token
         arms[name] = fit(MoEConfig(n_experts=E, router=router.Config().with_experts_per_token(2)))
-    # DeepSeekMoE: m=4 fine-grained, 1 shared of the same width, top-3 routed of 4E-1
-    dsm = MoEConfig(n_experts=4 * E - 1, n_shared=1, router=TopKRouterConfig(
-        top_k=3, normalize=False))
-    # 2 * (router + (3 routed + 1 shared) * 3 * D * F) = target  ->  F
-    F = _nearest_width((target / 2 - d_model * dsm.n_experts) / (4 * 3 * d_model))
-    arms["deepseekmoe"] = replace(dsm, d_expert=F, d_shared=F)
+    # DeepSeekMoE: m=4 fine-grained, 1 shared, top-3 routed of 4E-1; routed width F rounded
+    # down to a multiple of 4, the shared expert takes the rest of the FLOPs (92 / 96 at cpu)
+    dsm = MoEConfig(n_experts=4 * E - 1, n_shared=1, router=TopKRouterConfig(top_k=3,
+                                                                             normalize=False))
+    F, S = moe_widths_aligned(target, dsm, d_model)
+    arms["deepseekmoe"] = replace(dsm, d_expert=F, d_shared=S)
     arms["mone"] = fit(MoEConfig(n_experts=E, router=TopKRouterConfig(top_k=2),
                                  neuron_ratio=0.5))
     arms["finedeep"] = FinedeepConfig(d_ff=d_ff, n_sublayers=2, n_experts=4)
     return arms
 
 
-def interleaved_times(keys: list, step, rounds: int, steps: int, warmup: int) -> dict:
+CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
+
+
+def interleaved_times(keys: list, step, rounds: int, steps: int, warmup: int,
+                      clock=time.process_time) -> dict:
     """``warmup`` calls of ``step(key)`` per key, then ``rounds`` rounds timing ``steps`` calls of
-    each key in turn: {key: [seconds per step, one per round]}."""
+    each key in turn: {key: [seconds per step, one per round]}. ``clock``: the process's CPU
+    time by default (all its threads), which other processes on a shared machine do not inflate
+    the way they inflate wall time; ``time.perf_counter`` for wall time."""
     for k in keys:
         for _ in range(warmup):
             step(k)
     times: dict = {k: [] for k in keys}
     for _ in range(rounds):
         for k in keys:
-            t0 = time.perf_counter()
+            t0 = clock()
             for _ in range(steps):
                 step(k)
-            times[k].append((time.perf_counter() - t0) / steps)
+            times[k].append((clock() - t0) / steps)
     return times
 
 
@@ -176,6 +182,9 @@ if __name__ == "__main__":
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
+    from repro.bench.run import set_allocator_policy
+
+    print(f"allocator: {set_allocator_policy()}; clock: process CPU time")
     if a.experiment:
         cfgs, ref, shape = experiment_models(a.experiment, a.scale,
                                              a.backends.split(",") if a.backends else None)

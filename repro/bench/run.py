@@ -31,7 +31,8 @@ COLUMNS = ["section", "device", "device_name", "torch", "dtype", "router", "back
            "resolved_backend", "n_experts", "top_k", "d_model", "d_expert", "d_ff_dense", "hidden",
            "tokens", "reps", "dense_ms", "moe_ms", "ratio", "ratio_min", "ratio_max",
            "tokens_per_s", "ref_max_err", "ref_ok", "auto_choice", "threads", "alloc_policy",
-           "load_before", "load_after", "note"]
+           "load_before", "load_after", "clock", "dense_drift", "plausible", "ratio_refused",
+           "note"]
 
 
 @dataclass
@@ -159,7 +160,10 @@ def run_bench(spec: BenchSpec, log=print) -> tuple[list[dict], Path]:
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
-    with open(path, "w", newline="") as f:
+    from repro.paths import open_owned
+
+    fd = open_owned(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)  # never through a link
+    with os.fdopen(fd, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
         w.writeheader()
         for r in rows:

@@ -45,7 +45,7 @@ def _system(run, seed: int):
     from repro.lit.system import LMSystem
 
     torch.manual_seed(seed)
-    return LMSystem.from_run_config(run)
+    return LMSystem(run)
 
 
 def _bare(run, loader, seed: int, skip: int, metrics: bool) -> float:

@@ -6,8 +6,9 @@ from repro.config import check, config
 
 # Source forms; the prefixed ones take an argument after the colon.
 SOURCE_NAMES = ("shakespeare", "synthetic")
-SOURCE_PREFIXES = ("hf:", "text:", "json:")
-SOURCE_FORMS = ("shakespeare", "synthetic", "hf:NAME[:CONFIG]", "text:PATH_OR_GLOB", "json:PATH")
+SOURCE_PREFIXES = ("hf:", "text:", "json:", "parquet:")
+SOURCE_FORMS = ("shakespeare", "synthetic", "hf:NAME[:CONFIG]", "text:PATH_OR_GLOB", "json:PATH",
+                "parquet:PATH_OR_GLOB")
 SAMPLE_BY = ("document", "paragraph", "line")
 N_SPECIAL_TOKENS = 1  # <|endoftext|>
 MIN_BPE_VOCAB = 256 + N_SPECIAL_TOKENS  # byte-level BPE needs all 256 bytes plus the specials
@@ -16,9 +17,10 @@ MIN_BPE_VOCAB = 256 + N_SPECIAL_TOKENS  # byte-level BPE needs all 256 bytes plu
 @config
 class DataConfig:
     # "shakespeare" (shipped), "synthetic", "hf:NAME[:CONFIG]" (hub, online), "text:PATH_OR_GLOB"
-    # (local text files via the datasets "text" builder), "json:PATH_OR_GLOB" (local jsonl)
+    # (local text files via the datasets "text" builder), "json:PATH_OR_GLOB" (local jsonl),
+    # "parquet:PATH_OR_GLOB" (local Parquet files with a text_column, the hub's storage format)
     source: str = "shakespeare"
-    text_column: str = "text"          # column holding the document text (hf:, json:)
+    text_column: str = "text"          # column holding the document text (hf:, json:, parquet:)
     vocab_size: int = 8192             # BPE vocab incl. <|endoftext|> (synthetic: its vocab)
     seq_len: int = 128                 # T, tokens per training window
     val_windows: int = 64              # max number of fixed val (and test) windows

@@ -5,6 +5,9 @@
 * ``text:PATH_OR_GLOB``: local files through the datasets ``text`` builder; ``text_sample_by``
   says what a document is (a whole file by default).
 * ``json:PATH_OR_GLOB``: local JSON lines through the datasets ``json`` builder.
+* ``parquet:PATH_OR_GLOB``: local Parquet files (a ``text_column`` of strings) through the
+  datasets ``parquet`` builder: the format the hub stores datasets in (the ``gpu`` scale's
+  WikiText-103 is Parquet there), so a hub dataset's files can be loaded offline.
 
 Local files all form the ``train`` split. A missing val/test split is carved from train BY
 DOCUMENT (never by line or window): a permutation of document indices seeded by ``data_seed``
@@ -21,6 +24,7 @@ import glob
 import hashlib
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -47,13 +51,21 @@ def _split_params(cfg: DataConfig) -> dict:
 
 def local_files(cfg: DataConfig) -> list[Path]:
     """The files named by a ``text:``/``json:`` source (a file, a directory, or a glob), sorted."""
+    from repro.paths import describe_kind
+
     pattern = os.path.expanduser(cfg.argument)
     if os.path.isdir(pattern):
-        files = sorted(p for p in Path(pattern).rglob("*")
-                       if p.is_file() and not p.name.startswith("."))
+        found = [p for p in Path(pattern).rglob("*") if not p.name.startswith(".")
+                 and not p.is_dir()]
     else:
-        files = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
+        found = [Path(p) for p in glob.glob(pattern, recursive=True) if not os.path.isdir(p)]
+    files = sorted(p for p in found if p.is_file())
     if not files:
+        others = sorted(p for p in found if p.exists() and not p.is_file())
+        if others:  # a FIFO, /dev/zero, a socket: would block or never end; say what it is
+            p = others[0]
+            raise DataError(f"source {cfg.source!r}: {p} is {describe_kind(p, p.stat())}, not "
+                            "a regular file; give a text file, a directory or a glob of files")
         raise DataError(f"source {cfg.source!r}: no files match {pattern!r}; "
                         "give an existing file, directory or glob")
     return files
@@ -72,8 +84,31 @@ def check_source(cfg: DataConfig) -> None:
     if kind in ("text", "json"):
         for path in local_files(cfg):
             _check_local_file(path, cfg, kind)
+    elif kind == "parquet":
+        for path in local_files(cfg):
+            _check_parquet_file(path, cfg)
     elif kind == "hf":
         _check_hub(cfg)
+
+
+def _check_parquet_file(path: Path, cfg: DataConfig) -> None:
+    """A Parquet file whose schema has ``text_column`` as a string column."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        schema = pq.read_schema(path)
+    except (OSError, pa.ArrowException) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
+        raise DataError(f"source {cfg.source!r}: {path} is not a readable Parquet file "
+                        f"({first}); point the source at .parquet files") from None
+    if cfg.text_column not in schema.names:
+        raise DataError(f"source {cfg.source!r}: {path} has no column {cfg.text_column!r} "
+                        f"(columns: {', '.join(schema.names[:8])}); set data.text_column")
+    t = schema.field(cfg.text_column).type
+    if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
+        raise DataError(f"source {cfg.source!r}: {path} column {cfg.text_column!r} is {t}, "
+                        "not text; set data.text_column to the text column")
 
 
 def _check_local_file(path: Path, cfg: DataConfig, kind: str) -> None:
@@ -106,11 +141,13 @@ def _check_local_file(path: Path, cfg: DataConfig, kind: str) -> None:
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
-            if i == 1 and _whole_json(text, cfg):
+            if i == 1 and _whole_json(text, cfg, path):
                 return
             raise DataError(f"source {cfg.source!r}: {path} line {i} is not valid JSON "
                             f"({e.msg} at column {e.colno}); give JSON lines, one object per "
                             "line") from None
+        if i == 1 and isinstance(obj, list) and _whole_json(text, cfg, path):
+            return  # one line holding the whole document: a list of objects
         if not isinstance(obj, dict):
             raise DataError(f"source {cfg.source!r}: {path} line {i} is a JSON "
                             f"{type(obj).__name__}, not an object; give one object per line")
@@ -118,16 +155,33 @@ def _check_local_file(path: Path, cfg: DataConfig, kind: str) -> None:
             raise DataError(f"source {cfg.source!r}: {path} line {i} has no key "
                             f"{cfg.text_column!r} (keys: {', '.join(list(obj)[:8])}); set "
                             "data.text_column")
+        _check_text_value(obj[cfg.text_column], path, f"line {i}", cfg)
 
 
-def _whole_json(text: str, cfg: DataConfig) -> bool:
-    """A whole-file JSON document the datasets json builder reads: a list of objects."""
+def _check_text_value(value, path: Path, where: str, cfg: DataConfig) -> None:
+    """The text column holds text: a number, list or null there is a wrong column, not text."""
+    if not isinstance(value, str):
+        shown = json.dumps(value)[:40]
+        kind = {type(None): "null", int: "an integer", float: "a number", bool: "a boolean",
+                list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
+        raise DataError(f"source {cfg.source!r}: {path} {where}: {cfg.text_column!r} is "
+                        f"{kind} ({shown}), not "
+                        "text; give string values, or set data.text_column to the text field")
+
+
+def _whole_json(text: str, cfg: DataConfig, path: Path) -> bool:
+    """A whole-file JSON document the datasets json builder reads: a list of objects (whose
+    text column holds text: else DataError)."""
     try:
         obj = json.loads(text)
     except json.JSONDecodeError:
         return False
-    return isinstance(obj, list) and all(isinstance(o, dict) and cfg.text_column in o
-                                         for o in obj)
+    if not (isinstance(obj, list) and all(isinstance(o, dict) and cfg.text_column in o
+                                          for o in obj)):
+        return False
+    for j, o in enumerate(obj):
+        _check_text_value(o[cfg.text_column], path, f"item {j}", cfg)
+    return True
 
 
 def hub_offline() -> bool:
@@ -158,7 +212,7 @@ def cheap_fingerprint(cfg: DataConfig) -> str | None:
         return _hash_json({"kind": kind, "v": GENERATOR_VERSION, "vocab": cfg.vocab_size,
                            "branching": cfg.synthetic_branching, "seed": cfg.data_seed,
                            "sizes": synthetic_sizes(cfg)})
-    if kind in ("text", "json"):
+    if kind in ("text", "json", "parquet"):
         files = [hashlib.sha256(p.read_bytes()).hexdigest() for p in local_files(cfg)]
         extra = {"sample_by": cfg.text_sample_by} if kind == "text" else {}
         return _hash_json({"kind": kind, "files": files, **_split_params(cfg), **extra})
@@ -231,6 +285,14 @@ def load_text_splits(cfg: DataConfig) -> dict[str, list[str]]:
     import datasets  # heavy; only the text sources need it
 
     check_source(cfg)
+    # local files are built in a private (0700) folder that is removed as soon as their text is
+    # read: the user's files never stay in the store as world-readable arrow copies, and input
+    # refused below (too few documents, an empty split) leaves nothing behind
+    with tempfile.TemporaryDirectory(dir=cache_dir(), prefix=".local-build-") as build:
+        return _load_text_splits(cfg, kind, datasets, build)
+
+
+def _load_text_splits(cfg: DataConfig, kind: str, datasets, build: str) -> dict[str, list[str]]:
     try:
         if kind == "hf":
             name, _, conf = cfg.argument.partition(":")
@@ -238,9 +300,9 @@ def load_text_splits(cfg: DataConfig) -> dict[str, list[str]]:
         else:
             files = [str(p) for p in local_files(cfg)]
             kwargs = {"sample_by": cfg.text_sample_by} if kind == "text" else {}
-            # local builds go under runs/cache, not the user's HF cache (they are cheap to redo)
+            # not the user's HF cache: local builds are cheap to redo
             dd = datasets.load_dataset(kind, data_files={cfg.hf_train_split: files},
-                                       cache_dir=str(cache_dir("hf_datasets")), **kwargs)
+                                       cache_dir=build, **kwargs)
     except (OSError, ValueError, datasets.exceptions.DatasetGenerationError) as e:
         if isinstance(e, DataError):
             raise

@@ -16,7 +16,7 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from repro.data.errors import DataError
-from repro.paths import atomic_write_text, cache_dir
+from repro.paths import atomic_write_text, cache_dir, read_owned_bytes
 
 EOT = "<|endoftext|>"
 
@@ -54,7 +54,7 @@ def get_tokenizer(train_docs: Iterable[str] | None, vocab_size: int,
         if tok.token_to_id(EOT) != 0:  # guaranteed by special_tokens order; checked, not assumed
             raise DataError(f"tokenizer training put {EOT} at id {tok.token_to_id(EOT)}, not 0")
         atomic_write_text(path, tok.to_str())
-    text = path.read_text(encoding="utf-8")
+    text = read_owned_bytes(path).decode("utf-8", errors="replace")  # never via a link/FIFO
     try:
         tok = Tokenizer.from_str(text)
     except Exception as e:  # a truncated or hand-edited cache file

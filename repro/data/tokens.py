@@ -19,7 +19,7 @@ from repro.data.corpus import SPLITS
 from repro.data.errors import DataError
 from repro.data.sources import cheap_fingerprint, content_hash, load_text_splits, synthetic_sizes
 from repro.data.tokenizer import get_tokenizer, tokenizer_path
-from repro.paths import atomic_write_bytes, cache_dir
+from repro.paths import atomic_write_bytes, cache_dir, check_owned
 
 _ENCODE_CHUNK = 256  # documents per encode_batch call (tokenizers parallelizes within a call)
 
@@ -85,6 +85,7 @@ def build_token_splits(cfg: DataConfig) -> TokenSplits:
             _save_npy(paths[s], streams[s])
     tokens = {}
     for s in SPLITS:
+        check_owned(paths[s])  # a link, FIFO or device planted in the cache: refused
         try:
             tokens[s] = np.load(paths[s], mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError) as e:

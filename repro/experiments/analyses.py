@@ -35,9 +35,19 @@ def _declare(run, arms, metrics=()):
 
 def _models(results: Results, arms):
     from repro.experiments import studies as S  # torchmetrics: loaded when a study runs
+    from repro.lit.checkpoint import CheckpointError
+
     for (arm, seed), rec in sorted(results.runs.items()):
-        if arm in arms and rec.weights and Path(rec.weights).exists():
-            yield arm, seed, rec, S.load_model(rec.config, rec.weights)
+        if arm not in arms:
+            continue
+        if not rec.weights or not Path(rec.weights).exists():
+            # never a figure silently short of a run: the store lost (or never had) its weights
+            raise CheckpointError(f"the final weights of {arm} seed {seed} (run "
+                                  f"{rec.run_id[:8]}) are not at {rec.weights or '(no tag)'}: "
+                                  "a store copied or moved without its checkpoints/ folder? "
+                                  "copy it along, or retrain that run with `repro run "
+                                  f"EXPERIMENT --arm {arm} --seeds {seed} --force`")
+        yield arm, seed, rec, S.load_model(rec.config, rec.weights)
 
 
 def _save(fig, ax, path: Path, xlabel: str, ylabel: str, title: str | None = None,

@@ -41,7 +41,7 @@ class Experiment:
     matched: str  # a repro.compute.MATCHABLE quantity, or "none"
     recipe: TrainConfig
     data: DataConfig
-    seeds: tuple[int, ...]
+    seeds: tuple[int, ...]  # the planned seeds (the fixed-n design's count)
     claims: tuple = ()
     scale: str = "cpu"
     match_groups: tuple[tuple[str, ...], ...] | None = None  # default: all arms one group
@@ -54,6 +54,9 @@ class Experiment:
     trainer: TrainerConfig = TrainerConfig()
     notes: str = ""
     extra: dict = field(default_factory=dict)
+    # the registered seed design: None = fixed-n at len(seeds); a larger count = the
+    # group-sequential design of repro.experiments.sequential up to this many seeds (<= 10)
+    max_seeds: int | None = None
 
     def arm(self, name: str) -> Arm:
         for a in self.arms:
@@ -74,7 +77,7 @@ class Experiment:
         try:  # plain `--set KEY=VALUE` reaches every arm; `--set ARM:KEY=VALUE` only ARM
             run = apply_overrides(run, plain)
         except UnknownKeyError:
-            self._refuse_partial_key(plain)  # the key exists on some arms: say which
+            self.check_override_scope(plain)  # the key exists on some arms: say which
             raise
         run = apply_overrides(run, scoped.get(arm.name, []))
         if vocab_size is None and run.model.vocab_size != run.data.vocab_size:
@@ -105,11 +108,13 @@ class Experiment:
             scoped.setdefault(arm, []).append(rest)
         return plain, scoped
 
-    def _refuse_partial_key(self, plain: list[str]) -> None:
-        """A plain override whose key exists on some arms but not on others: one line naming the
-        arms where it exists and the ``ARM:`` form (nothing to say when it exists nowhere)."""
+    def check_override_scope(self, overrides: list[str] | None) -> None:
+        """Refuse a plain override whose key exists on some arms but not on others: one line
+        naming the arms where it exists and the ``ARM:`` form (nothing to say when it exists
+        nowhere: applying it gives the unknown-key error)."""
         from repro.config import parse_override
 
+        plain, _ = self.split_overrides(overrides)
         for text in plain:
             have = []
             for a in self.arms:
@@ -138,7 +143,7 @@ class Experiment:
         """Refuse unmatched arms (2% tolerance) and claims on a metric their arm never produces
         (``repro.experiments.produced``) before any training; returns deviations. A plain
         override whose key only some arms have is refused first (``ARM:KEY=VALUE`` scopes it)."""
-        self._refuse_partial_key(self.split_overrides(overrides)[0])
+        self.check_override_scope(overrides)
         check_claim_metrics(self, overrides)
         if self.matched == "none" and not self.also_matched:
             return {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 from pathlib import Path
 
@@ -18,12 +19,11 @@ from repro.errors import UserError
 from repro.experiments.base import Experiment
 from repro.experiments.claims import ClaimResult, Results, RunRecord, mean_std
 from repro.experiments.resolve import ResolvedRun, prepare_data, resolve_run
-from repro.experiments.stats import RULE
+from repro.experiments.verdicts import RULE_ID as VERDICT_RULE_ID  # noqa: F401 (claims.json)
+from repro.experiments.verdicts import machine_label
 from repro.machine import cpu_label
 from repro.paths import atomic_write_text, results_dir, staged_dir
 from repro.tracking import store as ts
-
-VERDICT_RULE_ID = "t95-paired"  # claims.json marker of the verdict rule in repro.experiments.stats
 
 SUMMARY_METRICS = (ts.M_VAL_PPL, ts.M_TOKENS_PER_S,
                    *(ts.routing_metric(ts.VAL, s) for s in (ts.S_LOAD_CV, ts.S_MAX_MEAN_LOAD,
@@ -36,7 +36,8 @@ SUMMARY_METRICS = (ts.M_VAL_PPL, ts.M_TOKENS_PER_S,
 def is_check_output(name: str) -> bool:
     """Whether a file of ``results/<experiment>/<scale>/`` is written by ``repro check`` (a
     check replaces all of these; other files there, e.g. sweep summaries, are kept)."""
-    return name in ("claims.md", "claims.json", "summary.csv") or name.endswith(".png")
+    return name in ("claims.md", "claims.json", "summary.csv", "curves.csv") or \
+        name.endswith(".png")
 
 
 class MissingRunsError(UserError, RuntimeError):
@@ -139,13 +140,15 @@ def collect(exp: Experiment, uri: str, overrides: list[str] | None = None,
                 else []
             if drops:
                 metrics[ts.M_DROP_MEAN] = sum(v for _, v in drops) / len(drops)
-            runs[(arm.name, seed)] = RunRecord(arm.name, seed, found.info.run_id, curve,
-                                               metrics, to_dict(run),
-                                               found.data.tags.get(ts.T_WEIGHTS),
-                                               found.data.tags.get(ts.T_DEVICE), drops)
-    res = Results(runs)
-    res.notes = results_notes
-    return res
+            tags = found.data.tags
+            mach = {"cpu_model": tags.get(ts.T_CPU_MODEL, ""),
+                    "cpu_capability": tags.get(ts.T_CPU_CAPABILITY, ""),
+                    "torch": tags.get(ts.T_TORCH, ""), "threads": tags.get(ts.T_THREADS, "")}
+            runs[(arm.name, seed)] = RunRecord(
+                arm.name, seed, found.info.run_id, curve, metrics, to_dict(run),
+                ts.weights_path(tags.get(ts.T_WEIGHTS)), tags.get(ts.T_DEVICE), drops,
+                machine=machine_label(mach), machine_tags=mach)
+    return Results(runs, notes=results_notes)
 
 
 # a "loss spike": train loss above 2x its best so far [ours, references.md §ST-MoE]
@@ -185,11 +188,14 @@ def evaluate_claims(exp: Experiment, uri: str, overrides: list[str] | None,
                     seeds: list[int] | None, out: Path, partial: bool = True, echo=None,
                     write_to: Path | None = None):
     """Collect the finished runs, run the eval-time studies (their figures go to ``write_to``,
-    default ``out``) and evaluate every claim: ``(results, claim_results, study_files)``.
+    default ``out``) and evaluate every claim under the experiment's registered seed design:
+    ``(results, claim_results, study_files)`` (each claim's own, unadjusted verdict).
 
     Some (arm, seed) runs missing: ``results.missing`` lists them and ``echo`` says so; unless
     ``partial``, IncompleteGridError is raised (before anything is written) when ``out`` already
-    holds a complete result."""
+    holds a complete result, or one with more seeds than this check would use."""
+    from repro.experiments.verdicts import design_of
+
     # one data module for run keys and eval-time studies (its fingerprint does not depend on seed)
     dm = prepare_data(exp.run_config(exp.arms[0], overrides), 0)
     grown = seeds is None  # the default: the experiment's seeds plus any grown by --seeds auto
@@ -208,6 +214,13 @@ def evaluate_claims(exp: Experiment, uri: str, overrides: list[str] | None,
         raise MissingRunsError(f"no finished runs of {exp.name!r} at scale {exp.scale!r} in "
                                f"{uri}; run `repro run {exp.name} --scale {exp.scale}` first")
     results.missing = missing = missing_runs(exp, results, seeds)
+    have = _committed_seeds(out)
+    if not partial and have > len(seeds):
+        raise IncompleteGridError(f"{out} holds a result on {have} seeds; this check would "
+                                  f"replace it with {len(seeds)} (runs of the other seeds are "
+                                  f"not in this store): train them (`repro run {exp.name} "
+                                  f"--scale {exp.scale} --seeds ...`), or pass --partial to "
+                                  "overwrite it")
     if missing:
         total = len(missing) + len(results.runs)
         what = f"{len(missing)} of {total} runs of {exp.name} [{exp.scale}] have not finished " \
@@ -228,12 +241,29 @@ def evaluate_claims(exp: Experiment, uri: str, overrides: list[str] | None,
         ctx = AnalysisContext(batches=batches, out=write_to)
         for fn in exp.analyses:
             extra_files += fn(exp, results, ctx)
-    return results, [c.evaluate(results) for c in exp.claims], extra_files
+    design = design_of(exp)
+    return results, [c.evaluate(results, design) for c in exp.claims], extra_files
+
+
+def _committed_seeds(out: Path) -> int:
+    """Seeds per arm of the result already in ``out`` (0 when none)."""
+    import json
+
+    try:
+        seeds = json.loads((out / "claims.json").read_text()).get("seeds") or {}
+    except (OSError, ValueError):
+        return 0
+    return max((len(v) for v in seeds.values()), default=0)
 
 
 def check_experiment(exp: Experiment, uri: str | None = None, overrides: list[str] | None = None,
                      seeds: list[int] | None = None, out_dir: Path | None = None,
                      partial: bool = False, echo=print):
+    """Collect, write the per-run files (summary.csv, curves.csv), judge the claims from those
+    files alone (repro.experiments.verdicts, the same code `repro verify` runs), then re-adjust
+    every result of the scale together."""
+    from repro.experiments import verdicts as V
+
     uri = ts.resolve_uri(uri)
     out = out_dir or results_dir() / exp.name / exp.scale
     if not partial:
@@ -241,10 +271,25 @@ def check_experiment(exp: Experiment, uri: str | None = None, overrides: list[st
     # every file of this check is written into a staging folder beside ``out`` and swapped in
     # whole: a failure part-way (disk full, kill -9) never leaves a mix with the previous check
     with staged_dir(out, owned=is_check_output) as stage:
-        results, claim_results, extra_files = evaluate_claims(
+        results, _, extra_files = evaluate_claims(
             exp, uri, overrides, seeds, out, partial=partial, echo=echo, write_to=stage)
-        files = write_outputs(exp, results, claim_results, stage, overrides) + extra_files
+        files = [write_summary(exp, results, stage), write_curves(results, stage)]
+        committed = V.results_from_folder(stage)
+        committed.missing, committed.notes = list(results.missing), list(results.notes)
+        payload = V.judge(exp, committed, V.read_lock(out), _env_line(exp, overrides, results),
+                          {"studies": V.study_figures(stage)})
+        V.adjust_scale([payload])  # provisional: write_scale below adjusts the whole scale
+        files += write_claims(payload, stage)
+        files += write_figures(exp, results, stage)
+        files += extra_files
     files = [out / f.relative_to(stage) for f in files]
+    # the scale's adjustment (gate, BH, Holm) spans every experiment checked at it
+    V.write_scale(out.parent.parent, exp.scale)
+    final = {e["name"]: e for e in json.loads((out / "claims.json").read_text())["claims"]}
+    design = V.design_of(exp)
+    claim_results = [c.evaluate(committed, design) for c in exp.claims]
+    for r in claim_results:
+        r.verdict = final[r.claim.name]["verdict"]
     _log_summary_run(exp, uri, files, claim_results, results)
     return claim_results, out
 
@@ -268,94 +313,72 @@ def _env_line(exp: Experiment, overrides: list[str] | None = None,
             + (f", overrides `{' '.join(overrides)}`" if overrides else ""))
 
 
-def write_outputs(exp: Experiment, results: Results, claims: list[ClaimResult],
-                  out: Path, overrides: list[str] | None = None) -> list[Path]:
-    from repro.experiments.plots import arm_curves_figure, gap_figure
+# ---------------------------------------------------------------- one writer per output file
+def write_summary(exp: Experiment, results: Results, out: Path) -> Path:
+    """summary.csv: one row per (arm, seed): final val loss, the machine the run trained on,
+    every summary metric, every study metric and every metric a claim reads."""
+    from repro.experiments.verdicts import MACHINE_COLS, SUMMARY
 
-    files = []
-    arms = [a.name for a in exp.arms]
-    # ---- claims.md
-    lines = [f"# {exp.name}: {exp.title}", "", f"Paper: {exp.paper}", "",
-             f"Run at {_env_line(exp, overrides, results)}.", "",
-             f"Seeds per arm: {', '.join(str(len(results.seeds(a))) for a in arms)} "
-             f"({', '.join(arms)}). Matched: `{exp.matched_description()}`.", "",
-             *([f"**Partial**: no finished run for {describe_missing(results.missing)}.", ""]
-               if getattr(results, "missing", None) else []),
-             "| claim | paper | source | measured (ours) | verdict | effect; seeds needed | "
-             "rule |", "|---|---|---|---|---|---|---|"]
-    for r in claims:
-        lines.append(f"| {r.claim.statement} | {r.claim.paper_figure} | {r.claim.source} | "
-                     f"{r.measured} | **{r.verdict}** | {r.extra} | {r.rule} |")
-    lines += ["", RULE, ""]
-    gap_claims = [r for r in claims if r.budget is not None]
-    if gap_claims:
-        lines += ["## Loss gaps along the training budget", "",
-                  "Paired val-loss gap (loser minus winner of the claim, so > 0 means the claim "
-                  "holds at that step) at 25/50/100% of the steps, its trend over the second "
-                  "half (opening / closing / flat against the final interval's half-width) and "
-                  "the step since which it has kept its final sign.", "",
-                  "| claim | 25% | 50% | 100% | trend | sign since | figure |",
-                  "|---|---|---|---|---|---|---|"]
-        for r in gap_claims:
-            b = r.budget
-            cells = [f"{iv.mean:+.4f} [{iv.lo:+.4f}, {iv.hi:+.4f}] (step {st})" if iv.n >= 2
-                     else f"{iv.mean:+.4f} (step {st})" for st, iv in b.at.values()]
-            fig = out / f"gap-{r.claim.name}.png"
-            gap_figure(b, f"{exp.name} ({exp.scale}): {r.claim.name}", fig)
-            files.append(fig)
-            lines.append(f"| {r.claim.name} | {' | '.join(cells)} | {b.trend} | "
-                         f"{b.crossover if b.crossover is not None else 'start'} | "
-                         f"[{fig.name}]({fig.name}) |")
-        lines.append("")
-    lines += ["## Final validation loss per arm", "",
-              "| arm | final val loss (mean ± std) | seeds | tokens/s |", "|---|---|---|---|"]
-    for a in arms:
-        seeds = results.seeds(a)
-        m, s = mean_std([results.get(a, x).final_val_loss for x in seeds])
-        tps, _ = mean_std([results.get(a, x).metrics.get(ts.M_TOKENS_PER_S, math.nan)
-                           for x in seeds])
-        lines.append(f"| {a} | {m:.4f} ± {s:.4f} | {len(seeds)} | {tps:,.0f} |")
-    if exp.notes:
-        lines += ["", "## Notes", "", exp.notes]
-    if getattr(results, "notes", None):
-        lines += ["", "Runs found by tags rather than exact run key (the config serialization "
-                  "changed after they ran):", ""] + [f"- {n}" for n in results.notes]
-    path = out / "claims.md"
-    atomic_write_text(path, "\n".join(lines) + "\n")
-    files.append(path)
-    # ---- claims.json (machine-readable, aggregated by `repro report`)
-    import json
-
-    import torch
-
-    payload = {
-        "experiment": exp.name, "version": exp.version, "title": exp.title, "scale": exp.scale,
-        "paper": exp.paper, "env": _env_line(exp, overrides, results), "torch": torch.__version__,
-        "seeds": {a: results.seeds(a) for a in arms}, "verdict_rule": VERDICT_RULE_ID,
-        "control": bool(exp.extra.get("control")),
-        "missing": [list(m) for m in getattr(results, "missing", [])],
-        "claims": [{"name": r.claim.name, "statement": r.claim.statement,
-                    "paper": r.claim.paper_figure, "source": r.claim.source,
-                    "measured": r.measured, "verdict": r.verdict, "rule": r.rule,
-                    **_claim_stats(r)}
-                   for r in claims]}
-    path = out / "claims.json"
-    atomic_write_text(path, json.dumps(payload, indent=1) + "\n")
-    files.append(path)
-    # ---- summary.csv
     buf = io.StringIO()
     w = csv.writer(buf)
     study_cols = sorted({k for rec in results.runs.values() for k in rec.metrics
                          if "/" not in k and k not in ("epoch", ts.M_LR)})
-    cols = [*SUMMARY_METRICS, *study_cols]
-    w.writerow(["experiment", "scale", "arm", "seed", "run_id", "final_val_loss", *cols])
+    read = sorted({m for c in exp.claims for _, m in c.reads
+                   if m != ts.M_FINAL_VAL_LOSS} - set(SUMMARY_METRICS) - set(study_cols))
+    cols = [*SUMMARY_METRICS, *study_cols, *read]
+    w.writerow(["experiment", "scale", "arm", "seed", "run_id", "final_val_loss", *MACHINE_COLS,
+                *cols])
     for (a, s), rec in sorted(results.runs.items()):
+        mach = rec.machine_tags or {}
         w.writerow([exp.name, exp.scale, a, s, rec.run_id, f"{rec.final_val_loss:.6f}",
+                    *[mach.get(k, "") for k in MACHINE_COLS],
                     *[f"{rec.metrics[m]:.6g}" if m in rec.metrics else "" for m in cols]])
-    path = out / "summary.csv"
+    path = out / SUMMARY
     atomic_write_text(path, buf.getvalue())
-    files.append(path)
-    # ---- plots
+    return path
+
+
+def write_curves(results: Results, out: Path) -> Path:
+    """curves.csv: every run's val-loss curve and train drop-fraction curve, one row per
+    (arm, seed, metric, step): what the speedup delta, the steady-state drop rate and the gap
+    tables need, so `repro verify` recomputes them from results/ alone."""
+    from repro.experiments.verdicts import CURVES
+
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["arm", "seed", "metric", "step", "value"])
+    for (a, s), rec in sorted(results.runs.items()):
+        for metric, curve in ((ts.M_VAL_LOSS, rec.val_curve), (ts.M_DROP, rec.drop_curve)):
+            for step, v in curve:
+                w.writerow([a, s, metric, int(step), f"{v:.6g}"])
+    path = out / CURVES
+    atomic_write_text(path, buf.getvalue())
+    return path
+
+
+def write_claims(payload: dict, out: Path) -> list[Path]:
+    """claims.json (the verdict engine's payload) and claims.md (rendered from it alone)."""
+    from repro.experiments.verdicts import dumps, render_md
+
+    paths = []
+    for name, text in (("claims.json", dumps(payload)), ("claims.md", render_md(payload))):
+        atomic_write_text(out / name, text)
+        paths.append(out / name)
+    return paths
+
+
+def write_figures(exp: Experiment, results: Results, out: Path) -> list[Path]:
+    """val_curves.png, drop_curves.png (when any run dropped tokens) and one gap figure per
+    loss-gap claim."""
+    from repro.experiments.plots import arm_curves_figure, gap_figure
+
+    files = []
+    arms = [a.name for a in exp.arms]
+    for r in (c.evaluate(results) for c in exp.claims):
+        if r.budget is not None:
+            fig = out / f"gap-{r.claim.name}.png"
+            gap_figure(r.budget, f"{exp.name} ({exp.scale}): {r.claim.name}", fig)
+            files.append(fig)
     curves = {a: [results.get(a, s).val_curve for s in results.seeds(a)] for a in arms}
     target = None
     if exp.baseline and results.seeds(exp.baseline):
@@ -374,6 +397,20 @@ def write_outputs(exp: Experiment, results: Results, claims: list[ClaimResult],
                           ylabel="dropped fraction of routed assignments", zoom=False)
         files.append(path)
     return files
+
+
+def write_outputs(exp: Experiment, results: Results, claims: list[ClaimResult],
+                  out: Path, overrides: list[str] | None = None) -> list[Path]:
+    """Every per-experiment output file, one writer each (summary.csv, curves.csv, claims.json
+    + claims.md, figures), judged from the written files; without the scale-wide adjustment."""
+    from repro.experiments import verdicts as V
+
+    files = [write_summary(exp, results, out), write_curves(results, out)]
+    committed = V.results_from_folder(out)
+    committed.missing, committed.notes = list(results.missing), list(results.notes)
+    payload = V.judge(exp, committed, V.read_lock(out), _env_line(exp, overrides, results))
+    V.adjust_scale([payload])
+    return files + write_claims(payload, out) + write_figures(exp, results, out)
 
 
 def _num(x: float) -> float | None:

@@ -1,30 +1,48 @@
 """Claims: a paper's statement made checkable, evaluated over seeds into a verdict.
 
-The verdict rule (a t-based 95% interval of the per-seed quantity, effect size, seeds needed)
-lives in ``repro.experiments.stats``; every claim here only forms its per-seed values and calls
-``stats.decide`` / ``stats.decide_within``. Loss-gap claims also report the gap along the
-training budget (``budget_gaps``): at 25/50/100% of the steps, and where it crosses zero.
+Every claim forms its per-seed values and hands them to the test of its type
+(``repro.experiments.stats``: t, TOST, exact binomial, intersection-union, the uncensored speedup
+delta), which returns an ``Outcome`` (estimate, interval and its type, one-sided p-values).
+``Claim.evaluate`` gives the claim's own, unadjusted verdict; the verdict engine
+(``repro.experiments.verdicts``) then applies the registered design, the lock, the families and
+the multiplicity adjustment. A claim whose test needs data the results do not hold (per-seed
+validation curves, for the speedup delta) is *pending*, never given a verdict. Loss-gap claims
+also report the gap along the training budget (``budget_gaps``) when curves are available.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 from dataclasses import dataclass, field
 
+from repro.experiments import stats as S
 from repro.experiments.stats import (
     INCONCLUSIVE,
     NOT_REPRODUCED,
     REPRODUCED,
     Decision,
     Interval,
-    decide,
-    decide_within,
+    Outcome,
     t_interval,
 )
 from repro.tracking import names as N
 
-__all__ = ["INCONCLUSIVE", "NOT_REPRODUCED", "REPRODUCED", "Decision", "Interval"]
+__all__ = ["INCONCLUSIVE", "NOT_REPRODUCED", "REPRODUCED", "Decision", "Interval", "PENDING"]
+
+PENDING = "pending"  # the claim's test needs data these results do not hold
+NEEDS_CURVES = "needs a rerun: per-seed curves not committed"
+
+# families (docs/verdicts.md): the positive control gates a scale; confirmatory paper claims are
+# adjusted together (BH, with a Holm mark); checks are sanity checks (Holm, out of the totals);
+# exploratory claims get an estimate and interval, no verdict
+GATE = "gate"
+CONFIRMATORY = "confirmatory"
+CHECK = "check"
+EXPLORATORY = "exploratory"
+FAMILIES = (GATE, CONFIRMATORY, CHECK, EXPLORATORY)
+ALPHA = 0.05  # two-sided level of every verdict (0.025 per direction)
 
 
 @dataclass
@@ -38,6 +56,9 @@ class RunRecord:
     weights: str | None = None  # path of the final weights, if saved
     trained_on: str | None = None  # the run's repro.device tag (None for runs that predate it)
     drop_curve: list[tuple[int, float]] = field(default_factory=list)  # (step, train drop_frac)
+    curves: bool = True  # val_curve / drop_curve are whole curves (False: final values only)
+    machine: str | None = None  # CPU type the run trained on (model + ISA capability)
+    machine_tags: dict | None = None  # cpu_model, cpu_capability, torch, threads (run tags)
 
     @property
     def final_val_loss(self) -> float:
@@ -50,11 +71,30 @@ class Results:
 
     runs: dict[tuple[str, int], RunRecord]
     notes: list[str] = field(default_factory=list)
+    missing: list[tuple[str, int]] = field(default_factory=list)  # grid (arm, seed) not finished
 
-    def seeds(self, *arms: str) -> list[int]:
-        """Seeds present for every given arm."""
+    def _all_seeds(self, arms) -> list[int]:
         sets = [{s for (a, s) in self.runs if a == arm} for arm in arms]
         return sorted(set.intersection(*sets)) if sets else []
+
+    def seeds(self, *arms: str) -> list[int]:
+        """Seeds present for every given arm, on one CPU type: the arms of one seed are never
+        paired across machines (a routed run's numerics depend on the CPU)."""
+        return [s for s in self._all_seeds(arms)
+                if len({self.runs[(a, s)].machine for a in arms}) == 1]
+
+    def cross_machine(self, *arms: str) -> list[int]:
+        """Seeds left out of ``seeds`` because their arms trained on different CPU types."""
+        return [s for s in self._all_seeds(arms) if s not in self.seeds(*arms)]
+
+    @property
+    def has_curves(self) -> bool:
+        return bool(self.runs) and all(r.curves for r in self.runs.values())
+
+    def machines(self, *arms: str) -> list[str]:
+        """The CPU types of the runs of these arms (all arms when none given)."""
+        recs = [r for (a, _), r in self.runs.items() if not arms or a in arms]
+        return sorted({r.machine or "unrecorded" for r in recs})
 
     def get(self, arm: str, seed: int) -> RunRecord:
         return self.runs[(arm, seed)]
@@ -72,6 +112,8 @@ class ClaimResult:
     n: int = 0
     decision: Decision | None = None  # the interval, effect size and seeds-needed figure
     budget: BudgetGaps | None = None  # loss-gap claims: the gap along the training budget
+    outcome: Outcome | None = None  # the claim type's test (None: pending)
+    pending: str | None = None  # why the claim cannot be decided from these results
 
     @property
     def extra(self) -> str:
@@ -83,11 +125,27 @@ class ClaimResult:
         return self.decision.seeds_needed if self.decision else None
 
 
-def _result(claim: Claim, dec: Decision, label: str, rule: str, per_seed: dict,
-            note: str = "", budget: BudgetGaps | None = None) -> ClaimResult:
-    iv = dec.interval
-    return ClaimResult(claim, dec.verdict, f"{label} = {iv.fmt()}{note}", rule, per_seed,
-                       iv.mean, iv.sd, iv.n, dec, budget)
+def own_verdict(o: Outcome, alpha: float = ALPHA) -> str:
+    """The claim's verdict from its own (unadjusted) p: the direction its data lean to when
+    p <= alpha, else inconclusive."""
+    if o.n < 2 and o.test != S.EXACT_BINOMIAL or math.isnan(o.p):
+        return INCONCLUSIVE
+    return o.direction if o.p <= alpha and o.crossed else INCONCLUSIVE
+
+
+def _result(claim: Claim, o: Outcome, label: str, rule: str, per_seed: dict,
+            budget: BudgetGaps | None = None, threshold: float = 0.0) -> ClaimResult:
+    iv = Interval(o.n, o.estimate, o.sd, o.lo, o.hi)
+    d = S.effect_size(iv, threshold) if o.test != S.EXACT_BINOMIAL else math.nan
+    v = own_verdict(o)
+    dec = Decision(v, iv, threshold, d, S.seeds_needed(d) if v == INCONCLUSIVE and
+                   o.test != S.EXACT_BINOMIAL else None)
+    return ClaimResult(claim, v, f"{label} = {o.fmt()}", rule, per_seed, o.estimate, o.sd, o.n,
+                       dec, budget, o)
+
+
+def _pending(claim: Claim, label: str, rule: str, why: str) -> ClaimResult:
+    return ClaimResult(claim, PENDING, f"{label}: {why}", rule, pending=why)
 
 
 def _finite(xs: list[float]) -> list[float]:
@@ -191,14 +249,17 @@ def budget_gaps(results: Results, plus: str, minus: str) -> BudgetGaps | None:
 # ------------------------------------------------------------------------------------ claims
 @dataclass(frozen=True)
 class Claim:
-    """Base claim. Subclasses implement ``evaluate(results) -> ClaimResult``."""
+    """Base claim. Subclasses implement ``evaluate(results, design) -> ClaimResult`` and
+    ``spec()`` (the registered fields, hashed into the lock: repro.experiments.verdicts)."""
 
     name: str
     statement: str  # the paper's claim in our words
     paper_figure: str  # the published figure, e.g. "7.5x (64 experts, step 60K vs 450K)"
     source: str  # table / figure / section, e.g. "[P-SW] §3.1, Fig. 5"
+    family: str = CONFIRMATORY  # GATE | CONFIRMATORY | CHECK | EXPLORATORY
+    proxy: str = ""  # when the claim tests a stand-in for the paper's measure: which and why
 
-    def evaluate(self, results: Results) -> ClaimResult:  # pragma: no cover - abstract
+    def evaluate(self, results: Results, design=None) -> ClaimResult:  # pragma: no cover
         raise NotImplementedError
 
     @property
@@ -211,41 +272,78 @@ class Claim:
         refuses a metric that arm does not produce)."""
         return ()
 
+    test: str = ""  # set by each subclass (a stats.* test name); in the registered spec
+
+    def spec(self) -> dict:
+        """The registered form: type, arms, metric, threshold or margin, direction, family, test
+        (the seed design and alpha are added from the experiment)."""
+        skip = {"statement", "paper_figure", "source"}
+        out = {"type": type(self).__name__}
+        for f in dataclasses.fields(self):
+            if f.name in skip:
+                continue
+            v = getattr(self, f.name)
+            out[f.name] = list(v) if isinstance(v, tuple) else v
+        return out
+
 
 @dataclass(frozen=True)
 class SpeedupClaim(Claim):
-    """Steps-to-target speedup of ``arm`` over ``baseline`` (paired by seed) > threshold."""
+    """Steps-to-target speedup of ``arm`` over ``baseline`` > ``threshold`` (k), tested without
+    censoring: per seed, delta = (arm's lowest val loss up to step S_b / k) - (baseline's final
+    val loss), where S_b is the step at which the baseline first reached its final loss. The
+    arm reaches the target within S_b / k steps, i.e. the speedup is >= k on the evaluation
+    grid, exactly when delta <= 0; delta is defined for every seed (a seed that never reaches the
+    target has delta > 0, measured, not an upper bound), so a paired t-test of mean delta < 0
+    applies (docs/verdicts.md). Steps-to-target ratios are shown for figures only."""
 
     baseline: str = ""
     arm: str = ""
     threshold: float = 1.0
+    test: str = S.DELTA_T
 
     @property
     def arms(self):
         return (self.baseline, self.arm)
 
-    def evaluate(self, results: Results) -> ClaimResult:
+    def evaluate(self, results: Results, design=None) -> ClaimResult:
+        label = f"delta at 1/{self.threshold:g} of {self.baseline}'s steps"
+        rule = f"mean delta < 0 (speedup > {self.threshold:g})"
+        if not results.has_curves:
+            return _pending(self, label, rule, NEEDS_CURVES)
         seeds = results.seeds(self.baseline, self.arm)
-        vals, capped = [], 0
-        for s in seeds:
-            v, c = speedup(results.get(self.baseline, s), results.get(self.arm, s))
-            vals.append(v)
-            capped += c
-        dec = decide(_finite(vals), self.threshold, True)
-        note = f" ({capped} seed(s) never reached the target; upper bound used)" if capped else ""
-        return _result(self, dec, "speedup", f"95% CI > {self.threshold:g}", {self.arm: vals},
-                       note, budget_gaps(results, self.arm, self.baseline))
+        deltas = [speedup_delta(results.get(self.baseline, s), results.get(self.arm, s),
+                                self.threshold) for s in seeds]
+        ratios = [speedup(results.get(self.baseline, s), results.get(self.arm, s))[0]
+                  for s in seeds]
+        o = S.t_outcome(_finite(deltas), 0.0, False, design)
+        return _result(self, o, label, rule, {"delta": deltas, "speedup (figure only)": ratios},
+                       budget_gaps(results, self.arm, self.baseline))
+
+
+def speedup_delta(base: RunRecord, other: RunRecord, k: float) -> float:
+    """(other's lowest val loss at eval steps <= S_b / k) - (base's final val loss), S_b the
+    step at which base first reached its final loss. <= 0 exactly when other reaches the target
+    within S_b / k steps (a speedup of at least k on the grid)."""
+    target = base.final_val_loss
+    cut = steps_to_target(base.val_curve, target) / k
+    early = [v for st, v in other.val_curve if st <= cut + 1e-9]
+    if not early:
+        raise ValueError(f"speedup delta: {other.arm} seed {other.seed} has no eval step at or "
+                         f"before step {cut:g} (1/{k:g} of the baseline's {cut * k:g}); evaluate "
+                         "more often (train.eval_every)")
+    return min(early) - target
 
 
 @dataclass(frozen=True)
 class IncreasingClaim(Claim):
-    """A per-seed quantity increases along ``arm_order``: each consecutive paired difference
-    must be decided > 0 by the interval rule; the claim's verdict is reproduced when every step
-    is, not reproduced when any step is, inconclusive otherwise."""
+    """A per-seed quantity increases along ``arm_order``: every consecutive paired difference
+    must be > 0 (intersection-union test: the claim holds only when every step does)."""
 
     baseline: str = ""
     arm_order: tuple[str, ...] = ()
     quantity: str = "speedup"  # "speedup" (vs baseline) | "final_val_loss" (then: decreasing)
+    test: str = S.IUT
 
     @property
     def arms(self):
@@ -256,41 +354,36 @@ class IncreasingClaim(Claim):
             return speedup(results.get(self.baseline, seed), results.get(arm, seed))[0]
         return -results.get(arm, seed).final_val_loss  # lower loss = "increasing quality"
 
-    def evaluate(self, results: Results) -> ClaimResult:
+    def evaluate(self, results: Results, design=None) -> ClaimResult:
+        rule = "every consecutive paired difference > 0 (intersection-union)"
+        if self.quantity == "speedup" and not results.has_curves:
+            return _pending(self, "speedup steps", rule, NEEDS_CURVES)
         seeds = results.seeds(*self.arms)
         per = {a: [self._per_seed(results, a, s) for s in seeds] for a in self.arm_order}
-        decisions, parts = [], []
+        steps, labels = [], []
         for a, b in zip(self.arm_order, self.arm_order[1:]):
-            dec = decide(_finite([y - x for x, y in zip(per[a], per[b])]), 0.0, True)
-            decisions.append(dec)
-            parts.append(f"{b}-{a}: {dec.interval.fmt(2)}")
-        verdicts = [d.verdict for d in decisions]
-        if all(v == REPRODUCED for v in verdicts):
-            verdict = REPRODUCED
-        elif any(v == NOT_REPRODUCED for v in verdicts):
-            verdict = NOT_REPRODUCED
-        else:
-            verdict = INCONCLUSIVE
-        # the weakest step stands for the claim: the undecided step that needs the most seeds
-        undecided = [d for d in decisions if d.verdict == INCONCLUSIVE]
-        worst = max(undecided, key=lambda d: d.seeds_needed or math.inf) if undecided else \
-            min(decisions, key=lambda d: abs(d.effect) if not math.isnan(d.effect) else 0)
-        worst = Decision(verdict, worst.interval, 0.0, worst.effect,
-                         worst.seeds_needed if verdict == INCONCLUSIVE else None)
+            steps.append(S.t_outcome(_finite([y - x for x, y in zip(per[a], per[b])]), 0.0,
+                                     True, design))
+            labels.append(f"{b}-{a}")
+        o = S.iut_outcome(steps, labels)
+        r = _result(self, o, "weakest step", rule, per)
         means = ", ".join(f"{a}={mean_std(v)[0]:.2f}" for a, v in per.items())
-        return ClaimResult(self, verdict, f"means {means}; paired steps {'; '.join(parts)}",
-                           "every consecutive paired difference: 95% CI > 0", per,
-                           n=len(seeds), decision=worst)
+        r.measured = f"means {means}; weakest step = {o.fmt(4)}; {o.detail}"
+        return r
 
 
 @dataclass(frozen=True)
 class MetricClaim(Claim):
-    """A logged final metric of ``arm`` is below (or above) a threshold over seeds."""
+    """A logged final metric of ``arm`` is below (or above) a threshold over seeds (t-test).
+    ``per_final_loss``: the metric is divided by the run's final val loss first (a relative
+    effect, comparable across scales whose losses differ)."""
 
     arm: str = ""
     metric: str = ""
     threshold: float = 0.0
     greater: bool = False
+    per_final_loss: bool = False
+    test: str = S.T_TEST
 
     @property
     def arms(self):
@@ -300,13 +393,73 @@ class MetricClaim(Claim):
     def reads(self):
         return ((self.arm, self.metric),)
 
-    def evaluate(self, results: Results) -> ClaimResult:
-        seeds = results.seeds(self.arm)
-        vals = [_metric(results.get(self.arm, s), self.metric) for s in seeds]
-        dec = decide(_finite(vals), self.threshold, self.greater)
+    def values(self, results: Results) -> list[float]:
+        vals = []
+        for s in results.seeds(self.arm):
+            rec = results.get(self.arm, s)
+            v = _metric(rec, self.metric)
+            vals.append(v / rec.final_val_loss if self.per_final_loss else v)
+        return vals
+
+    def evaluate(self, results: Results, design=None) -> ClaimResult:
+        vals = self.values(results)
         op = ">" if self.greater else "<"
-        return _result(self, dec, self.metric, f"95% CI {op} {self.threshold:g}",
-                       {self.arm: vals})
+        label = f"{self.metric}/final_val_loss" if self.per_final_loss else self.metric
+        o = S.t_outcome(_finite(vals), self.threshold, self.greater, design)
+        return _result(self, o, label, f"mean {op} {self.threshold:g}", {self.arm: vals},
+                       threshold=self.threshold)
+
+
+@dataclass(frozen=True)
+class RateClaim(MetricClaim):
+    """The rate of a 0/1 per-run event (``metric``, e.g. train/diverged) is above (``greater``)
+    or below ``threshold``: exact binomial test, Clopper-Pearson interval, at the registered
+    seed count (a rate is never grown sequentially)."""
+
+    test: str = S.EXACT_BINOMIAL
+
+    def evaluate(self, results: Results, design=None) -> ClaimResult:
+        vals = self.values(results)
+        op = ">" if self.greater else "<"
+        o = S.rate_outcome(_finite(vals), self.threshold, self.greater)
+        return _result(self, o, f"rate of {self.metric} ({o.detail})",
+                       f"rate {op} {self.threshold:g}", {self.arm: vals},
+                       threshold=self.threshold)
+
+
+@dataclass(frozen=True)
+class SteadyDropClaim(Claim):
+    """The train drop fraction of ``arm`` at steady state (mean of the logged drop curve over
+    the last ``tail`` of training) is below ``threshold`` (t-test over seeds). The paper's
+    figure is a steady-state one; a whole-run mean counts the first steps, when a near-uniform
+    router sends many tokens to the same argmax."""
+
+    arm: str = ""
+    threshold: float = 0.01
+    tail: float = 0.5
+    test: str = S.T_TEST
+
+    @property
+    def arms(self):
+        return (self.arm,)
+
+    @property
+    def reads(self):
+        return ((self.arm, N.M_DROP),)
+
+    def evaluate(self, results: Results, design=None) -> ClaimResult:
+        label = f"train drop fraction over the last {self.tail:.0%} of steps"
+        rule = f"mean < {self.threshold:g}"
+        if not results.has_curves:
+            return _pending(self, label, rule, NEEDS_CURVES)
+        vals = []
+        for s in results.seeds(self.arm):
+            c = results.get(self.arm, s).drop_curve
+            last = c[-1][0] if c else 0
+            tail = [v for st, v in c if st >= (1 - self.tail) * last]
+            vals.append(statistics.fmean(tail) if tail else math.nan)
+        o = S.t_outcome(_finite(vals), self.threshold, False, design)
+        return _result(self, o, label, rule, {self.arm: vals}, threshold=self.threshold)
 
 
 def _metric(rec: RunRecord, metric: str) -> float:
@@ -316,7 +469,7 @@ def _metric(rec: RunRecord, metric: str) -> float:
 
 
 def paired_diffs(results: Results, arm: str, other: str, metric: str) -> list[float]:
-    """metric(arm) - metric(other) for every seed both arms share."""
+    """metric(arm) - metric(other) for every seed both arms share (on one CPU type)."""
     return [_metric(results.get(arm, s), metric) - _metric(results.get(other, s), metric)
             for s in results.seeds(arm, other)]
 
@@ -335,44 +488,54 @@ class _ArmVsOther:
 
 @dataclass(frozen=True)
 class PairedMetricClaim(_ArmVsOther, Claim):
-    """metric(arm) - metric(other), paired by seed, is > margin (``greater``) or < -margin."""
+    """metric(arm) - metric(other), paired by seed, is > margin (``greater``) or < -margin
+    (paired t-test)."""
 
     arm: str = ""
     other: str = ""
     metric: str = N.M_FINAL_VAL_LOSS
     margin: float = 0.0
     greater: bool = True
+    test: str = S.T_TEST
 
-    def evaluate(self, results: Results) -> ClaimResult:
+    def evaluate(self, results: Results, design=None) -> ClaimResult:
         diffs = paired_diffs(results, self.arm, self.other, self.metric)
         thr = self.margin if self.greater else -self.margin
-        dec = decide(_finite(diffs), thr, self.greater)
+        o = S.t_outcome(_finite(diffs), thr, self.greater, design)
         op = ">" if self.greater else "<"
         # the loss gap along the budget, oriented so that positive = the claim's winner ahead
         budget = None
-        if self.metric == N.M_FINAL_VAL_LOSS:
+        if self.metric == N.M_FINAL_VAL_LOSS and results.has_curves:
             plus, minus = (self.other, self.arm) if self.greater else (self.arm, self.other)
             budget = budget_gaps(results, plus, minus)
-        return _result(self, dec, f"{self.metric}({self.arm}) - {self.metric}({self.other})",
-                       f"paired difference: 95% CI {op} {thr:+g}", {"diff": diffs},
-                       budget=budget)
+        return _result(self, o, f"{self.metric}({self.arm}) - {self.metric}({self.other})",
+                       f"paired difference {op} {thr:+g}", {"diff": diffs}, budget, thr)
 
 
 @dataclass(frozen=True)
 class EquivalenceClaim(_ArmVsOther, Claim):
-    """|metric(arm) - metric(other)| stays within ``margin`` (paired by seed): the 95% interval
-    of the paired difference must lie inside (-margin, margin)."""
+    """|metric(arm) - metric(other)| stays within ``margin`` (paired by seed): TOST, each
+    one-sided test at 0.025 (the 95% interval inside (-margin, margin))."""
 
     arm: str = ""
     other: str = ""
     metric: str = N.M_FINAL_VAL_LOSS
     margin: float = 0.02
+    test: str = S.TOST
 
-    def evaluate(self, results: Results) -> ClaimResult:
+    def evaluate(self, results: Results, design=None) -> ClaimResult:
         diffs = paired_diffs(results, self.arm, self.other, self.metric)
-        dec = decide_within(_finite(diffs), self.margin)
+        o = S.tost_outcome(_finite(diffs), self.margin, design)
         budget = (budget_gaps(results, self.arm, self.other)
-                  if self.metric == N.M_FINAL_VAL_LOSS else None)
-        return _result(self, dec, f"{self.metric}({self.arm}) - {self.metric}({self.other})",
-                       f"paired difference: 95% CI inside ±{self.margin:g}", {"diff": diffs},
-                       budget=budget)
+                  if self.metric == N.M_FINAL_VAL_LOSS and results.has_curves else None)
+        r = _result(self, o, f"{self.metric}({self.arm}) - {self.metric}({self.other})",
+                    f"paired difference inside ±{self.margin:g} (TOST)", {"diff": diffs},
+                    budget)
+        iv = r.decision.interval
+        dist = self.margin - abs(iv.mean)
+        d = (math.nan if iv.n < 2 or math.isnan(iv.sd) else
+             (0.0 if dist == 0 else math.copysign(math.inf, dist)) if iv.sd == 0 else
+             dist / iv.sd)
+        r.decision = Decision(r.verdict, iv, self.margin, d, S.seeds_needed(d)
+                              if r.verdict == INCONCLUSIVE and not math.isnan(d) else None)
+        return r

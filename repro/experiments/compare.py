@@ -17,13 +17,15 @@ Baselines (``--against``, default all five):
   balance alpha 0.01 [P-DSM] §3 (a quarter-width expert: granularity 4 of the 8-expert layout).
 A router under test gets ``--experts`` experts (default 8) of the width that matches the FLOPs.
 
-The verdict "ROUTER beats BASELINE" is decided per pair on the gap in final validation loss,
-loss(BASELINE) - loss(ROUTER), paired per seed (the project's rule, ``repro.experiments.stats``:
-a 95% t-interval of the per-seed differences), with the comparisons adjusted together: each
-pair's one-sided paired-t p-values ("ROUTER better", "ROUTER worse"; scipy) are adjusted over
-the family of all pairs by Benjamini-Hochberg (``scipy.stats.false_discovery_control``), and a
-side is declared when its adjusted p < 0.025 (with one pair this is the 95% interval excluding
-zero). Otherwise the pair is inconclusive, with the seeds the interval would need.
+The verdict "ROUTER beats BASELINE" is decided per pair by the project's verdict engine
+(``repro.experiments.stats``, the rule of ``repro.experiments.verdicts``): the gap in final
+validation loss, loss(BASELINE) - loss(ROUTER), paired per seed; the paired t outcome of the
+per-seed gaps (95% interval, one-sided p-values both ways, zero spread decided
+deterministically); the two-sided p-values of all pairs of the command adjusted together by
+Benjamini-Hochberg (``stats.bh``, scipy; Holm alongside); a pair is decided at adjusted
+p <= 0.05 (``claims.ALPHA``) in the direction of its smaller one-sided p, otherwise it is
+inconclusive, with the seeds its interval would need. The family is the command's own: the
+registered claims under results/NAME/SCALE are judged apart.
 
 Outputs: ``results/compare/NAME/SCALE/`` (smoke: ``runs/results/compare/NAME/smoke``, never the
 clone's results/) with ``leaderboard.md``, ``leaderboard.csv``, ``leaderboard.json`` and
@@ -58,7 +60,6 @@ BASELINES = ("dense", "top2", "switch", "expert_choice", "deepseekmoe")
 # Finedeep (a name here can also be put under test: `repro compare mone,finedeep --against dense`)
 METHODS = (*BASELINES, "mone", "finedeep")
 DEFAULT_EXPERTS = 8
-ALPHA_ONE_SIDED = 0.025  # each side of a 95% two-sided interval
 VERSION = "1"
 FILES = ("leaderboard.md", "leaderboard.csv", "leaderboard.json", "val_curves.png")
 M_LOAD = N.routing_metric(N.TRAIN, N.S_MAX_MEAN_LOAD)
@@ -207,52 +208,44 @@ class Pair:
     mean: float = math.nan
     lo: float = math.nan
     hi: float = math.nan
-    p_better: float = math.nan
-    p_worse: float = math.nan
-    p_better_adj: float = math.nan
-    p_worse_adj: float = math.nan
+    interval: str = ""  # the interval's type (stats.CI_*)
+    p_better: float = math.nan  # one-sided: H0 "the router is not better"
+    p_worse: float = math.nan  # one-sided: H0 "the router is not worse"
+    p: float = math.nan  # two-sided, min(1, 2 min(p_better, p_worse))
+    p_adj: float = math.nan  # BH over the command's pairs
+    holm: float = math.nan  # Holm over the same pairs (the stricter mark)
     verdict: str = "inconclusive"
     seeds_needed: int | None = None
 
 
-def _one_sided(gaps: list[float], alternative: str) -> float:
-    from scipy.stats import ttest_1samp
-
-    if len(gaps) < 2:
-        return math.nan
-    if max(gaps) == min(gaps):  # no spread: the sign decides, exactly
-        m = gaps[0]
-        return 0.0 if (m > 0 if alternative == "greater" else m < 0) else 1.0
-    return float(ttest_1samp(gaps, 0.0, alternative=alternative).pvalue)
-
-
 def decide_pairs(pairs: list[Pair]) -> list[Pair]:
-    """Per pair the project's interval (stats.t_interval) and one-sided paired-t p-values; both
-    sides adjusted over the family of all pairs (Benjamini-Hochberg, scipy)."""
-    from scipy.stats import false_discovery_control
+    """The project's verdict engine applied to the pairs of one command
+    (``repro.experiments.stats`` / ``verdicts.adjust_scale``): per pair the paired t outcome on
+    the per-seed gaps (``stats.t_outcome``; zero spread is decided deterministically); the
+    two-sided p-values adjusted over the pairs by Benjamini-Hochberg (``stats.bh``, scipy) with
+    Holm alongside; a pair is decided at adjusted p <= ALPHA in the direction of its smaller
+    one-sided p, otherwise inconclusive with the seeds the interval would need."""
+    from repro.experiments import stats as S
+    from repro.experiments.claims import ALPHA
 
-    from repro.experiments.stats import effect_size, seeds_needed, t_interval
-
+    outcomes = []
     for pr in pairs:
-        iv = t_interval(pr.gaps)
-        pr.mean, pr.lo, pr.hi = iv.mean, iv.lo, iv.hi
-        pr.p_better, pr.p_worse = _one_sided(pr.gaps, "greater"), _one_sided(pr.gaps, "less")
-        d = effect_size(iv, 0.0)
-        pr.seeds_needed = seeds_needed(abs(d)) if iv.n >= 2 and math.isfinite(d) and d else None
-    testable = [pr for pr in pairs if not math.isnan(pr.p_better)]
-    if testable:
-        for side in ("better", "worse"):
-            adj = false_discovery_control([getattr(pr, f"p_{side}") for pr in testable],
-                                          method="bh")
-            for pr, a in zip(testable, adj):
-                setattr(pr, f"p_{side}_adj", float(a))
-    for pr in pairs:
-        if pr.p_better_adj < ALPHA_ONE_SIDED:
-            pr.verdict, pr.seeds_needed = "beats", None
-        elif pr.p_worse_adj < ALPHA_ONE_SIDED:
-            pr.verdict, pr.seeds_needed = "does not beat (worse)", None
+        o = S.t_outcome(pr.gaps, 0.0, greater=True)
+        outcomes.append(o)
+        pr.mean, pr.lo, pr.hi, pr.interval = o.estimate, o.lo, o.hi, o.interval
+        pr.p_better, pr.p_worse, pr.p = o.p_for, o.p_against, o.p
+    testable = [i for i, pr in enumerate(pairs) if not math.isnan(pr.p)]
+    ps = [pairs[i].p for i in testable]
+    for i, a, h in zip(testable, S.bh(ps), S.holm(ps)):
+        pairs[i].p_adj, pairs[i].holm = a, h
+    for pr, o in zip(pairs, outcomes):
+        if not math.isnan(pr.p_adj) and pr.p_adj <= ALPHA and o.crossed:
+            pr.verdict = "beats" if o.p_for <= o.p_against else "does not beat (worse)"
         else:
             pr.verdict = "inconclusive"
+            iv = S.Interval(o.n, o.estimate, o.sd, o.lo, o.hi)
+            d = S.effect_size(iv, 0.0) if o.n >= 2 else math.nan
+            pr.seeds_needed = S.seeds_needed(d) if math.isfinite(d) and d else None
     return pairs
 
 
@@ -356,30 +349,35 @@ def markdown(lb: Leaderboard, command: str) -> str:
                      f"{_count(r.total)} | {_count(r.flops)} | {_f(r.drop, 3)} | "
                      f"{_f(r.max_mean_load, 2)} |")
     lines += ["", "Paired gap = loss(baseline) - loss(router), per seed (positive: the router "
-              "is better). p-values are one-sided paired t (scipy), adjusted over all "
-              f"{len(lb.pairs)} comparisons by Benjamini-Hochberg; a side is declared at "
-              f"adjusted p < {ALPHA_ONE_SIDED}.", "",
-              "| router | baseline | gap (mean) | 95% CI | p better (adj.) | p worse (adj.) | "
-              "verdict |", "|---|---|---|---|---|---|---|"]
+              "is better); paired t per pair (repro.experiments.stats), two-sided p adjusted over "
+              f"the {len(lb.pairs)} comparisons of this command by Benjamini-Hochberg (Holm "
+              "alongside); decided at adjusted p <= 0.05 (claims.ALPHA) in the direction of "
+              "the smaller one-sided p. This family is the command's own: the registered claims in "
+              "results/NAME/SCALE are judged apart.", "",
+              "| router | baseline | gap (mean) | 95% CI | p | p adj. (BH) | Holm | verdict |",
+              "|---|---|---|---|---|---|---|---|"]
     for p in lb.pairs:
-        more = f" (~{p.seeds_needed} seeds needed, unadjusted)" if p.verdict == "inconclusive" and \
+        more = f" (~{p.seeds_needed} seeds needed)" if p.verdict == "inconclusive" and \
             p.seeds_needed else ""
-        lines.append(f"| {p.router} | {p.baseline} | {_f(p.mean, 4)} | [{_f(p.lo)}, {_f(p.hi)}] "
-                     f"| {_f(p.p_better_adj, 3)} | {_f(p.p_worse_adj, 3)} | "
-                     f"{p.verdict}{more} |")
+        ci = "deterministic" if p.interval == "deterministic (zero spread)" else \
+            f"[{_f(p.lo)}, {_f(p.hi)}]"
+        lines.append(f"| {p.router} | {p.baseline} | {_f(p.mean, 4)} | {ci} | {_f(p.p, 3)} | "
+                     f"{_f(p.p_adj, 3)} | {_f(p.holm, 3)} | {p.verdict}{more} |")
     lines += ["", "![validation loss, mean over seeds with min-max band](val_curves.png)", ""]
     return "\n".join(lines)
 
 
 def as_json(lb: Leaderboard) -> dict:
+    from repro.experiments.claims import ALPHA
+
     def clean(x):
         return None if isinstance(x, float) and not math.isfinite(x) else x
 
     return {"routers": list(lb.spec.routers), "against": list(lb.spec.against),
             "scale": lb.spec.scale, "experts": lb.spec.experts, "seeds": lb.seeds,
             "trained": lb.trained, "reused": lb.reused, "wall_s": lb.wall_s, "cpu": lb.cpu,
-            "devices": lb.devices, "adjustment": "benjamini-hochberg",
-            "alpha_one_sided": ALPHA_ONE_SIDED,
+            "devices": lb.devices, "adjustment": "Benjamini-Hochberg over the pairs (Holm "
+            "alongside)", "alpha": ALPHA,
             "arms": [{k: clean(v) for k, v in vars(r).items()} for r in lb.arms],
             "pairs": [{k: ([clean(g) for g in v] if k == "gaps" else clean(v))
                        for k, v in vars(p).items()} for p in lb.pairs]}
@@ -450,6 +448,7 @@ def run_compare(spec: CompareSpec, *, uri: str | None = None, overrides: list[st
     """Train what is missing, decide every pair, write the leaderboard; returns
     ``(Leaderboard, output folder)``."""
     from repro.experiments.check import collect
+    from repro.experiments.options import RunOptions
     from repro.experiments.resolve import prepare_data
     from repro.experiments.runner import run_experiment
     from repro.machine import cpu_model
@@ -459,8 +458,9 @@ def run_compare(spec: CompareSpec, *, uri: str | None = None, overrides: list[st
     exp = build(spec)
     overrides = list(overrides or [])
     t0 = time.perf_counter()
-    outcomes = run_experiment(exp, seeds=seeds, overrides=overrides, uri=uri, progress=progress,
-                              force=force, echo=echo, threads=threads)
+    opts = RunOptions(overrides=overrides, uri=uri, progress=progress, force=force, echo=echo,
+                      threads=threads)
+    outcomes = run_experiment(exp, opts, seeds=seeds)
     wall = time.perf_counter() - t0
     dm = prepare_data(exp.run_config(exp.arms[0], overrides), 0)
     results = collect(exp, uri, overrides, seeds or list(exp.seeds), dm)

@@ -28,7 +28,8 @@ from repro.tracking import names as N
 # logged by every training run (repro.lit.system, repro.experiments.runner) or derived from it
 # by `repro check` (repro.experiments.check.collect)
 EVERY_RUN = (N.M_TRAIN_LOSS, N.M_TRAIN_CE, N.M_TRAIN_AUX, N.M_TRAIN_PPL, N.M_LR, N.M_VAL_LOSS,
-             N.M_VAL_PPL, N.M_TOKENS_PER_S, N.M_FINAL_VAL_LOSS, N.M_MAX_SPIKE, N.M_DIVERGED)
+             N.M_VAL_PPL, N.M_TOKENS_PER_S, N.M_FINAL_VAL_LOSS, N.M_MAX_SPIKE, N.M_DIVERGED,
+             *N.CONTENTION_METRICS)
 
 
 def routing_metrics(model) -> set[str]:

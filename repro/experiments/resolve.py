@@ -9,6 +9,7 @@ reused by every experiment that needs it (shared arms), and ``repro check`` find
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from repro.config import config_hash, to_dict
@@ -84,13 +85,15 @@ class ResolvedRun:
                 f"'{self.version}' and tags.`{ts.T_DATA_FP}` = '{self.data_fingerprint}'")
 
 
-def resolve_run(exp: Experiment, arm: Arm | str, seed: int, overrides: list[str] | None,
-                data) -> ResolvedRun:
+def resolve_run(exp: Experiment, arm: Arm | str, seed: int, overrides: Sequence[str] | None,
+                data, *, base: RunConfig | None = None) -> ResolvedRun:
     """The identity of (``exp``, ``arm``, ``seed``) under ``overrides``.
 
     ``data``: a prepared data module (training, checking: anything with ``fingerprint`` and
-    ``vocab_size``) or a :class:`DataFingerprints` cache (planning)."""
-    base = exp.run_config(arm, list(overrides or []))
+    ``vocab_size``) or a :class:`DataFingerprints` cache (planning). ``base``: the arm's run
+    config under ``overrides`` when the caller has already computed it (not computed twice)."""
+    if base is None:
+        base = exp.run_config(arm, list(overrides or []))
     if isinstance(data, DataFingerprints):
         fp, vocab = data.get(base, seed)
     else:

@@ -24,21 +24,17 @@ import sys
 import tempfile
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 from repro.config import flatten, to_dict
 from repro.errors import UserError
 from repro.experiments.base import Experiment
+from repro.experiments.options import RunOptions
 from repro.experiments.outcome import RunOutcome
-from repro.experiments.resolve import (  # noqa: F401 - run_key, prepare_data: re-exported
-    DataFingerprints,
-    ResolvedRun,
-    prepare_data,
-    resolve_run,
-    run_key,
-)
+from repro.experiments.resolve import DataFingerprints, ResolvedRun, prepare_data, resolve_run
 from repro.lit.config import RunConfig
-from repro.lit.trainer import check_device, device_label  # noqa: F401 - re-exported
+from repro.lit.trainer import check_device, device_label
 from repro.tracking import store as ts
 
 
@@ -83,15 +79,13 @@ def quiet_third_party() -> None:
         warnings.filterwarnings("ignore", category=FutureWarning, module=mod)
 
 
-def train_one(exp: Experiment, arm: str, seed: int, overrides: list[str], uri: str,
-              progress: bool = True, force: bool = False, *, extra_tags: dict | None = None,
-              callbacks: list | None = None, role: str = ts.ROLE_TRAIN,
-              run_name: str | None = None) -> RunOutcome:
+def train_one(exp: Experiment, arm: str, seed: int, opts: RunOptions) -> RunOutcome:
     """Train one (arm, seed) into its own MLflow run and return the outcome.
 
-    ``extra_tags`` (e.g. ``mlflow.parentRunId`` for sweep trials), ``callbacks`` (e.g. an Optuna
-    pruning callback) and ``role`` (the ``repro.kind`` tag: names.ROLES) let sweeps reuse this
-    path. Reuse of a finished run only applies to training runs (``role`` ROLE_TRAIN).
+    ``opts.extra_tags`` (e.g. ``mlflow.parentRunId`` for sweep trials), ``opts.callbacks`` (e.g.
+    an Optuna pruning callback) and ``opts.role`` (the ``repro.kind`` tag: names.ROLES) let
+    sweeps reuse this path. Reuse of a finished run only applies to training runs (``role``
+    ROLE_TRAIN).
     """
 
     from repro import dist
@@ -99,21 +93,20 @@ def train_one(exp: Experiment, arm: str, seed: int, overrides: list[str], uri: s
     from repro.tracking.locks import lock_path
 
     quiet_third_party()
-    base = exp.run_config(arm, overrides)
-    dist.check_run(base, role)
+    base = exp.run_config(arm, list(opts.overrides))  # the one run_config of this run
+    dist.check_run(base, opts.role)
     check_device(base)
     dm = prepare_data(base, seed)
-    rr = resolve_run(exp, arm, seed, overrides, dm)
-    uri = ts.resolve_uri(uri)
-    train = role == ts.ROLE_TRAIN  # sweep trials: no reuse, no resume, no checkpoints
+    rr = resolve_run(exp, arm, seed, opts.overrides, dm, base=base)
+    uri = ts.resolve_uri(opts.uri)
+    opts = replace(opts, uri=uri)
+    train = opts.role == ts.ROLE_TRAIN  # sweep trials: no reuse, no resume, no checkpoints
     if not dist.is_rank_zero(rr.config.trainer):  # DDP rank > 0: lockstep, write nothing
-        return _train_rank_worker(rr, dm, uri, progress, callbacks, reuse=train and not force,
+        return _train_rank_worker(rr, dm, opts, reuse=train and not opts.force,
                                   checkpoints=train)
     exp_id = ts.ensure_experiment(uri, exp.name, exp.mlflow_description())
-    tags = {ts.T_ROLE: role, **(extra_tags or {})}
     if not train:
-        return _train_rank0(rr, dm, uri, exp_id, tags, callbacks, progress, run_name,
-                            resume_from=None, checkpoints=False)
+        return _train_rank0(rr, dm, exp_id, opts, resume_from=None, checkpoints=False)
 
     def waiting(holder):
         print(f"[repro] {arm} seed {seed}: another process ({holder}) is training this run; "
@@ -121,16 +114,15 @@ def train_one(exp: Experiment, arm: str, seed: int, overrides: list[str], uri: s
 
     # one process per run key at a time: a second `repro run` waits here, then reuses the result
     with file_lock(lock_path(rr.key), on_wait=waiting):
-        if not force:
+        if not opts.force:
             done = ts.find_finished(uri, None, rr.key)
             if done is not None:
                 return reused_outcome(uri, arm, seed, done)
         # multi-process runs restart rather than resume: the other ranks cannot see rank 0's
         # resume decision before the process group exists (see _train_rank_worker)
-        resume_from = None if force or dist.world_size(rr.config.trainer) > 1 else \
+        resume_from = None if opts.force or dist.world_size(rr.config.trainer) > 1 else \
             ts.find_resumable(uri, rr.key)
-        return _train_rank0(rr, dm, uri, exp_id, tags, callbacks, progress, run_name,
-                            resume_from=resume_from, checkpoints=True)
+        return _train_rank0(rr, dm, exp_id, opts, resume_from=resume_from, checkpoints=True)
 
 
 def reused_outcome(uri: str, arm: str, seed: int, done) -> RunOutcome:
@@ -140,8 +132,8 @@ def reused_outcome(uri: str, arm: str, seed: int, done) -> RunOutcome:
                       done.data.metrics.get(ts.M_TOKENS_PER_S, math.nan), 0.0)
 
 
-def _train_rank_worker(rr: ResolvedRun, dm, uri: str, progress: bool, callbacks: list | None, *,
-                       reuse: bool, checkpoints: bool) -> RunOutcome:
+def _train_rank_worker(rr: ResolvedRun, dm, opts: RunOptions, *, reuse: bool,
+                       checkpoints: bool) -> RunOutcome:
     """A DDP rank > 0 (Lightning's re-launch of this command, torchrun, srun): make the same
     reuse decision as rank 0, then meet it in ``fit`` with the same collective-calling callbacks
     (checkpointing barriers) and no logger. It writes nothing; rank 0 owns the MLflow run."""
@@ -150,15 +142,16 @@ def _train_rank_worker(rr: ResolvedRun, dm, uri: str, progress: bool, callbacks:
     from repro.lit.trainer import fit
 
     if reuse:
-        done = ts.find_finished(uri, None, rr.key)
+        done = ts.find_finished(opts.uri, None, rr.key)
         if done is not None:  # rank 0 reuses it too: no fit to meet
             return RunOutcome(rr.arm, rr.seed, done.info.run_id, "reused", math.nan, math.nan,
                               0.0)
     t0 = time.time()
     # rank 0 checkpoints at every evaluation; saving has barriers
     system, trainer = _system_and_trainer(rr.config, rr.seed, None,
-                                          [Throughput(), ResumeState(), *(callbacks or [])],
-                                          progress, checkpoint_dir(rr.key) if checkpoints else None)
+                                          [Throughput(), ResumeState(rr.key), *opts.callbacks],
+                                          opts.progress,
+                                          checkpoint_dir(rr.key) if checkpoints else None)
     fit(trainer, system, dm, rr.config)
     return RunOutcome(rr.arm, rr.seed, "", "worker", math.nan, math.nan, time.time() - t0)
 
@@ -172,7 +165,7 @@ def _system_and_trainer(run: RunConfig, seed: int, logger, callbacks: list, prog
     from repro.lit.trainer import build_trainer, checkpoint_callback
 
     L.seed_everything(seed, workers=True, verbose=False)
-    system = LMSystem.from_run_config(run)
+    system = LMSystem(run)
     if ckdir is not None:
         callbacks = [*callbacks, checkpoint_callback(ckdir)]
     # rank > 0 passes logger None; Lightning takes False for "no logger"
@@ -186,11 +179,23 @@ class RunFailed(RuntimeError):
     with a ``repro.failure_reason`` tag. ``str()`` is one line."""
 
 
-def _train_rank0(rr: ResolvedRun, dm, uri: str, exp_id: str, extra_tags: dict,
-                 callbacks: list | None, progress: bool, run_name: str | None, *, resume_from,
+def _machine_tags() -> dict[str, str]:
+    """CPU model, kernel ISA capability and threads: the verdict engine never pairs two arms of
+    one seed trained on different CPU types (repro.experiments.claims.Results.seeds)."""
+    import torch
+
+    from repro.machine import run_machine
+
+    m = run_machine(torch.get_num_threads())
+    return {ts.T_CPU_MODEL: m["cpu_model"], ts.T_CPU_CAPABILITY: m["cpu_capability"],
+            ts.T_THREADS: m["threads"]}
+
+
+def _train_rank0(rr: ResolvedRun, dm, exp_id: str, opts: RunOptions, *, resume_from,
                  checkpoints: bool) -> RunOutcome:
     """Rank 0: own the MLflow run (create, or reopen ``resume_from``), train, save, finish.
-    ``checkpoints``: last.ckpt / best.ckpt at every evaluation (train runs; not sweep trials)."""
+    ``checkpoints``: last.ckpt / best.ckpt at every evaluation (train runs; not sweep trials).
+    ``opts.uri`` is resolved (``train_one``)."""
     import torch
 
     from repro.lit.callbacks import Throughput
@@ -198,14 +203,24 @@ def _train_rank0(rr: ResolvedRun, dm, uri: str, exp_id: str, extra_tags: dict,
     from repro.lit.trainer import fit
     from repro.tracking.lifecycle import owner_tags, tracked_run
 
+    uri = opts.uri
     client = ts.client(uri)
     ckdir = checkpoint_dir(rr.key) if checkpoints else None
     tags = {**rr.identity_tags(), ts.T_GIT: ts.git_sha(), **owner_tags(),
             ts.T_TORCH: torch.__version__, ts.T_DEVICE: device_label(rr.config),
-            **extra_tags}
-    with tracked_run(client, exp_id, tags=tags, run_name=run_name or rr.run_name,
+            **_machine_tags(), ts.T_ROLE: opts.role, **opts.extra_tags}
+    superseded = None
+    if resume_from is not None and not (checkpoint_dir(rr.key) / "last.ckpt").exists():
+        # killed (or out of disk) before its first checkpoint: reopening it would retrain from
+        # step 0 and log each (metric, step) a second time. A fresh run instead: its history is
+        # exactly its weights' (MLflow cannot delete a metric's history); the old run is marked
+        # and soft-deleted below (hidden from searches; `MlflowClient.restore_run` undoes it).
+        superseded, resume_from = resume_from, None
+    with tracked_run(client, exp_id, tags=tags, run_name=opts.run_name or rr.run_name,
                      resume=resume_from, interrupts=(RunInterrupted,)) as mlrun:
         run_id, ckpt_path = mlrun.run_id, None
+        if superseded is not None:
+            _supersede(client, superseded, run_id)
         if mlrun.resumed:
             last = checkpoint_dir(rr.key) / "last.ckpt"
             ckpt_path = last if last.exists() else None
@@ -224,12 +239,26 @@ def _train_rank0(rr: ResolvedRun, dm, uri: str, exp_id: str, extra_tags: dict,
             tp = Throughput()
             system, trainer = _system_and_trainer(
                 rr.config, rr.seed, logger,
-                [tp, ResumeState(), FaultInjection(), stop, *(callbacks or [])], progress, ckdir)
+                [tp, ResumeState(rr.key), FaultInjection(), stop, *opts.callbacks], opts.progress,
+                ckdir)
             stop.check(start_step)
             fit(trainer, system, dm, rr.config, ckpt_path)
         final = _finish(client, uri, run_id, rr, system, tp)
     return RunOutcome(rr.arm, rr.seed, run_id, "trained", final, tp.tokens_per_s,
                       time.time() - t0)
+
+
+def _supersede(client, old, new_id: str) -> None:
+    """Mark the interrupted run ``old`` (no checkpoint) as replaced by ``new_id`` and delete it
+    (MLflow's soft delete: hidden from searches and the UI, kept in the store)."""
+    old_id = old.info.run_id
+    client.set_tag(old_id, ts.T_SUPERSEDED, new_id)
+    client.set_tag(old_id, ts.T_FAIL, f"interrupted before its first checkpoint; retrained from "
+                   f"step 0 as run {new_id}")
+    client.delete_run(old_id)
+    print(f"[repro] run {old_id[:8]} stopped before its first checkpoint: retraining from step 0 "
+          f"as run {new_id[:8]} (the old run is deleted, not reopened, so no step is logged "
+          "twice)", file=sys.stderr, flush=True)
 
 
 def _log_inputs(mlrun, rr: ResolvedRun, dm) -> None:
@@ -252,7 +281,7 @@ def _resume_step(rr: ResolvedRun, run_id: str, ckpt_path: Path | None) -> int:
 
     if ckpt_path is None:
         return 0
-    step = int(load_checkpoint_file(ckpt_path)["global_step"])
+    step = int(load_checkpoint_file(ckpt_path, run_key=rr.key)["global_step"])
     print(f"[repro] {rr.arm} seed {rr.seed}: resuming run {run_id[:8]} from step "
           f"{step} ({ckpt_path})", file=sys.stderr, flush=True)
     return step
@@ -274,9 +303,11 @@ def _mlflow_logger(client, experiment: str, uri: str, run_id: str, resumed: bool
 def _finish(client, uri: str, run_id: str, rr: ResolvedRun, system, tp) -> float:
     """After fit: throughput, final weights and the loss-curve plot; the final val loss
     (FloatingPointError when it is not finite)."""
-    client.log_metric(run_id, ts.M_TOKENS_PER_S, tp.tokens_per_s, step=rr.config.train.max_steps)
+    step = rr.config.train.max_steps
+    client.log_metric(run_id, ts.M_TOKENS_PER_S, tp.tokens_per_s, step=step)
+    _log_contention(client, run_id, tp, step)
     ckpt = save_weights(system.model, rr.key)
-    client.set_tag(run_id, ts.T_WEIGHTS, str(ckpt))
+    client.set_tag(run_id, ts.T_WEIGHTS, ts.weights_tag(ckpt))  # relative: a store can move
     hist = ts.metric_history(uri, run_id, ts.M_VAL_LOSS)
     final = hist[-1][1] if hist else math.nan
     if not math.isfinite(final):
@@ -284,6 +315,20 @@ def _finish(client, uri: str, run_id: str, rr: ResolvedRun, system, tp) -> float
     _log_curve_plot(client, run_id, uri, f"{rr.experiment} [{rr.scale}] / arm {rr.arm} / "
                     f"seed {rr.seed}: train and validation loss")
     return final
+
+
+def _log_contention(client, run_id: str, tp, step: int) -> None:
+    """The run's CPU time, CPU share, load average and co-running repro processes (so a
+    contended run shows in the UI next to its tokens/s)."""
+    c = tp.contention.summary()
+    values = {ts.M_TRAIN_CPU_S: tp.cpu, ts.M_TRAIN_WALL_S: tp.elapsed,
+              ts.M_TOKENS_PER_CPU_S: tp.tokens_per_cpu_s, ts.M_CPU_SHARE: tp.cpu_share,
+              ts.M_LOAD_MEAN: c["load_mean"], ts.M_LOAD_MAX: c["load_max"],
+              ts.M_PEERS_MAX: c["peers_max"]}
+    for name, v in values.items():
+        if math.isfinite(v):
+            client.log_metric(run_id, name, float(v), step=step)
+    client.set_tag(run_id, ts.T_PEERS, "; ".join(c["peers"])[:4900] or "none")
 
 
 def _log_each_step_once(logger, client, run_id: str) -> None:
@@ -342,17 +387,18 @@ def _stops_the_command(e: BaseException) -> bool:
     return isinstance(e, (UserError, RunInterrupted))
 
 
-def _train_in_process(grid: list[tuple[Experiment, str, int]], overrides: list[str], uri: str,
-                      progress: bool, force: bool, echo) -> tuple[list[RunOutcome], list[str]]:
+def _train_in_process(grid: list[tuple[Experiment, str, int]],
+                      opts: RunOptions) -> tuple[list[RunOutcome], list[str]]:
     """Train each (experiment, arm, seed) in this process, one after another. A run that fails
     is marked FAILED and reported; the others go on."""
     from repro.lit.progress import RunCounter
 
     outcomes, failed, counter = [], [], RunCounter(grid)
+    echo = opts.echo
     for exp, arm, seed in grid:
         echo(counter.start(exp, arm, seed))  # "run 3/12 · ARM · seed S" + the command's totals
         try:
-            o = train_one(exp, arm, seed, overrides, uri, progress=progress, force=force)
+            o = train_one(exp, arm, seed, opts)
             counter.done(o.status)
         except Exception as e:  # noqa: BLE001 - recorded in MLflow; keep going
             counter.done("failed")
@@ -370,17 +416,17 @@ def _train_in_process(grid: list[tuple[Experiment, str, int]], overrides: list[s
     return outcomes, failed
 
 
-def run_experiment(exp: Experiment, arms: list[str] | None = None, seeds: list[int] | None = None,
-                   overrides: list[str] | None = None, uri: str | None = None,
-                   progress: bool = True, force: bool = False, echo=print, jobs: int = 1,
-                   threads: int | None = None) -> list[RunOutcome]:
+def run_experiment(exp: Experiment, opts: RunOptions | None = None, *,
+                   arms: list[str] | None = None,
+                   seeds: list[int] | None = None) -> list[RunOutcome]:
     """Validate matching, then train every (arm, seed) not already finished.
 
     A failing (arm, seed) (e.g. a diverged loss) is marked FAILED and the others still train;
     ``RunFailed`` is raised at the end. An interruption stops the whole command. ``jobs > 1``
     trains the grid in that many child processes (``repro.experiments.parallel``)."""
-    uri = ts.resolve_uri(uri)
-    overrides = list(overrides or [])
+    opts = opts or RunOptions()
+    opts = replace(opts, uri=ts.resolve_uri(opts.uri))
+    uri, overrides, echo = opts.uri, list(opts.overrides), opts.echo
     exp.validate(overrides)
     arm_names = arms or [a.name for a in exp.arms]
     for a in arm_names:
@@ -392,13 +438,13 @@ def run_experiment(exp: Experiment, arms: list[str] | None = None, seeds: list[i
              f"{r.data.tags.get(ts.T_SEED)}) FAILED: its process {r.data.tags.get(ts.T_PID)} "
              "died; it resumes below if it is part of this command")
     grid = [(exp, arm, seed) for arm in arm_names for seed in seeds]
-    if jobs == 1:  # finished runs are reused under their lock by train_one
-        return _train_grid(grid, overrides, uri, progress, force, echo, jobs, threads)
+    if opts.jobs == 1:  # finished runs are reused under their lock by train_one
+        return _train_grid(grid, opts)
     # --jobs: finished runs are skipped here, not by a child process each (~12 s of start-up)
     reused, todo = [], []
     data = DataFingerprints()
     for e, arm, seed in grid:
-        done = None if force else ts.find_finished(
+        done = None if opts.force else ts.find_finished(
             uri, None, resolve_run(e, arm, seed, overrides, data).key)
         if done is None:
             todo.append((e, arm, seed))
@@ -409,14 +455,13 @@ def run_experiment(exp: Experiment, arms: list[str] | None = None, seeds: list[i
              f"{len(todo)} to train")
     if not todo:
         return reused
-    return reused + _train_grid(todo, overrides, uri, progress, force, echo, jobs, threads)
+    return reused + _train_grid(todo, opts)
 
 
-def _train_grid(grid: list[tuple[Experiment, str, int]], overrides: list[str], uri: str,
-                progress: bool, force: bool, echo, jobs: int,
-                threads: int | None) -> list[RunOutcome]:
-    """Train ``grid`` in this process (``jobs == 1``) or in ``jobs`` child processes; raise
-    RunFailed at the end if any run failed (the others still ran)."""
+def _train_grid(grid: list[tuple[Experiment, str, int]], opts: RunOptions) -> list[RunOutcome]:
+    """Train ``grid`` in this process (``opts.jobs == 1``) or in ``opts.jobs`` child processes;
+    raise RunFailed at the end if any run failed (the others still ran)."""
+    jobs, echo = opts.jobs, opts.echo
     if jobs > max(len(grid), 1):
         echo(f"[repro] --jobs {jobs}: only {len(grid)} run(s) to train; using {max(len(grid), 1)} "
              "process(es)")
@@ -424,9 +469,10 @@ def _train_grid(grid: list[tuple[Experiment, str, int]], overrides: list[str], u
     if jobs > 1:
         from repro.experiments.parallel import run_parallel
 
-        outcomes, failed = run_parallel(grid, overrides, uri, jobs, threads, force, echo)
+        outcomes, failed = run_parallel(grid, list(opts.overrides), opts.uri, jobs,
+                                        opts.threads, opts.force, echo)
     else:
-        outcomes, failed = _train_in_process(grid, overrides, uri, progress, force, echo)
+        outcomes, failed = _train_in_process(grid, opts)
         _report_to_parent(outcomes, failed)
     if failed:
         raise RunFailed(f"{len(failed)} of {len(failed) + len(outcomes)} runs failed and are "
@@ -476,16 +522,15 @@ def plan_runs(exps: list[Experiment], seeds: list[int] | None, overrides: list[s
                   "todo": len(todo)}
 
 
-def run_suite(exps: list[Experiment], seeds: list[int] | None = None,
-              overrides: list[str] | None = None, uri: str | None = None, progress: bool = True,
-              force: bool = False, echo=print, jobs: int = 1,
-              threads: int | None = None) -> list[RunOutcome]:
+def run_suite(exps: list[Experiment], opts: RunOptions | None = None, *,
+              seeds: list[int] | None = None) -> list[RunOutcome]:
     """`repro run all`: every experiment's runs, each distinct run key trained once."""
-    uri = ts.resolve_uri(uri)
-    overrides = list(overrides or [])
-    for r in ts.mark_stale(uri, None):
+    opts = opts or RunOptions()
+    opts = replace(opts, uri=ts.resolve_uri(opts.uri))
+    echo = opts.echo
+    for r in ts.mark_stale(opts.uri, None):
         echo(f"[repro] marked run {r.info.run_id[:8]} FAILED: its process died")
-    todo, n = plan_runs(exps, seeds, overrides, uri, force)
+    todo, n = plan_runs(exps, seeds, list(opts.overrides), opts.uri, opts.force)
     echo(f"[repro] suite of {len(exps)} experiments: {n['total']} (arm, seed) entries, "
          f"{n['distinct']} distinct runs, {n['finished']} already finished, {n['todo']} to train")
-    return _train_grid(todo, overrides, uri, progress, force, echo, jobs, threads)
+    return _train_grid(todo, opts)

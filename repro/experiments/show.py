@@ -15,6 +15,7 @@ def print_experiment(exp: Experiment, overrides: list[str], only: list[str] | No
     matching is still checked over every arm), claims; ``verbose``: each resolved config."""
     for a in only or []:
         exp.arm(a)  # unknown arm -> one line with close matches
+    exp.check_override_scope(overrides)  # a key only some arms have: refused, not "unmatched"
     print(f"{exp.name} v{exp.version} [{exp.scale}]: {exp.title}")
     print(f"paper: {exp.paper}")
     run0 = exp.run_config(exp.arms[0], overrides)  # the resolved config, --set included

@@ -193,3 +193,227 @@ def decide_within(xs: list[float], margin: float) -> Decision:
     dist = margin - abs(iv.mean)  # > 0 inside the band
     d = (0.0 if dist == 0 else math.copysign(math.inf, dist)) if iv.sd == 0 else dist / iv.sd
     return Decision(v, iv, margin, d, seeds_needed(d) if v == INCONCLUSIVE else None)
+
+
+
+# ------------------------------------------------------------------ tests per claim type (v2)
+# Every claim forms its per-seed values and gets an ``Outcome`` from one of the tests below:
+# an estimate with an interval of a named type, and two one-sided p-values, ``p_for`` (H0: the
+# claim is false; small = evidence that it holds) and ``p_against`` (H0: the claim holds; small =
+# evidence that it fails). The claim's raw p-value is their two-sided combination
+# p = min(1, 2 min(p_for, p_against)), which for a t-test is the ordinary two-sided p-value; the
+# verdict engine (repro.experiments.verdicts) adjusts p across the scale and reads the direction
+# off the smaller one-sided p. References: docs/verdicts.md.
+
+T_TEST = "t"  # one-sample / paired Student t
+TOST = "TOST"  # two one-sided tests, Schuirmann 1987
+EXACT_BINOMIAL = "exact binomial"  # with the Clopper-Pearson interval (Clopper & Pearson 1934)
+IUT = "intersection-union t"  # every ordered step must hold (Berger 1982)
+DELTA_T = "paired t on the uncensored speedup delta"
+
+CI_T = "t 95% CI"
+CI_RCI = "repeated 95% CI (HSD)"
+CI_CP = "Clopper-Pearson 95%"
+CI_DET = "deterministic (zero spread)"
+CI_NONE = "none"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one test says about one claim's per-seed values."""
+
+    test: str
+    n: int
+    estimate: float
+    sd: float
+    lo: float
+    hi: float
+    interval: str  # CI_* (its type)
+    p_for: float
+    p_against: float
+    t_for: float = math.nan  # the signed t toward the claim (sequential decisions)
+    detail: str = ""
+    crossed: bool = True  # sequential design: the decisive statistic crossed its boundary
+
+    @property
+    def p(self) -> float:
+        if math.isnan(self.p_for) or math.isnan(self.p_against):
+            return math.nan
+        return min(1.0, 2 * min(self.p_for, self.p_against))
+
+    @property
+    def direction(self) -> str:
+        """The verdict the data lean to if the adjusted p is small enough."""
+        return REPRODUCED if self.p_for <= self.p_against else NOT_REPRODUCED
+
+    @property
+    def deterministic(self) -> bool:
+        return self.interval == CI_DET
+
+    def fmt(self, digits: int = 4) -> str:
+        if self.n == 0:
+            return "no values (n=0)"
+        est = f"{self.estimate:+.{digits}f}"
+        if self.interval == CI_DET:
+            return f"{est} (deterministic: all {self.n} seeds equal)"
+        if self.interval == CI_NONE or math.isnan(self.lo):
+            return f"{est} (n={self.n}, no interval)"
+        sd = "" if math.isnan(self.sd) else f"sd {self.sd:.{digits}f}, "
+        return (f"{est}, {self.interval} [{self.lo:+.{digits}f}, {self.hi:+.{digits}f}] "
+                f"({sd}n={self.n})")
+
+
+def _one_sided_t(xs, value: float, greater: bool) -> tuple[float, float]:
+    """(t, one-sided p) of mean(xs) > value (greater) or < value."""
+    from scipy.stats import ttest_1samp
+
+    r = ttest_1samp(xs, value, alternative="greater" if greater else "less")
+    return float(r.statistic), float(r.pvalue)
+
+
+def t_outcome(xs: list[float], threshold: float, greater: bool, design=None) -> Outcome:
+    """One-sample (paired-difference) t of mean > threshold (``greater``) or < threshold.
+
+    Fixed design: the t-test's one-sided p-values and its 95% CI. A group-sequential design
+    (repro.experiments.sequential) at look n: the stagewise p-value and the repeated CI
+    mean ± c_n s / sqrt(n), with c_n the design's boundary. Zero spread: deterministic, decided
+    by the side of the threshold the common value lies on, no interval."""
+    xs = [float(x) for x in xs]
+    n = len(xs)
+    if n == 0:
+        return Outcome(T_TEST, 0, math.nan, math.nan, math.nan, math.nan, CI_NONE, math.nan,
+                       math.nan)
+    m = statistics.fmean(xs)
+    if n < 2:
+        return Outcome(T_TEST, 1, m, math.nan, math.nan, math.nan, CI_NONE, math.nan, math.nan)
+    s = statistics.stdev(xs)
+    sign = 1 if greater else -1
+    if s == 0:
+        on = sign * (m - threshold)
+        p_for = 0.0 if on > 0 else 1.0
+        p_against = 0.0 if on < 0 else 1.0
+        return Outcome(T_TEST, n, m, 0.0, math.nan, math.nan, CI_DET, p_for, p_against,
+                       math.copysign(math.inf, on) if on else 0.0)
+    t_stat = (m - threshold) / (s / math.sqrt(n))
+    t_for = sign * t_stat
+    if design is None or design.kind == "fixed-n t":
+        _, p_for = _one_sided_t(xs, threshold, greater)
+        _, p_against = _one_sided_t(xs, threshold, not greater)
+        h = t_quantile(0.5 + LEVEL / 2, n - 1) * s / math.sqrt(n)
+        return Outcome(T_TEST, n, m, s, m - h, m + h, CI_T, p_for, p_against, t_for)
+    from repro.experiments.sequential import stagewise_p
+
+    look = min(n, design.max_seeds)
+    c = design.boundary(look)
+    p2 = stagewise_p(design, n, abs(t_stat))
+    p_for, p_against = (p2 / 2, 1 - p2 / 2) if t_for > 0 else (1 - p2 / 2, p2 / 2)
+    h = c * s / math.sqrt(n)
+    state = "crossed" if abs(t_stat) >= c else (
+        "final look" if look >= design.max_seeds else
+        "futility stop" if abs(t_stat) < design.futility(look) else "continue")
+    return Outcome(T_TEST, n, m, s, m - h, m + h, CI_RCI, p_for, p_against, t_for,
+                   f"look at n={n} of {design.planned}..{design.max_seeds}: |t| = "
+                   f"{abs(t_stat):.2f} vs boundary {c:.2f} ({state})", abs(t_stat) >= c)
+
+
+def tost_outcome(xs: list[float], margin: float, design=None) -> Outcome:
+    """Equivalence |mean| < margin by two one-sided tests [Schuirmann 1987]: p_for is the larger
+    of the two one-sided p-values (mean > -margin, mean < +margin); p_against the smaller of
+    (mean > +margin, mean < -margin), i.e. evidence that the difference lies outside the band.
+    Each one-sided test is at level 0.025 (the level of every verdict), so the claim holds when
+    the 95% interval lies inside (-margin, margin)."""
+    lo = t_outcome(xs, -margin, True, design)
+    hi = t_outcome(xs, margin, False, design)
+    if lo.n < 2:
+        return Outcome(TOST, lo.n, lo.estimate, lo.sd, lo.lo, lo.hi, lo.interval, math.nan,
+                       math.nan)
+    p_for = max(lo.p_for, hi.p_for)
+    p_against = min(hi.p_against, lo.p_against)
+    if p_for <= p_against:
+        crossed = lo.crossed and hi.crossed
+    else:
+        crossed = (lo.crossed and lo.t_for < 0) or (hi.crossed and hi.t_for < 0)
+    return Outcome(TOST, lo.n, lo.estimate, lo.sd, lo.lo, lo.hi, lo.interval, p_for, p_against,
+                   min(lo.t_for, hi.t_for), lo.detail, crossed)
+
+
+def clopper_pearson(k: int, n: int, level: float = LEVEL) -> tuple[float, float]:
+    """Exact (Clopper-Pearson 1934) interval for a binomial proportion (scipy's binomtest)."""
+    from scipy.stats import binomtest
+
+    ci = binomtest(k, n).proportion_ci(confidence_level=level, method="exact")
+    return float(ci.low), float(ci.high)
+
+
+def rate_outcome(flags: list[float], threshold: float, greater: bool) -> Outcome:
+    """A rate of 0/1 per-seed events (e.g. diverged runs) > threshold (``greater``) or <: the
+    exact binomial test against the threshold and the Clopper-Pearson interval; never a
+    t-interval (a rate of 0 of n has no spread, but its uncertainty is [0, 1-(alpha/2)^(1/n)])."""
+    from scipy.stats import binomtest
+
+    n = len(flags)
+    if any(f not in (0.0, 1.0) for f in flags):
+        raise ValueError(f"rate claim: per-seed values must be 0 or 1, got {sorted(set(flags))}")
+    if n == 0:
+        return Outcome(EXACT_BINOMIAL, 0, math.nan, math.nan, math.nan, math.nan, CI_NONE,
+                       math.nan, math.nan)
+    k = int(sum(flags))
+    up = float(binomtest(k, n, threshold, alternative="greater").pvalue)
+    down = float(binomtest(k, n, threshold, alternative="less").pvalue)
+    p_for, p_against = (up, down) if greater else (down, up)
+    lo, hi = clopper_pearson(k, n)
+    return Outcome(EXACT_BINOMIAL, n, k / n, math.nan, lo, hi, CI_CP, p_for, p_against,
+                   detail=f"{k} of {n}")
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Exact McNemar test for paired binary outcomes (two-sided): the discordant pairs b (event
+    in arm 1 only) and c (arm 2 only) against Binomial(b + c, 1/2)."""
+    from scipy.stats import binomtest
+
+    if b + c == 0:
+        return 1.0
+    return float(binomtest(b, b + c, 0.5).pvalue)
+
+
+def iut_outcome(steps: list[Outcome], labels: list[str]) -> Outcome:
+    """Ordered claims ("each step helps"): intersection-union [Berger 1982]: the claim holds
+    only if every step does, so p_for is the largest step p_for (no multiplicity penalty); it
+    fails if any step is reversed, so p_against is Bonferroni over steps. The estimate and
+    interval shown are the weakest step's (largest p_for)."""
+    if not steps or any(s.n < 2 for s in steps):
+        n = min((s.n for s in steps), default=0)
+        return Outcome(IUT, n, math.nan, math.nan, math.nan, math.nan, CI_NONE, math.nan,
+                       math.nan)
+    k = len(steps)
+    weakest = max(range(k), key=lambda i: steps[i].p_for)
+    w = steps[weakest]
+    p_for = max(s.p_for for s in steps)
+    p_against = min(1.0, k * min(s.p_against for s in steps))
+    parts = "; ".join(f"{lab}: {s.fmt(3)}" for lab, s in zip(labels, steps))
+    crossed = all(s.crossed for s in steps) if p_for <= p_against else any(
+        s.crossed and s.t_for < 0 for s in steps)
+    return Outcome(IUT, w.n, w.estimate, w.sd, w.lo, w.hi, w.interval, p_for, p_against,
+                   min(s.t_for for s in steps), f"weakest step {labels[weakest]}; {parts}",
+                   crossed)
+
+
+def holm(ps: list[float]) -> list[float]:
+    """Holm (1979) step-down adjusted p-values (family-wise error)."""
+    m = len(ps)
+    order = sorted(range(m), key=lambda i: ps[i])
+    out = [0.0] * m
+    run = 0.0
+    for rank, i in enumerate(order):
+        run = max(run, min(1.0, (m - rank) * ps[i]))
+        out[i] = run
+    return out
+
+
+def bh(ps: list[float]) -> list[float]:
+    """Benjamini-Hochberg (1995) adjusted p-values (false discovery rate), by scipy."""
+    from scipy.stats import false_discovery_control
+
+    if not ps:
+        return []
+    return [float(x) for x in false_discovery_control(ps, method="bh")]

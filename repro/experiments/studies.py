@@ -39,7 +39,12 @@ def load_model(config: dict, weights: str) -> LM:
     run = from_dict(RunConfig, config["run"] if "run" in config else config)
     model = LM(run.model)
     try:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
+        import io
+
+        from repro.paths import read_owned_bytes
+
+        blob = read_owned_bytes(weights)  # never a link, FIFO or device in the store
+        state = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
         model.load_state_dict(state)
     except Exception as e:  # noqa: BLE001 - missing, truncated, not ours: one line with the path
         from repro.lit.checkpoint import CheckpointError

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from repro import initialization as init
 from repro.layers.base import FFN_BLOCKS, FFNOutput
 from repro.layers.dense_config import DenseFFNConfig  # noqa: F401  (re-export)
 
@@ -20,9 +21,9 @@ class SwiGLU(nn.Module):
         self.w_down = nn.Parameter(torch.empty(d_ff, d_model))
 
     def init_weights(self, std: float, out_std: float) -> None:
-        nn.init.normal_(self.w_gate, std=std)
-        nn.init.normal_(self.w_up, std=std)
-        nn.init.normal_(self.w_down, std=out_std)
+        init.normal_(self.w_gate, std=std)
+        init.normal_(self.w_up, std=std)
+        init.normal_(self.w_down, std=out_std)
 
     def hidden(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Gate activation SiLU(x W_gate) and up projection, each [..., F]."""

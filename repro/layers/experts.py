@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from repro import initialization as init
 from repro.layers.dispatch import ExpertWeights
 
 
@@ -25,6 +26,6 @@ class Experts(nn.Module):
         return ExpertWeights(self.w_gate, self.w_up, self.w_down)
 
     def init_weights(self, std: float, out_std: float) -> None:
-        nn.init.normal_(self.w_gate, std=std)
-        nn.init.normal_(self.w_up, std=std)
-        nn.init.normal_(self.w_down, std=out_std)
+        init.normal_(self.w_gate, std=std)
+        init.normal_(self.w_up, std=std)
+        init.normal_(self.w_down, std=out_std)

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from repro import initialization as init
 from repro.layers.base import FFN_BLOCKS, FFNOutput
 from repro.layers.finedeep_config import GATES, FinedeepConfig  # noqa: F401  (re-export)
 from repro.layers.norms import RMSNorm
@@ -54,10 +55,10 @@ class FinedeepFFN(nn.Module):
         self.norms = nn.ModuleList(RMSNorm(D) for _ in range(M)) if cfg.norm else None
 
     def init_weights(self, std: float, out_std: float) -> None:
-        nn.init.normal_(self.w_gate, std=std)
-        nn.init.normal_(self.w_up, std=std)
-        nn.init.normal_(self.w_down, std=out_std)
-        nn.init.normal_(self.router, std=std)
+        init.normal_(self.w_gate, std=std)
+        init.normal_(self.w_up, std=std)
+        init.normal_(self.w_down, std=out_std)
+        init.normal_(self.router, std=std)
         if self.norms is not None:
             for n in self.norms:
                 nn.init.ones_(n.weight)

@@ -20,13 +20,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from repro.layers import dispatch
+from repro.layers import dispatch, dispatch_policy
 from repro.layers.base import FFN_BLOCKS, AuxLoss, FFNOutput
 from repro.layers.dense import SwiGLU
 from repro.layers.dispatch import Act, Assignments, sort_assignments
 from repro.layers.experts import Experts
 from repro.layers.moe_config import MoEConfig  # noqa: F401  (re-export)
-from repro.layers.mone import NeuronTopK, gather_experts
+from repro.layers.mone import NeuronGather, NeuronTopK
 from repro.routers import ROUTERS
 
 
@@ -63,12 +63,13 @@ class MoEFFN(nn.Module):
         k = self.cfg.neuron_k
         if k is None or k >= self.cfg.d_expert:
             return F.silu
-        return NeuronTopK(k, record=self.cfg.neuron_alpha > 0)
+        form = NeuronGather if self.cfg.neuron_impl == "gather" else NeuronTopK
+        return form(k, record=self.cfg.neuron_alpha > 0)
 
     def dispatch_backend(self, xf: torch.Tensor, s: Assignments) -> str:
         """The backend this call runs: the configured one, or what ``auto`` picks for this shape
-        (``repro.layers.dispatch``: measured once per shape, or the static rule)."""
-        return dispatch.choose_backend(self.cfg.backend, xf, s, self.experts.weights,
+        (``repro.layers.dispatch_policy``: the static rule, or measured once per shape)."""
+        return dispatch_policy.choose_backend(self.cfg.backend, xf, s, self.experts.weights,
                                        self.activation())
 
     def routed(self, xf: torch.Tensor, s: Assignments) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -76,9 +77,7 @@ class MoEFFN(nn.Module):
         ``s``, and the NG-LBL value (None unless MoNE with neuron_alpha > 0)."""
         w, act = self.experts.weights, self.activation()
         # chosen before the real call (a first call of a shape under auto times the backends)
-        backend = dispatch.choose_backend(self.cfg.backend, xf, s, w, act)
-        if isinstance(act, NeuronTopK) and self.cfg.neuron_impl == "gather":
-            return gather_experts(xf, s, w, act.k, backend, neuron_loss=act.record)
+        backend = dispatch_policy.choose_backend(self.cfg.backend, xf, s, w, act)
         y = dispatch.RUN[backend](xf, s, w, act)  # [N, D]
         return y, (act.balance_loss(s.counts) if isinstance(act, NeuronTopK) and act.record
                    else None)

@@ -6,11 +6,14 @@ with the largest |SiLU(x W_gate)| and zeroes the rest:
 
 ``NeuronTopK`` is that activation; the MoE block hands it to any dispatch backend in place of SiLU
 (``repro.layers.dispatch``), which never knows it runs MoNE. Two implementations with equal results
-(tests): ``mask`` (the activation above: full W_up / W_down GEMMs on the masked activations) and
-``gather`` (per token, gather only the kept rows of W_up and W_down; batched GEMVs), the paper's
-efficient version. ``auto`` resolves to ``mask`` (measured, see ``NEURON_IMPLS`` in
-``repro.layers.moe_config``). Optional neuron-granular balance loss (NG-LBL, references.md §MoNE
-candidate, ours): ``neuron_balance_loss``.
+(tests), both run through the one backend table ``dispatch.RUN``: ``mask`` (``NeuronTopK``, the
+activation above: full W_up / W_down GEMMs on the masked activations) and ``gather``
+(``NeuronGather``: it owns the expert FFN, ``expert_ffn``, and per token gathers only the kept rows
+of W_up and W_down; batched GEMVs), the paper's efficient version. ``auto`` resolves to ``mask``
+(measured, see ``NEURON_IMPLS`` in ``repro.layers.moe_config``). The mask is a threshold at the
+k-th largest |a| per row (``torch.kthvalue``), equal to the top-k set up to exact ties and about
+half the cost of ``torch.topk`` at F = 286, k = 143 (docs/cost.md). Optional neuron-granular
+balance loss (NG-LBL, references.md §MoNE candidate, ours): ``neuron_balance_loss``.
 
 Dimension legend: A routed rows in expert order, R rows an activation call sees (A, or E*C slots),
 D model width, E experts, F expert hidden width, k neurons kept per token.
@@ -21,17 +24,23 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from repro.layers.dispatch import (
-    Assignments,
-    ExpertWeights,
-    grouped_matmul,
-    permute,
-    slot_index,
-    unpermute,
-)
+from repro.layers.dispatch import ExpertWeights, slot_index
 from repro.layers.moe_config import NEURON_IMPLS, neurons_kept  # noqa: F401  (re-export)
 
 GATHER_CHUNK = 512  # rows per chunk in the gather implementation (bounds the [n, k, D] gathers)
+
+
+def top_neuron_mask(a: torch.Tensor, k: int) -> torch.Tensor:
+    """The k largest |a| per row as a bool mask: a [A, F] -> [A, F] (no gradient).
+
+    A threshold at the k-th largest |a| (the (F-k+1)-th smallest, ``kthvalue``) instead of
+    ``topk`` + scatter: the same set whenever the k-th and (k+1)-th largest differ (ties keep
+    both), at about half the cost (docs/cost.md)."""
+    mag = a.detach().abs()  # [A, F]
+    if k >= mag.shape[-1]:
+        return torch.ones_like(mag, dtype=torch.bool)
+    thr = mag.kthvalue(mag.shape[-1] - k + 1, dim=-1, keepdim=True).values  # [A, 1]
+    return mag >= thr  # [A, F]
 
 
 def keep_top_neurons(a: torch.Tensor, k: int, return_mask: bool = False):
@@ -40,8 +49,7 @@ def keep_top_neurons(a: torch.Tensor, k: int, return_mask: bool = False):
     The mask is non-differentiable; gradients flow through the kept activations, as in routing.
     With ``return_mask`` also returns the bool mask [A, F].
     """
-    idx = a.detach().abs().topk(k, dim=-1).indices  # [A, k]
-    mask = torch.zeros_like(a, dtype=torch.bool).scatter_(1, idx, True)  # [A, F]
+    mask = top_neuron_mask(a, k)  # [A, F]
     return (a * mask, mask) if return_mask else a * mask
 
 
@@ -103,36 +111,37 @@ def neuron_balance_loss(a_kept: torch.Tensor, mask: torch.Tensor,
     return L[used].mean() if bool(used.any()) else L.sum() * 0.0
 
 
-def gather_experts(xf: torch.Tensor, s: Assignments, w: ExpertWeights, k: int, backend: str,
-                   neuron_loss: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """MoNE ``gather`` implementation: full gate projection, then per token only the kept rows of
-    W_up and W_down ([S-MoNE] efficient version, references.md §MoNE). The gate projection runs
-    with ``backend`` (``bmm`` has no row form: ``loop``). xf [N, D] -> (y [N, D], NG-LBL or None).
-    """
-    gb = "loop" if backend == "bmm" else backend
-    x = permute(xf, s)  # [A, D]
-    counts = s.counts
-    offs = counts.cumsum(0).to(torch.int32) if gb == "grouped_mm" else None  # [E]
-    a = F.silu(grouped_matmul(x, w.gate, counts, offs, gb))  # [A, F]
-    idx = a.detach().abs().topk(k, dim=-1).indices  # [A, k] kept neurons
-    a_k = a.gather(1, idx)  # [A, k]
-    nl = None
-    if neuron_loss:
-        mask = torch.zeros_like(a, dtype=torch.bool).scatter_(1, idx, True)  # [A, F]
-        nl = neuron_balance_loss(a * mask, mask, counts)
-    sizes = counts.tolist()
-    outs = []
-    dt = x.dtype
-    for e, (x_g, a_g, i_g) in enumerate(zip(torch.split(x, sizes), torch.split(a_k, sizes),
-                                            torch.split(idx, sizes))):
-        if sizes[e] == 0:
-            continue
-        wu_t = w.up[e].t().to(dt)  # [F, D]
-        wd = w.down[e].to(dt)  # [F, D]
-        for c in range(0, sizes[e], GATHER_CHUNK):
-            xs, as_, is_ = (t[c:c + GATHER_CHUNK] for t in (x_g, a_g, i_g))  # [n, D], [n, k]
-            # [n, k, D] @ [n, D, 1] -> [n, k]: kept rows of W_up only
-            u = torch.bmm(wu_t[is_], xs[:, :, None]).squeeze(-1)
-            outs.append(torch.bmm((as_ * u)[:, None, :], wd[is_]).squeeze(1))  # [n, D]
-    out = torch.cat(outs, 0) if outs else x.new_zeros(0, xf.shape[1])  # [A, D]
-    return unpermute(xf, s, out), nl  # [N, D]
+class NeuronGather(NeuronTopK):
+    """MoNE ``gather`` form: the same function as ``NeuronTopK``, but it owns the expert FFN
+    (``expert_ffn``, called by the row backends of ``repro.layers.dispatch`` between permute
+    and unpermute): full gate projection with the backend's grouped matmul, then per token only
+    the kept rows of W_up and W_down ([S-MoNE] efficient version, references.md §MoNE)."""
+
+    def __init__(self, k: int, record: bool = False):
+        super().__init__(k, record)
+        self.__name__ = f"silu_top{k}_gather"  # its own probe-cache key
+
+    def expert_ffn(self, x: torch.Tensor, w: ExpertWeights, mm, counts: torch.Tensor
+                   ) -> torch.Tensor:
+        """x [A, D] expert-sorted rows, ``mm(h, W)`` the backend's grouped matmul -> [A, D]."""
+        a = F.silu(mm(x, w.gate))  # [A, F]
+        idx = a.detach().abs().topk(self.k, dim=-1).indices  # [A, k] kept neurons
+        a_k = a.gather(1, idx)  # [A, k]
+        if self.record:
+            mask = torch.zeros_like(a, dtype=torch.bool).scatter_(1, idx, True)  # [A, F]
+            self.kept = (a * mask, mask)
+        sizes = counts.tolist()
+        outs = []
+        dt = x.dtype
+        for e, (x_g, a_g, i_g) in enumerate(zip(torch.split(x, sizes), torch.split(a_k, sizes),
+                                                torch.split(idx, sizes))):
+            if sizes[e] == 0:
+                continue
+            wu_t = w.up[e].t().to(dt)  # [F, D]
+            wd = w.down[e].to(dt)  # [F, D]
+            for c in range(0, sizes[e], GATHER_CHUNK):
+                xs, as_, is_ = (t[c:c + GATHER_CHUNK] for t in (x_g, a_g, i_g))  # [n, D], [n, k]
+                # [n, k, D] @ [n, D, 1] -> [n, k]: kept rows of W_up only
+                u = torch.bmm(wu_t[is_], xs[:, :, None]).squeeze(-1)
+                outs.append(torch.bmm((as_ * u)[:, None, :], wd[is_]).squeeze(1))  # [n, D]
+        return torch.cat(outs, 0) if outs else x.new_zeros(0, x.shape[1])  # [A, D]

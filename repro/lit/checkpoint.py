@@ -8,12 +8,13 @@
 * ``ResumeState``: what Lightning's checkpoint lacks for a bit-exact resume: the global torch /
   numpy / python RNG states (routing noise draws from the global torch RNG) and the system's
   token counter.
-* ``GracefulStop``: SIGINT / SIGTERM set a flag; at the end of the current optimizer step the
-  callback writes ``last.ckpt``, and it raises ``RunInterrupted`` before the next step (after that
-  step's metrics are logged). A second SIGINT stops at once.
+* ``GracefulStop``: SIGINT / SIGTERM / SIGHUP set a flag; at the end of the current optimizer
+  step the callback writes ``last.ckpt``, and it raises ``RunInterrupted`` before the next step
+  (after that step's metrics are logged). A second SIGINT stops at once.
 * ``FaultInjection``: test-only hook (env ``REPRO_FAULT``): ``kill@N`` sends SIGKILL to the own
-  process after step N, ``term@N`` / ``int@N`` send SIGTERM / SIGINT, ``nan@N`` fills the first
-  parameter with NaN before step N (the system then fails on the non-finite loss).
+  process after step N, ``term@N`` / ``int@N`` / ``hup@N`` send SIGTERM / SIGINT / SIGHUP,
+  ``nan@N`` fills the first parameter with NaN before step N (the system then fails on the
+  non-finite loss).
 """
 
 from __future__ import annotations
@@ -31,19 +32,29 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from repro.errors import UserError
-from repro.paths import atomic_write_bytes
+from repro.paths import NotOwnedError, atomic_write_bytes, describe_kind, read_owned_bytes
 
 
 class CheckpointError(UserError, ValueError):
     """A checkpoint cannot be used (unreadable, truncated, not ours). One line, with the fix."""
 
 
-def load_checkpoint_file(path: str | Path, fix: str = "") -> dict:
-    """``torch.load(path, weights_only=True)`` with a one-line ``CheckpointError`` on failure."""
+RUN_KEY_FIELD = "repro_run_key"  # the run key a checkpoint belongs to (``ResumeState`` writes it)
+
+
+def load_checkpoint_file(path: str | Path, fix: str = "", run_key: str | None = None) -> dict:
+    """``torch.load(path, weights_only=True)`` with a one-line ``CheckpointError`` on failure.
+    ``run_key``: the checkpoint must have been written by that run (a checkpoint of another run
+    or model, copied or left in this run's folder, is refused, never resumed)."""
     path = Path(path)
     fix = fix or f"delete {path} to restart the run from step 0 (or pass --force)"
     try:
-        blob = path.read_bytes()
+        blob = read_owned_bytes(path)  # a link, FIFO or device there: refused, never read
+    except NotOwnedError:
+        what = describe_kind(path, os.lstat(path))
+        raise CheckpointError(f"checkpoint {path} is unreadable: it is {what}, not a file repro "
+                              f"wrote (never read through a link, a FIFO or a device); {fix}"
+                              ) from None
     except OSError as e:
         raise CheckpointError(f"checkpoint {path} is unreadable ({e.strerror or e}); "
                               f"{fix}") from None
@@ -56,6 +67,12 @@ def load_checkpoint_file(path: str | Path, fix: str = "") -> dict:
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "global_step" not in ckpt:
         raise CheckpointError(f"checkpoint {path} is not a training checkpoint (no state_dict/"
                               f"global_step); {fix}")
+    if run_key is not None and ckpt.get(RUN_KEY_FIELD) != run_key:
+        owner = ckpt.get(RUN_KEY_FIELD)
+        whose = f"run key {owner}" if isinstance(owner, str) else "no run key (another tool " \
+            "or an older repro)"
+        raise CheckpointError(f"checkpoint {path} belongs to {whose}, not to this run "
+                              f"({run_key}): it is another run's or model's; {fix}")
     return ckpt
 
 
@@ -75,11 +92,16 @@ class ResumeState(L.Callback):
     checkpoint. Lightning calls ``load_state_dict`` when restoring callbacks, before the first
     resumed step, so the resumed run draws the same routing noise as an uninterrupted one."""
 
-    def __init__(self):
+    def __init__(self, run_key: str | None = None):
         self.module = None
+        self.run_key = run_key
 
     def setup(self, trainer, pl_module, stage):
         self.module = pl_module
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+        if self.run_key is not None:  # ties the checkpoint to its run (checked on resume)
+            checkpoint[RUN_KEY_FIELD] = self.run_key
 
     def state_dict(self) -> dict:
         np_state = np.random.get_state()
@@ -112,7 +134,7 @@ def _py_state_from_plain(st) -> tuple:
 
 
 class RunInterrupted(Exception):
-    """Training stopped on SIGINT/SIGTERM after writing a checkpoint (see ``GracefulStop``)."""
+    """Training stopped on SIGINT/SIGTERM/SIGHUP after writing a checkpoint (``GracefulStop``)."""
 
     def __init__(self, signum: int, step: int, checkpoint: Path | None):
         self.signum, self.step, self.checkpoint = signum, step, checkpoint
@@ -127,7 +149,9 @@ class GracefulStop(L.Callback):
 
     Use as a context manager around ``fit`` to install the handlers (main thread only)."""
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    # SIGHUP: the terminal closed (ssh dropped): a stop like SIGTERM, not a kill that leaves
+    # the run RUNNING without a checkpoint. Under ``nohup`` (SIGHUP ignored) it stays ignored.
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
     def __init__(self, last_path: Path | None):
         self.last_path = last_path
@@ -143,6 +167,8 @@ class GracefulStop(L.Callback):
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
             for s in self.SIGNALS:
+                if s == signal.SIGHUP and signal.getsignal(s) == signal.SIG_IGN:
+                    continue  # nohup: the user asked to outlive the terminal
                 self._old[s] = signal.signal(s, self._handler)
         return self
 
@@ -193,6 +219,7 @@ class FaultInjection(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if trainer.global_step != self.at:
             return
-        sig = {"kill": signal.SIGKILL, "term": signal.SIGTERM, "int": signal.SIGINT}.get(self.fault)
+        sig = {"kill": signal.SIGKILL, "term": signal.SIGTERM, "int": signal.SIGINT,
+               "hup": signal.SIGHUP}.get(self.fault)
         if sig is not None:
             os.kill(os.getpid(), sig)

@@ -13,19 +13,19 @@ import lightning as L
 import torch
 from torchmetrics import MeanMetric
 
-from repro.config import from_dict, to_dict
+from repro.config import to_dict
 from repro.lit.config import RunConfig
 from repro.metrics import RoutingMetric
-from repro.metrics.routing import n_experts_of
+from repro.metrics.logged import n_experts_of
 from repro.models.lm import LM
 from repro.tracking import names as N
 
 
 class LMSystem(L.LightningModule):
-    def __init__(self, run: dict):
+    def __init__(self, run: RunConfig):
         super().__init__()
-        self.save_hyperparameters({"run": run})
-        self.run_cfg: RunConfig = from_dict(RunConfig, run)
+        self.save_hyperparameters({"run": to_dict(run)})  # checkpoints carry the plain form
+        self.run_cfg: RunConfig = run
         self.model = LM(self.run_cfg.model)
         E = n_experts_of(self.run_cfg.model.ffn)
         L_ = self.run_cfg.model.n_layers
@@ -35,10 +35,6 @@ class LMSystem(L.LightningModule):
         self.val_routing = torch.nn.ModuleList(RoutingMetric(E) for _ in range(L_)) if E else None
         self.val_loss = MeanMetric()
         self.tokens_seen = 0
-
-    @classmethod
-    def from_run_config(cls, run: RunConfig) -> LMSystem:
-        return cls(to_dict(run))
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Checkpoints written before the train routing accumulators were persisted lack their

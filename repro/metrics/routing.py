@@ -15,12 +15,7 @@ from __future__ import annotations
 import torch
 from torchmetrics import Metric
 
-from repro.metrics.logged import (  # noqa: F401 - re-exported
-    LOGGED_FROM,
-    PASSED_THROUGH,
-    logged_stats,
-    n_experts_of,
-)
+from repro.metrics.logged import PASSED_THROUGH
 from repro.tracking import names as N
 
 SCALARS = N.ROUTING_SCALARS  # the statistic names (logged as N.routing_metric(split, name))

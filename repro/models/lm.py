@@ -6,6 +6,7 @@ Dimension legend: B batch, T tokens per sequence, D model width, V vocabulary.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 
@@ -13,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from repro import initialization as init
 from repro.layers import AuxLoss, build_ffn
 from repro.layers.attention import CausalSelfAttention
 from repro.layers.norms import RMSNorm
@@ -41,15 +43,28 @@ class Block(nn.Module):
 
 
 class LM(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+    """``seed``: the run seed the per-parameter init streams derive from (``init_rng =
+    per_param``); None takes ``torch.initial_seed()``, the seed the runner's
+    ``seed_everything`` set. Under ``per_param`` building the model draws nothing from the
+    global RNG, so what draws from it later (router noise) starts from the same state in every
+    arm of a seed."""
+
+    def __init__(self, cfg: ModelConfig, seed: int | None = None):
         super().__init__()
         self.cfg = cfg
-        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
-        self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
-        self.head = None if cfg.tie_embeddings else nn.Linear(cfg.d_model, cfg.vocab_size,
-                                                              bias=False)
-        self.reset_parameters()
+        per_param = cfg.init_rng == "per_param"
+        # per_param: the modules' own constructor-time draws must not move the global RNG
+        with torch.random.fork_rng(devices=[]) if per_param else contextlib.nullcontext():
+            self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+            self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+            self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+            self.head = None if cfg.tie_embeddings else nn.Linear(cfg.d_model, cfg.vocab_size,
+                                                                  bias=False)
+        if per_param:
+            with init.streams(self, torch.initial_seed() if seed is None else seed):
+                self.reset_parameters()
+        else:
+            self.reset_parameters()
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
@@ -57,6 +72,7 @@ class LM(nn.Module):
 
         Modules with their own rule implement ``init_weights(std, out_std)`` (SwiGLU, Experts,
         routers: zero init for Shazeer [P-SHZ App. A], reduced scale otherwise [P-SW] §2.4).
+        Draws go through ``repro.initialization`` (global RNG or per-parameter streams).
         """
         std = self.cfg.init_std
         out_std = std / math.sqrt(2 * self.cfg.n_layers)
@@ -66,9 +82,9 @@ class LM(nn.Module):
             elif isinstance(mod, RMSNorm):
                 nn.init.ones_(mod.weight)
             elif isinstance(mod, nn.Embedding):
-                nn.init.normal_(mod.weight, std=std)
+                init.normal_(mod.weight, std=std)
             elif isinstance(mod, nn.Linear):
-                nn.init.normal_(mod.weight, std=out_std if mod is getattr(
+                init.normal_(mod.weight, std=out_std if mod is getattr(
                     self._parent_attn(mod), "proj", None) else std)
 
     def _parent_attn(self, lin: nn.Module):

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from repro import initialization as init
 from repro.config import ComponentRegistry
 from repro.routers.base_config import GatedRouterConfig, RouterConfig
 
@@ -107,9 +108,9 @@ class GatedRouter(Router):
         for name in self.GATES:
             p = getattr(self, name)
             if std == 0.0:
-                nn.init.zeros_(p)
+                init.zeros_(p)
             else:
-                nn.init.normal_(p, std=std)
+                init.normal_(p, std=std)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Router logits in float32: x [N, D] -> [N, E]."""

@@ -35,7 +35,7 @@ import optuna
 from optuna.trial import TrialState
 
 from repro.config import ConfigError, apply_overrides  # noqa: F401 (apply_overrides: docs)
-from repro.paths import runs_dir
+from repro.paths import NotOwnedError, runs_dir
 from repro.procs import pid_alive
 from repro.sweeps.pruning import PRUNERS, StepPruningCallback, make_pruner
 from repro.sweeps.record import state_counts
@@ -91,19 +91,48 @@ def open_storage(url: str | None) -> optuna.storages.RDBStorage:
                               f"sqlite storage ({e.strerror or type(e).__name__}: a file is in "
                               "the way or it is not writable); give a path under a writable "
                               "directory") from None
+        from repro.paths import check_owned
+
+        check_owned(Path(str(path).split("?", 1)[0]), follow=True)  # a FIFO / device: refused
         kwargs = {"connect_args": {"timeout": 120}}
     from optuna.storages import RetryHeartbeatStaleTrialCallback
 
     try:
-        with warnings.catch_warnings():
+        # RDBStorage creates the tables and stamps the schema version on first use, unguarded:
+        # processes opening a fresh sqlite file together collide ("UNIQUE constraint failed:
+        # alembic_version", "table studies already exists"). One at a time, per file.
+        with _init_lock(url), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return optuna.storages.RDBStorage(
                 url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(MAX_RETRY))
+    except NotOwnedError:
+        raise
     except Exception as e:  # noqa: BLE001 - any failure: the storage is unusable
         msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        from repro.tracking.store import CORRUPT_SQLITE
+
+        if url.startswith("sqlite:///") and any(m in msg for m in CORRUPT_SQLITE):
+            db = url[len("sqlite:///"):].split("?", 1)[0]  # a local file: corrupt, not unreachable
+            raise ConfigError("--storage", f"sqlite storage {db} is corrupt or not an Optuna "
+                              f"database ({msg}); move it aside (mv {db} {db}.corrupt) to start "
+                              "a new one, or restore it from a backup") from None
         raise ConfigError("--storage", f"cannot open Optuna storage {redact(url)!r} ({msg}); "
                           "check the URL and that the database is reachable") from None
+
+
+@contextlib.contextmanager
+def _init_lock(url: str):
+    """Serialise creating / upgrading a sqlite storage (``.NAME.init.lock`` beside the file, as
+    ``tracking.store.client`` does for mlflow.db); server RDBs: no lock (Optuna's own)."""
+    if not url.startswith("sqlite:///"):
+        yield
+        return
+    from repro.procs import file_lock
+
+    db = Path(url[len("sqlite:///"):].split("?", 1)[0])
+    with file_lock(db.parent / f".{db.name}.init.lock"):
+        yield
 
 
 def study_name(experiment: str, arm: str, space: str, scale: str,
@@ -145,9 +174,20 @@ class SweepContext:
             self.study = optuna.create_study(storage=self.storage, study_name=self.name,
                                              direction="minimize", load_if_exists=True,
                                              sampler=sampler, pruner=pruner)
-            if "experiment" not in self.study.user_attrs:
+            attrs = self.study.user_attrs
+            if "experiment" not in attrs:
                 for k, v in self.describe().items():
                     self.study.set_user_attr(k, v)
+            elif attrs.get("pruner", spec.pruner) != spec.pruner:
+                # one pruner per study: a second one would prune some trials by another rule
+                # while the study's record names the first
+                raise ConfigError("--pruner", f"study {self.name!r} in {redact(self.url)} prunes "
+                                  f"with {attrs['pruner']!r}, not {spec.pruner!r}; rerun with "
+                                  f"--pruner {attrs['pruner']}, or start a new study for "
+                                  f"{spec.pruner!r} with another --storage (e.g. "
+                                  f"sqlite:///runs/optuna-{spec.pruner}.db)")
+            elif "pruner" not in attrs:  # a study from before the pruner was recorded
+                self.study.set_user_attr("pruner", spec.pruner)
         else:
             try:
                 self.study = optuna.load_study(study_name=self.name, storage=self.storage,
@@ -160,7 +200,7 @@ class SweepContext:
     def describe(self) -> dict:
         return {"experiment": self.exp.name, "version": self.exp.version, "arm": self.spec.arm,
                 "space": self.space.name, "scale": self.spec.scale,
-                "overrides": list(self.overrides), "seed": self.seed,
+                "overrides": list(self.overrides), "seed": self.seed, "pruner": self.spec.pruner,
                 "params": [p.describe() for p in self.params]}
 
     @property
@@ -299,6 +339,7 @@ def _mark_child(ctx: SweepContext, run_id: str, status: str, state: str, reason:
 
 
 def run_trial(ctx: SweepContext, trial_id: int, parent_run_id: str, echo=print) -> TrialState:
+    from repro.experiments.options import RunOptions
     from repro.experiments.runner import train_one
     from repro.sweeps.record import T_STUDY, T_TRIAL, T_TRIAL_STATE
     from repro.tracking import store as ts
@@ -324,11 +365,10 @@ def run_trial(ctx: SweepContext, trial_id: int, parent_run_id: str, echo=print) 
             cb = StepPruningCallback(trial, ts.M_VAL_LOSS)
             tags = {ts.T_PARENT: parent_run_id, T_TRIAL: str(number),
                     T_STUDY: ctx.name}
-            out = train_one(ctx.exp, ctx.spec.arm, ctx.seed, overrides, ctx.uri,
-                            progress=ctx.spec.progress, extra_tags=tags, callbacks=[cb],
-                            role=ROLE_TRIAL,
-                            run_name=ts.run_name(f"{ctx.spec.arm}-trial-{number}",
-                                                 ctx.spec.scale))
+            out = train_one(ctx.exp, ctx.spec.arm, ctx.seed, RunOptions(
+                overrides=overrides, uri=ctx.uri, progress=ctx.spec.progress, extra_tags=tags,
+                callbacks=[cb], role=ROLE_TRIAL,
+                run_name=ts.run_name(f"{ctx.spec.arm}-trial-{number}", ctx.spec.scale)))
             trial.set_user_attr(A_RUN, out.run_id)
             ts.client(ctx.uri).set_tag(out.run_id, T_TRIAL_STATE, "COMPLETE")
             ts.client(ctx.uri).log_metric(out.run_id, ts.M_TRIAL_VALUE, out.final_val_loss)
@@ -445,7 +485,8 @@ def run_workers(spec: SweepSpec, ctx: SweepContext, parent_run_id: str, deadline
 
 def sweep(spec: SweepSpec, echo=print) -> dict:
     """Run (or resume) the sweep; returns the summary written to results/."""
-    from repro.experiments.runner import preflight, prepare_data
+    from repro.experiments.resolve import prepare_data
+    from repro.experiments.runner import preflight
     from repro.sweeps import record
 
     if spec.trials < 1:

@@ -56,7 +56,7 @@ def dataset_source(cfg: DataConfig):
         name, _, config_name = cfg.argument.partition(":")
         return HuggingFaceDatasetSource(path=name, config_name=config_name or None,
                                         revision=cfg.hf_revision)
-    if kind in ("shakespeare", "text", "json"):
+    if kind in ("shakespeare", "text", "json", "parquet"):
         from mlflow.data.dataset_source_registry import resolve_dataset_source
 
         from repro.data.corpus import ARCHIVE_PATH, CORPUS_ENV

@@ -33,9 +33,15 @@ T_PID = "repro.pid"
 T_HOST = "repro.host"
 T_PID_SINCE = "repro.pid_since"  # unix time at which repro.pid took the run (create or resume)
 T_RESUMES = "repro.resumes"  # how many times an interrupted run was reopened
+T_SUPERSEDED = "repro.superseded_by"  # an interrupted run with no checkpoint: the run id that
+# retrained its run key from step 0 (the old run is then deleted, restorable, never reopened)
 T_TORCH = "repro.torch"  # torch.__version__ of the process that trained the run
 T_DEVICE = "repro.device"  # where the run trained, e.g. "cpu (x86_64, 1 threads)"
-T_WEIGHTS = "repro.weights"  # path of the final weights (runs/checkpoints/<run key>/final.pt)
+# the machine as a factor of a verdict (repro.machine.run_machine): routed numerics depend on it
+T_CPU_MODEL = "repro.cpu_model"  # lscpu's model name, e.g. "AMD EPYC"
+T_CPU_CAPABILITY = "repro.cpu_capability"  # torch.backends.cpu.get_cpu_capability(), e.g. AVX512
+T_THREADS = "repro.threads"  # torch.get_num_threads() of the training process
+T_WEIGHTS = "repro.weights"  # final weights, relative to the store: checkpoints/<run key>/final.pt
 T_DATA_FP = "repro.data_fingerprint"  # LMDataModule.fingerprint: content + tokenizer + windowing
 T_USES = "repro.uses_runs"  # summary run: the train run ids its verdicts used, comma-separated
 T_CHECKED_BY = "repro.checked_by"  # train run: summary run ids that used it, newest first
@@ -96,6 +102,17 @@ M_LR = "lr"
 M_VAL_LOSS = "val/loss"
 M_VAL_PPL = "val/ppl"
 M_TOKENS_PER_S = "perf/tokens_per_s"
+# how the run's throughput was obtained (repro.lit.callbacks.Throughput, repro.lit.contention):
+M_TRAIN_CPU_S = "perf/train_cpu_s"  # process CPU seconds in the timed train steps
+M_TRAIN_WALL_S = "perf/train_wall_s"  # wall seconds in the same steps
+M_TOKENS_PER_CPU_S = "perf/tokens_per_cpu_s"  # tokens / CPU second: comparable across load
+M_CPU_SHARE = "perf/cpu_share"  # CPU s / (wall s x threads): ~1 alone, lower when contended
+M_LOAD_MEAN = "perf/load_mean"  # 1-min load average, mean of samples while training
+M_LOAD_MAX = "perf/load_max"
+M_PEERS_MAX = "perf/peers_max"  # most other repro train/bench processes seen at once
+T_PEERS = "repro.peers"  # those processes, "run EXP --arm A --seeds S" each, "; "-joined
+CONTENTION_METRICS = (M_TRAIN_CPU_S, M_TRAIN_WALL_S, M_TOKENS_PER_CPU_S, M_CPU_SHARE,
+                      M_LOAD_MEAN, M_LOAD_MAX, M_PEERS_MAX)
 
 
 def aux_metric(name: str) -> str:

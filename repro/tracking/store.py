@@ -8,6 +8,7 @@ retrained; runs are always found by tags, never by name (older runs are named ``
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import subprocess
@@ -77,11 +78,91 @@ def resolve_uri(override: str | None = None) -> str:
         if not os.access(path.parent, os.W_OK):
             raise TrackingError(f"tracking store directory {path.parent} is not writable; "
                                 "set REPRO_RUNS_DIR or --tracking-uri to a writable place")
+        from repro.paths import check_owned
+
+        check_owned(Path(str(path).split("?", 1)[0]), follow=True)  # a FIFO / device: refused
     return uri
 
 
 def artifact_root() -> str:
     return (runs_dir() / "mlartifacts").as_uri()
+
+
+# ------------------------------------------------------------------ a store copied or moved
+def weights_tag(path: Path) -> str:
+    """The ``repro.weights`` tag of a file in the store: its path relative to the store, so a
+    copied or moved store finds its own copy (``weights_path``)."""
+    try:
+        return Path(path).resolve().relative_to(runs_dir().resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def weights_path(tag: str | None) -> Path | None:
+    """The file a ``repro.weights`` tag names, resolved in *this* store: relative tags under
+    runs_dir(); absolute ones (stores written before tags were relative) by their part from
+    ``checkpoints/`` on, falling back to the absolute path only when this store lacks it."""
+    if not tag:
+        return None
+    p = Path(tag)
+    if not p.is_absolute():
+        return runs_dir() / p
+    if "checkpoints" in p.parts:
+        i = len(p.parts) - 1 - p.parts[::-1].index("checkpoints")
+        mine = runs_dir().joinpath(*p.parts[i:])
+        return mine if mine.exists() or not p.exists() else p
+    return p
+
+
+def _own_store_db(uri: str) -> Path | None:
+    """The sqlite file of ``uri`` when it is this store's own ``runs/mlflow.db`` (a regular
+    file, not a link to a database shared with others); else None."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    db = Path(uri[len("sqlite:///"):].split("?", 1)[0])
+    own = runs_dir() / "mlflow.db"
+    try:
+        if db.resolve() != own.resolve() or own.is_symlink():
+            return None
+    except OSError:
+        return None
+    return own
+
+
+def relocate_artifacts(db: Path) -> list[str]:
+    """A store copied or moved keeps its old absolute artifact locations (MLflow stores them
+    per experiment and run): point this store's experiments and runs whose locations are an
+    ``…/mlartifacts`` root other than ``artifact_root()`` at it, so new artifacts land in this
+    store and old ones are read from its copy. Returns the old roots rewritten."""
+    import sqlite3
+
+    new = artifact_root()
+    con = sqlite3.connect(db, timeout=120)
+    try:
+        olds = sorted({loc for (loc,) in con.execute(
+            "SELECT artifact_location FROM experiments WHERE artifact_location LIKE "
+            "'file://%/mlartifacts'") if loc != new})
+        if not olds:
+            return []
+        cols = {t: {r[1] for r in con.execute(f"PRAGMA table_info({t})")}
+                for t in ("runs", "logged_models")}
+        with con:
+            for old in olds:
+                con.execute("UPDATE experiments SET artifact_location = ? WHERE "
+                            "artifact_location = ?", (new, old))
+                for table, col in (("runs", "artifact_uri"),
+                                   ("logged_models", "artifact_location")):
+                    if col in cols[table]:
+                        con.execute(f"UPDATE {table} SET {col} = ? || substr({col}, ?) WHERE "
+                                    f"substr({col}, 1, ?) = ?",
+                                    (new, len(old) + 1, len(old) + 1, old + "/"))
+        with contextlib.suppress(ImportError, AttributeError):  # MLflow's per-run-id cache of
+            from mlflow.tracking._tracking_service import utils  # artifact repos: now stale
+
+            utils._artifact_repos_cache.clear()
+        return olds
+    finally:
+        con.close()
 
 
 _LOCKED = ("database is locked", "database table is locked", "SQLITE_BUSY")
@@ -150,6 +231,14 @@ def client(uri: str):
             db = Path(uri[len("sqlite:///"):].split("?", 1)[0])
             with file_lock(db.parent / f".{db.name}.init.lock"):
                 c = _open_client(uri)
+                own = _own_store_db(uri)
+                moved = relocate_artifacts(own) if own is not None else []
+            for old in moved:
+                import sys
+
+                print(f"[repro] this store was copied or moved from {old[len('file://'):]}: "
+                      f"its artifact locations now point at {artifact_root()[len('file://'):]}",
+                      file=sys.stderr, flush=True)
         else:
             if uri.startswith(("http://", "https://")):
                 _probe_http(uri)
@@ -160,9 +249,26 @@ def client(uri: str):
     except Exception as e:  # noqa: BLE001 - any failure here means the store is unusable
         client.cache_clear()
         msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        if uri.startswith("sqlite:"):  # a local file: never "unreachable", never "a server"
+            raise TrackingError(_sqlite_failure(uri, msg)) from None
         raise TrackingError(f"tracking URI {uri!r} is unreachable ({msg}); start the server or "
                             "pass --tracking-uri / MLFLOW_TRACKING_URI") from None
     return c
+
+
+CORRUPT_SQLITE = ("file is not a database", "malformed", "corrupt", "no such table",
+            "file is encrypted")
+
+
+def _sqlite_failure(uri: str, msg: str) -> str:
+    """What an unusable sqlite store is, and the fix (corrupt vs. otherwise unopenable)."""
+    db = uri.split(":///", 1)[-1].split("?", 1)[0]
+    if any(m in msg for m in CORRUPT_SQLITE):
+        return (f"tracking store {db} is corrupt or not an MLflow database ({msg}); move it "
+                f"aside (mv {db} {db}.corrupt) to start an empty store, or restore it from a "
+                "backup")
+    return (f"tracking store {db} cannot be opened ({msg}); check the file (permissions, a "
+            "database of a newer MLflow) or pass --tracking-uri / MLFLOW_TRACKING_URI")
 
 
 def experiment_tags(description: str | None = None) -> dict[str, str]:

@@ -12,7 +12,8 @@ import torch
 from repro.bench import BenchSpec, format_table, run_bench
 from repro.bench.layer import LayerCase, bench_group, dense_width, moe_config
 from repro.bench.run import COLUMNS
-from repro.layers.dispatch import BMM_MAX_PAD, Assignments
+from repro.layers.dispatch import Assignments
+from repro.layers.dispatch_policy import BMM_MAX_PAD
 from repro.layers.moe import MoEFFN
 from repro.routers import ROUTERS
 from tests._moe_factories import D, init_module, moe_cfg
@@ -42,6 +43,31 @@ def test_quick_bench_writes_csv(tmp_path):
     assert "targets (cpu" in table and "lightning / bare" in table
 
 
+def test_plausibility_check_refuses_a_too_fast_block():
+    # a fabricated block: right on the checked call, then it replays that output without
+    # computing anything, so it "runs" far faster than dense at equal FLOPs
+    def too_fast(m):
+        real, seen = m.forward, {}
+
+        def forward(x, *a, **k):
+            if "y" not in seen:
+                out = real(x, *a, **k)
+                seen["y"] = out.y.detach()
+                return out
+            return seen["y"] + 0 * x
+
+        m.forward = forward
+
+    kw = {**TINY, "tokens": 512, "seq_len": 64, "d_model": 64, "hidden": 256, "reps": 3}
+    rows = bench_group("topk", 8, 2, backends=["loop", "bmm"], wrong_backend={"bmm": too_fast},
+                       **kw)
+    by = {r["backend"]: r for r in rows}
+    assert by["bmm"]["ref_ok"]  # the reference check cannot see it
+    assert by["bmm"]["plausible"] is False and "refused" in by["bmm"]["note"]
+    assert by["bmm"]["ratio"] != by["bmm"]["ratio"] and by["bmm"]["ratio_refused"] < 0.95
+    assert by["loop"]["clock"] == "cpu" and "dense_drift" in by["loop"]
+
+
 def test_reference_check_rejects_wrong_backend():
     def break_it(m):  # a "backend" whose experts compute something else
         with torch.no_grad():
@@ -56,14 +82,14 @@ def test_reference_check_rejects_wrong_backend():
 
 
 def test_bench_times_auto_itself_and_shows_its_probed_choice(monkeypatch):
-    from repro.layers import dispatch
+    from repro.layers import dispatch_policy
 
     def timer(name, fn):  # fake: says bmm is fastest, whatever the clock says
         fn()
         return {"bmm": 1.0, "grouped_mm": 2.0, "loop": 3.0}[name]
 
-    monkeypatch.setattr(dispatch, "POLICY", dispatch.AutoPolicy(timer=timer, reps=1, probe=True,
-                                                                disk=False))
+    monkeypatch.setattr(dispatch_policy, "POLICY",
+                        dispatch_policy.AutoPolicy(timer=timer, reps=1, probe=True, disk=False))
     rows = bench_group("topk", 8, 2, backends=["auto", "loop", "grouped_mm", "bmm"], **TINY)
     auto = next(r for r in rows if r["backend"] == "auto")
     assert auto["resolved_backend"] == "bmm" and auto["ref_ok"]

@@ -82,3 +82,40 @@ def test_token_cache_for_text_source(text_dir, monkeypatch):
     (text_dir / "doc00.txt").write_text("changed")
     monkeypatch.undo()
     assert build_token_splits(cfg).source_fingerprint != a.source_fingerprint
+
+
+def test_parquet_source_in_the_gpu_datasets_layout(tmp_path, monkeypatch):
+    # small local files shaped like the gpu scale's WikiText-103 on the hub: Parquet shards
+    # named train-0000N-of-0000M.parquet with one string column "text" of paragraphs, headings
+    # and blank rows
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from repro.data.sources import cheap_fingerprint
+    from repro.experiments.scales import PRESETS
+
+    monkeypatch.setenv("REPRO_RUNS_DIR", str(tmp_path / "runs"))
+    d = tmp_path / "wikitext-103-raw-v1"
+    d.mkdir()
+    rows = []
+    for i in range(60):
+        rows += [f" = Article {i} = \n", "", _doc(i, 40)]
+    for shard in range(2):
+        part = rows[shard * 90:(shard + 1) * 90]
+        pq.write_table(pa.table({"text": part}), d / f"train-0000{shard}-of-00002.parquet")
+    cfg = DataConfig(source=f"parquet:{d}/train-*.parquet", vocab_size=300)
+    s = load_text_splits(cfg)
+    n = sum(len(s[k]) for k in ("train", "val", "test"))
+    assert n == 120  # blank rows dropped, headings and paragraphs kept, carved by document
+    assert len(s["val"]) == 6 and len(s["test"]) == 6
+    assert cheap_fingerprint(cfg) == cheap_fingerprint(cfg)
+    # the gpu preset names the hub dataset of this format, pinned
+    gpu = PRESETS["gpu"].data
+    assert gpu.source.startswith("hf:Salesforce/wikitext") and gpu.hf_revision
+    # a file without the text column: one line naming the column and the fix
+    pq.write_table(pa.table({"body": ["x"]}), tmp_path / "bad.parquet")
+    with pytest.raises(DataError, match="no column 'text'.*body.*data.text_column"):
+        load_text_splits(DataConfig(source=f"parquet:{tmp_path}/bad.parquet"))
+    (tmp_path / "junk.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(DataError, match="not a readable Parquet file"):
+        load_text_splits(DataConfig(source=f"parquet:{tmp_path}/junk.parquet"))

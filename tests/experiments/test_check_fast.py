@@ -78,7 +78,7 @@ def test_check_refuses_an_incomplete_grid_before_loading_anything(tmp_runs):
 
 
 def test_next_hint_after_a_partial_run_names_the_command_that_finishes_the_grid(tmp_runs):
-    from repro.cli import _next_after_run
+    from repro.experiment_commands import _next_after_run
     from repro.tracking import store as ts
 
     exp = get_experiment(NAME, "smoke")

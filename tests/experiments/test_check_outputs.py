@@ -31,14 +31,20 @@ def test_check_writes_whole_run_drops_intervals_and_gaps(tmp_runs):
         assert float(row[ts.M_DROP_MEAN]) > 0  # capacity 1.25 drops some tokens at this size
     assert (out / "drop_curves.png").stat().st_size > 0
     payload = json.loads((out / "claims.json").read_text())
-    assert payload["verdict_rule"] == "t95-paired"
+    assert payload["verdict_rule"] == "v2-registered"  # the registered engine (issue 28)
     speed = next(c for c in payload["claims"] if c["name"] == "speedup-e4")
-    assert speed["n"] == 2 and len(speed["ci95"]) == 2
-    assert speed["ci95"][0] <= speed["mean"] <= speed["ci95"][1]
+    # curves.csv is committed with the check, so the uncensored speedup delta is computed
+    assert speed["seeds"]["used"] == 2 and len(speed["ci"]) == 2 and speed["p"] is not None
+    assert speed["ci"][0] <= speed["estimate"] <= speed["ci"][1]
+    assert len(speed["per_seed"]["delta"]) == 2
     assert set(speed["budget"]["at"]) == {"0.25", "0.5", "1.0"}
+    assert (out / "curves.csv").stat().st_size > 0
     assert (out / "gap-speedup-e4.png").stat().st_size > 0
+    # every claim of a smoke check without a lock is exploratory; no scale gate was checked
+    assert {c["lock"] for c in payload["claims"]} <= {"no lock", "registered exploratory"}
     md = (out / "claims.md").read_text()
-    assert "Student-t 95% confidence interval" in md and "Loss gaps along the training" in md
+    assert "t 95% CI" in md and "Loss gaps along the training" in md
+    assert "| family | test | seeds used / planned / max |" in md
 
 
 def test_check_includes_seeds_grown_beyond_the_experiments(tmp_runs):
@@ -53,7 +59,11 @@ def test_check_includes_seeds_grown_beyond_the_experiments(tmp_runs):
     payload = json.loads((out / "claims.json").read_text())
     arms = [a.name for a in get_experiment("moe-vs-dense", "smoke").arms]
     assert payload["seeds"] == {a: [0, 1, 5] for a in arms}
-    assert all(c["n"] == 3 for c in payload["claims"])
+    assert all(c["seeds"]["used"] == 3 for c in payload["claims"] if not c["pending"])
+    # a check on fewer seeds never replaces the committed 3-seed result (issue 28)
+    before = (out / "claims.json").read_bytes()
+    assert main(["check", *base, "--seeds", "0,1"]) == 2
+    assert (out / "claims.json").read_bytes() == before
 
 
 def _snapshot(out):

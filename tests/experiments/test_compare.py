@@ -62,37 +62,42 @@ def _pair(gaps, router="r", baseline="b"):
     return Pair(router, baseline, list(gaps))
 
 
-def test_verdicts_follow_the_paired_interval_and_the_adjustment():
+def test_verdicts_follow_the_projects_rule_and_the_adjustment():
     from scipy.stats import false_discovery_control, ttest_1samp
+
+    from repro.experiments import stats as S
 
     clear = [0.10, 0.12, 0.11, 0.13, 0.09]  # the router is better on every seed, tightly
     worse = [-0.10, -0.12, -0.11, -0.13, -0.09]
     noise = [0.05, -0.04, 0.02, -0.06, 0.01]
-    borderline = [0.03, 0.01, 0.05, 0.005, 0.04]  # one-sided p = 0.017 alone
+    borderline = [0.03, 0.01, 0.05, 0.0, 0.04]  # two-sided p = 0.049 alone
     pairs = decide_pairs([_pair(clear, baseline="a"), _pair(worse, baseline="b"),
                           _pair(noise, baseline="c"), _pair(borderline, baseline="d")])
     v = {p.baseline: p.verdict for p in pairs}
     assert v["a"] == "beats" and v["b"] == "does not beat (worse)" and v["c"] == "inconclusive"
-    # the adjusted p-values are scipy's Benjamini-Hochberg over the four comparisons
-    raw = [ttest_1samp(g, 0.0, alternative="greater").pvalue
-           for g in (clear, worse, noise, borderline)]
-    want = false_discovery_control(raw, method="bh")
-    for p, w in zip(pairs, want):
-        assert math.isclose(p.p_better_adj, w, rel_tol=1e-9)
-    # alone, the borderline pair clears the one-sided 2.5% level; among four it is adjusted
+    # the p-values are the paired t's two-sided ones, adjusted by scipy's BH over the four
+    raw = [ttest_1samp(g, 0.0).pvalue for g in (clear, worse, noise, borderline)]
+    for p, r, w in zip(pairs, raw, false_discovery_control(raw, method="bh")):
+        assert math.isclose(p.p, r, rel_tol=1e-9) and math.isclose(p.p_adj, w, rel_tol=1e-9)
+        assert p.holm >= p.p_adj
+    # alone, the borderline pair is decided (p <= 0.05); among four it is adjusted away
     alone = decide_pairs([_pair(borderline)])[0]
-    assert alone.verdict == "beats" and alone.p_better_adj == alone.p_better < 0.025
-    assert v["d"] == "inconclusive" and pairs[3].p_better_adj > 0.025  # 2 x 0.017 (BH)
+    assert alone.verdict == "beats" and alone.p_adj == alone.p <= 0.05
+    assert v["d"] == "inconclusive" and pairs[3].p_adj > 0.05
+    assert pairs[3].seeds_needed is not None and pairs[0].seeds_needed is None
     # the interval is the project's t-interval of the per-seed gaps
-    from repro.experiments.stats import t_interval
+    iv = S.t_interval(clear)
+    assert math.isclose(pairs[0].lo, iv.lo) and math.isclose(pairs[0].hi, iv.hi)
 
-    iv = t_interval(clear)
-    assert (pairs[0].lo, pairs[0].hi) == (iv.lo, iv.hi)
+
+def test_zero_spread_is_decided_deterministically():
+    (p,) = decide_pairs([_pair([0.02, 0.02, 0.02])])
+    assert p.verdict == "beats" and p.interval == "deterministic (zero spread)"
 
 
 def test_one_seed_is_inconclusive_never_a_verdict():
     (p,) = decide_pairs([_pair([0.5])])
-    assert p.verdict == "inconclusive" and math.isnan(p.p_better)
+    assert p.verdict == "inconclusive" and math.isnan(p.p)
 
 
 def test_smoke_outputs_go_under_runs_and_others_under_results(tmp_runs):

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from repro.layers import dispatch
+from repro.layers import dispatch_policy as dpol
 from repro.layers.moe import MoEFFN
 from tests._moe_factories import D, init_module, moe_cfg
 
@@ -47,8 +48,8 @@ def pair(backend_b: str, **kw):
 def test_probe_picks_what_the_timer_says_and_caches_it(monkeypatch, fastest, kw):
     cost = {"grouped_mm": 2.0, "bmm": 3.0, "loop": 4.0, fastest: 1.0}
     calls: list[str] = []
-    policy = dispatch.AutoPolicy(timer=fake_timer(cost, calls), reps=2, probe=True, disk=False)
-    monkeypatch.setattr(dispatch, "POLICY", policy)
+    policy = dpol.AutoPolicy(timer=fake_timer(cost, calls), reps=2, probe=True, disk=False)
+    monkeypatch.setattr(dpol, "POLICY", policy)
     auto, same = pair(fastest, **kw)
     x = torch.randn(4, 8, D)
     out_a, g_a = run_step(auto, x)
@@ -75,9 +76,9 @@ def test_probe_picks_what_the_timer_says_and_caches_it(monkeypatch, fastest, kw)
 
 def test_forward_only_under_no_grad_is_its_own_key(monkeypatch):
     calls: list[str] = []
-    policy = dispatch.AutoPolicy(timer=fake_timer({"grouped_mm": 1, "bmm": 2, "loop": 3}, calls),
+    policy = dpol.AutoPolicy(timer=fake_timer({"grouped_mm": 1, "bmm": 2, "loop": 3}, calls),
                                  reps=1, probe=True, disk=False)
-    monkeypatch.setattr(dispatch, "POLICY", policy)
+    monkeypatch.setattr(dpol, "POLICY", policy)
     m, _ = pair("loop")
     with torch.no_grad():
         m(torch.randn(2, 8, D))
@@ -92,16 +93,16 @@ def test_probe_off_by_env_and_while_compiling_takes_the_static_rule(monkeypatch)
 
     m, _ = pair("loop")
     x = torch.randn(2, 8, D)
-    monkeypatch.setenv(dispatch.PROBE_ENV, "0")
-    policy = dispatch.AutoPolicy(timer=boom, disk=False)
-    monkeypatch.setattr(dispatch, "POLICY", policy)
+    monkeypatch.setenv(dpol.PROBE_ENV, "0")
+    policy = dpol.AutoPolicy(timer=boom, disk=False)
+    monkeypatch.setattr(dpol, "POLICY", policy)
     m(x)
     assert policy.decisions == {}
-    monkeypatch.delenv(dispatch.PROBE_ENV)  # unset: the probe is opt-in
-    assert not dispatch.AutoPolicy(timer=boom, disk=False).probing
+    monkeypatch.delenv(dpol.PROBE_ENV)  # unset: the probe is opt-in
+    assert not dpol.AutoPolicy(timer=boom, disk=False).probing
     m(x)
     assert policy.decisions == {}
-    monkeypatch.setenv(dispatch.PROBE_ENV, "1")
+    monkeypatch.setenv(dpol.PROBE_ENV, "1")
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
     m(x)
     assert policy.decisions == {}  # the rule is used uncached, the probe waits for eager calls
@@ -109,7 +110,7 @@ def test_probe_off_by_env_and_while_compiling_takes_the_static_rule(monkeypatch)
     r = m.router(xf, (2, 8))
     s = dispatch.sort_assignments(r.token, r.expert, r.weight, m.cfg.n_experts)
     assert policy.choose(xf, s, m.experts.weights, torch.nn.functional.silu) == \
-        dispatch.static_backend(xf, s, m.cfg.d_expert) == "grouped_mm"
+        dpol.static_backend(xf, s, m.cfg.d_expert) == "grouped_mm"
 
 
 def test_disk_cache_is_reused_and_a_corrupt_file_is_ignored(tmp_runs):
@@ -120,22 +121,22 @@ def test_disk_cache_is_reused_and_a_corrupt_file_is_ignored(tmp_runs):
     s = dispatch.sort_assignments(r.token, r.expert, r.weight, m.cfg.n_experts)
     w, act = m.experts.weights, torch.nn.functional.silu
     calls: list[str] = []
-    first = dispatch.AutoPolicy(timer=fake_timer({"grouped_mm": 2, "bmm": 1, "loop": 3}, calls),
+    first = dpol.AutoPolicy(timer=fake_timer({"grouped_mm": 2, "bmm": 1, "loop": 3}, calls),
                                 reps=1, probe=True, disk=True)
     assert first.decide(xf, s, w, act).backend == "bmm"
-    path = dispatch._disk_path()
+    path = dpol._disk_path()
     assert path.is_relative_to(tmp_runs) and len(json.loads(path.read_text())) == 1
 
     def boom(name, fn):
         raise AssertionError("decision should come from disk")
 
-    again = dispatch.AutoPolicy(timer=boom, probe=True, disk=True).decide(xf, s, w, act)
+    again = dpol.AutoPolicy(timer=boom, probe=True, disk=True).decide(xf, s, w, act)
     assert (again.backend, again.source) == ("bmm", "disk")
     for junk in ("{not json", "[1, 2]", json.dumps({"x": "bmm"}),
                  json.dumps({k: "no_such_backend" for k in json.loads(path.read_text())})):
         path.write_text(junk)
         calls.clear()
-        d = dispatch.AutoPolicy(timer=fake_timer({"grouped_mm": 1, "bmm": 2, "loop": 3}, calls),
+        d = dpol.AutoPolicy(timer=fake_timer({"grouped_mm": 1, "bmm": 2, "loop": 3}, calls),
                                 reps=1, probe=True, disk=True).decide(xf, s, w, act)
         assert (d.backend, d.source) == ("grouped_mm", "probe") and calls, junk
 
@@ -145,8 +146,8 @@ def test_heavy_padding_keeps_bmm_out_of_the_probe():
     counts = torch.tensor([120, 4, 2, 2])  # E * max / A = 3.75
     s = dispatch.Assignments(torch.zeros(128, dtype=torch.long), torch.ones(128), counts, False,
                              None)
-    assert dispatch.eligible(xf, s, 8) == ["grouped_mm", "loop"]
-    assert dispatch.eligible(xf, s, 6) == ["loop"]  # unaligned F: nothing to measure
+    assert dpol.eligible(xf, s, 8) == ["grouped_mm", "loop"]
+    assert dpol.eligible(xf, s, 6) == ["loop"]  # unaligned F: nothing to measure
 
 
 def test_disk_cache_is_on_by_default_and_a_waiting_process_takes_the_first_answer(
@@ -156,29 +157,29 @@ def test_disk_cache_is_on_by_default_and_a_waiting_process_takes_the_first_answe
     the stored answer instead of timing again."""
     import threading
 
-    monkeypatch.delenv(dispatch.CACHE_ENV, raising=False)
-    assert dispatch.AutoPolicy(probe=True).on_disk
-    monkeypatch.setenv(dispatch.CACHE_ENV, "0")
-    assert not dispatch.AutoPolicy(probe=True).on_disk
-    monkeypatch.delenv(dispatch.CACHE_ENV)
+    monkeypatch.delenv(dpol.CACHE_ENV, raising=False)
+    assert dpol.AutoPolicy(probe=True).on_disk
+    monkeypatch.setenv(dpol.CACHE_ENV, "0")
+    assert not dpol.AutoPolicy(probe=True).on_disk
+    monkeypatch.delenv(dpol.CACHE_ENV)
 
     m, _ = pair("loop")
     xf = torch.randn(16, D)
     r = m.router(xf, (2, 8))
     s = dispatch.sort_assignments(r.token, r.expert, r.weight, m.cfg.n_experts)
     w, act = m.experts.weights, torch.nn.functional.silu
-    key = dispatch.probe_key(xf, s, w, act)
+    key = dpol.probe_key(xf, s, w, act)
 
     def boom(name, fn):
         raise AssertionError("the waiting process measured instead of reading the answer")
 
     got: list = []
     waiter = threading.Thread(target=lambda: got.append(
-        dispatch.AutoPolicy(timer=boom, probe=True).decide(xf, s, w, act)))
-    with dispatch._disk_lock():  # "another process" is measuring this shape
+        dpol.AutoPolicy(timer=boom, probe=True).decide(xf, s, w, act)))
+    with dpol._disk_lock():  # "another process" is measuring this shape
         waiter.start()
         waiter.join(timeout=0.5)
         assert waiter.is_alive(), "the decider did not wait for the lock"
-        dispatch._disk_store(key, "loop")
+        dpol._disk_store(key, "loop")
     waiter.join(timeout=10)
     assert [(d.backend, d.source) for d in got] == [("loop", "disk")]

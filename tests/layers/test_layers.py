@@ -199,6 +199,18 @@ def test_mone_gather_equals_mask(rho, backend):
         assert torch.allclose(g1[n], g2[n], atol=1e-5), n
 
 
+@pytest.mark.parametrize("F_, k", [(286, 143), (24, 6), (7, 1), (5, 5)])
+def test_neuron_threshold_mask_equals_topk(F_, k):
+    # the kthvalue threshold keeps exactly the top-k set of |a| (ties have probability 0 here)
+    from repro.layers.mone import top_neuron_mask
+
+    torch.manual_seed(F_)
+    a = torch.nn.functional.silu(torch.randn(300, F_))  # [A, F]
+    want = torch.zeros_like(a, dtype=torch.bool).scatter_(1, a.abs().topk(k, dim=-1).indices, True)
+    got = top_neuron_mask(a, k)
+    assert torch.equal(got, want) and int(got.sum(-1).min()) == k
+
+
 def test_neuron_balance_loss_is_one_at_uniform_use():
     from repro.layers.mone import neuron_balance_loss
 
@@ -353,3 +365,41 @@ def test_expert_choice_block_uses_bmm_view_under_auto():
     ref.load_state_dict(m.state_dict())
     x = torch.randn(8, 4, D)
     assert torch.allclose(m(x).y, ref(x).y, atol=1e-6)
+
+
+@pytest.mark.parametrize("router, F_", [("topk", 192), ("switch", 380), ("expert_choice", 192)])
+def test_aligned_cpu_widths_run_grouped_mm_and_equal_loop(router, F_):
+    # the cpu scale's aligned widths take grouped_mm under the static rule and give loop's
+    # outputs and gradients
+    from repro.layers import dispatch_policy
+    from repro.layers.dispatch import sort_assignments
+
+    torch.manual_seed(0)
+    Dm = 32
+    ref = init_module(MoEFFN(moe_cfg(router, d_expert=F_, backend="loop"), Dm)).train()
+    x = torch.randn(2, 64, Dm)
+    res = {}
+    threads = torch.get_num_threads()
+    for backend in ("loop", "static", "grouped_mm"):
+        m = MoEFFN(moe_cfg(router, d_expert=F_, backend=backend), Dm).train()
+        m.load_state_dict(ref.state_dict())
+        torch.manual_seed(1)
+        out = m(x)
+        out.y.pow(2).sum().backward()
+        res[backend] = (out.y, grads(m))
+        if backend == "static":
+            xf = x.view(-1, Dm)
+            r = m.router(xf, (2, 64))
+            s = sort_assignments(r.token, r.expert, r.weight, m.cfg.n_experts, r.capacity,
+                                 r.expert_major)
+            torch.set_num_threads(1)  # the rule's 1-thread branch (Expert Choice)
+            try:
+                assert dispatch_policy.choose_backend("static", xf, s, m.experts.weights,
+                                                      m.activation()) == "grouped_mm"
+            finally:
+                torch.set_num_threads(threads)
+    y0, g0 = res["loop"]
+    for b, (y, g) in res.items():
+        assert torch.allclose(y, y0, atol=1e-5), b
+        for n in g0:
+            assert torch.allclose(g[n], g0[n], atol=1e-5), (b, n)

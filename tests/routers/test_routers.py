@@ -60,7 +60,8 @@ def test_router_contract(name):
 def test_stats_are_the_declared_ones_and_all_logged(name, training):
     """``Router.STATS`` is what a call returns (claims are checked against it), and every raw
     statistic reaches the logged metrics (a computed but never logged one fails here)."""
-    from repro.metrics.routing import LOGGED_FROM, RoutingMetric, logged_stats
+    from repro.metrics.logged import LOGGED_FROM, logged_stats
+    from repro.metrics.routing import RoutingMetric
 
     r = make_router(router_cfg(name)).train(training)
     out = r(torch.randn(48, D), (8, 6))
@@ -527,7 +528,8 @@ def test_a_new_router_is_tested_and_benchmarked_without_other_edits():
     code = ("import sys, pytest; from tests import _probe_router; _probe_router.register(); "
             "sys.exit(pytest.main(sys.argv[1:]))")
     files = ["tests/routers/test_routers.py", "tests/layers/test_layers.py",
-             "tests/test_compute.py", "tests/bench/test_bench.py"]
+             "tests/test_compute.py", "tests/bench/test_bench.py",
+             "tests/routers/test_selftest.py"]
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(root), os.environ.get("PYTHONPATH", "")])}
@@ -543,4 +545,5 @@ def test_a_new_router_is_tested_and_benchmarked_without_other_edits():
         "test_identical_seeds_identical_lm_outputs", "test_backends_identical_outputs_and_grads",
         "test_lm_trains_under_bf16_autocast", "test_ffn_params_equal_module",
         "test_model_params_equal_module", "test_bench_cases_are_flop_matched",
-        "test_bench_group_checks_every_router"}, out.stdout[-3000:]
+        "test_bench_group_checks_every_router",
+        "test_router_contract_item"}, out.stdout[-3000:]  # repro selftest's contract
