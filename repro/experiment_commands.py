@@ -95,13 +95,15 @@ def cmd_run(args) -> int:
         outcomes = run_experiment(exp, opts, arms=arms, seeds=flags.seeds(args.seeds))
     trained = sum(o.status == "trained" for o in outcomes)
     print(f"[repro] done: {trained} trained, {len(outcomes) - trained} reused. "
-          + _next_after_run(exp, args))
+          + _next_after_run(exp, args, {(o.arm, o.seed) for o in outcomes}))
     return 0
 
 
-def _next_after_run(exp, args) -> str:
+def _next_after_run(exp, args, done: set[tuple[str, int]]) -> str:
     """``Next:`` only with commands that will work: `check` once the experiment's grid has
-    finished; else the command that trains the rest (and `check --partial` for a look now)."""
+    finished (``done``: this command's finished (arm, seed)s, trained or reused, plus the
+    experiment's finished runs in the store); else the command that trains the rest (it
+    reuses what is finished) and `check --partial` for a look now."""
     import shlex
 
     from repro.tracking.store import finished_arm_seeds, resolve_uri
@@ -112,7 +114,7 @@ def _next_after_run(exp, args) -> str:
     if args.tracking_uri:
         extra += f" --tracking-uri {shlex.quote(args.tracking_uri)}"
     check = f"repro check {exp.name} --scale {exp.scale}{extra}"
-    have = finished_arm_seeds(resolve_uri(args.tracking_uri), exp.name, exp.scale)
+    have = done | finished_arm_seeds(resolve_uri(args.tracking_uri), exp.name, exp.scale)
     missing = [(a.name, s) for a in exp.arms for s in exp.seeds if (a.name, s) not in have]
     if not missing:
         return f"Next: {check}"
