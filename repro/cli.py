@@ -194,10 +194,12 @@ def cmd_compare(args) -> int:
                                                           f"{args.scale}"]
                     + ([f"--against {args.against}"] if args.against else [])
                     + [f"--set {o}" for o in args.set or []]
-                    + ([f"--seeds {args.seeds}"] if args.seeds else []))
+                    + ([f"--seeds {args.seeds}"] if args.seeds else [])
+                    + ([f"--jobs {args.jobs}"] if args.jobs and args.jobs > 1 else []))
     lb, out = run_compare(spec, uri=args.tracking_uri, overrides=args.set or [],
                           seeds=flags.seeds(args.seeds), progress=not args.no_progress,
-                          force=args.force, threads=flags.positive("--threads", args.threads),
+                          force=args.force, jobs=flags.jobs(args.jobs),
+                          threads=flags.positive("--threads", args.threads),
                           command=f"repro {argv}")
     for p in lb.pairs:
         print(f"[repro] {p.router} vs {p.baseline}: gap {p.mean:+.4f} "
@@ -241,6 +243,10 @@ def _load_plugins(args) -> None:
     add_paths([*(getattr(args, "plugins", None) or []),
                *(getattr(args, "plugins_sub", None) or [])])
     load_experiments()  # the built-in experiments first, then the plugins
+    if os.environ.get("REPRO_COMPARE"):  # a child of `repro compare --jobs`: its comparison
+        from repro.experiments.compare import register_from_env
+
+        register_from_env()
 
 
 # --------------------------------------------------------------------------------------- parser
@@ -394,6 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "joined by +); results/compare/NAME/SCALE/")
     sp.add_argument("--seeds", help="comma-separated seeds (default: the scale's)")
     _train_flags(sp)
+    sp.add_argument("--jobs", type=int, default=1,
+                    help="train this many (arm, seed) runs at once, one process each "
+                         "(default 1)")
     sp.add_argument("--show", action="store_true",
                     help="print the arms with their accounting and matching; train nothing")
     sp = add("selftest", cmd_selftest, "the router contract (shapes, gradients, backends, "
