@@ -12,19 +12,9 @@ import errno
 import os
 import sys
 
+from repro import experiment_commands as xc
 from repro import flags, serve
 from repro.errors import EXIT_USER, UserError, clip_words
-from repro.experiment_commands import (
-    MAX_SEEDS,
-    cmd_check,
-    cmd_doctor,
-    cmd_lock,
-    cmd_report,
-    cmd_run,
-    cmd_verify,
-    experiment_of,
-    need_device,
-)
 
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
@@ -66,7 +56,7 @@ def cmd_ls(args) -> int:
 def cmd_show(args) -> int:
     from repro.experiments.show import print_experiment
 
-    print_experiment(experiment_of(args), args.set or [], flags.arms(args.arm), args.verbose)
+    print_experiment(xc.experiment_of(args), args.set or [], flags.arms(args.arm), args.verbose)
     return 0
 
 
@@ -100,7 +90,7 @@ def cmd_compare(args) -> int:
 
     if args.scale not in SCALES:
         raise UserError(f"--scale: unknown scale {args.scale!r} (allowed: {', '.join(SCALES)})")
-    need_device(args)
+    xc.need_device(args)
     routers = parse_list("router", args.routers)
     for r in routers:
         if r not in METHODS:  # a built-in method (mone, finedeep, ...) may be put under test too
@@ -220,6 +210,47 @@ def _server_flags(sp, port: int) -> None:
     sp.add_argument("--dry-run", action="store_true", help="print the command, do not start")
 
 
+def _sweep_flags(sp) -> None:
+    sp.add_argument("--arm", required=True, help="the arm to sweep (see `repro show NAME`)")
+    sp.add_argument("--trials", type=int, default=20,
+                    help="trials in the study in total; a rerun finishes the remainder")
+    sp.add_argument("--space", default=None,
+                    help="search space (default: the experiment's, else lr): balance, capacity, "
+                         "experts, finedeep, granularity, loss-weights, lr, mone, shazeer, topk,"
+                         " zloss")
+    sp.add_argument("--workers", type=int, default=1, help="worker processes on the study")
+    sp.add_argument("--storage", default=None,
+                    help="Optuna RDB URL (default sqlite:///runs/optuna.db); share one across "
+                         "machines with e.g. postgresql://user@host/db")
+    sp.add_argument("--timeout", type=float, default=None,
+                    help="stop starting trials after SECONDS (running ones finish)")
+    sp.add_argument("--pruner", default="median",
+                    help="median | halving | none | always (debug: prune at the first report)")
+    sp.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
+    sp.add_argument("--show", action="store_true",
+                    help="print the study's trials and best params; no training")
+    sp.add_argument("--progress", action="store_true", help="progress bars for trials")
+    sp.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    sp.add_argument("--parent-run", default=None, help=argparse.SUPPRESS)
+    sp.add_argument("--deadline", type=float, default=None, help=argparse.SUPPRESS)
+
+
+def _compare_flags(sp) -> None:
+    sp.add_argument("routers", metavar="ROUTER[,ROUTER...]",
+                    help="router names (see `repro ls`; a plugin's with --plugin PATH)")
+    _scale_set_flags(sp)
+    sp.add_argument("--against", default=None, help="baselines, comma-separated (default: "
+                    "dense,top2,switch,expert_choice,deepseekmoe)")
+    sp.add_argument("--experts", type=int, default=8,
+                    help="experts of each router under test (default 8; widths are derived)")
+    sp.add_argument("--name", default=None, help="leaderboard name (default: the routers "
+                    "joined by +); results/compare/NAME/SCALE/")
+    sp.add_argument("--seeds", help="comma-separated seeds (default: the scale's)")
+    _train_flags(sp)
+    sp.add_argument("--show", action="store_true",
+                    help="print the arms with their accounting and matching; train nothing")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="repro", description="MoE reproduction harness")
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
@@ -243,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--arm", help="only these arms in the table (comma-separated; matching "
                     "is still checked over every arm)")
     sp.add_argument("-v", "--verbose", action="store_true", help="print resolved configs")
-    sp = add("run", cmd_run, "train every (arm, seed) of an experiment", [experiment])
+    sp = add("run", xc.cmd_run, "train every (arm, seed) of an experiment", [experiment])
     sp.add_argument("--arm", help="only these arms (comma-separated)")
     sp.add_argument("--seeds", help="comma-separated seeds (default: the experiment's), or "
                     "auto: follow the experiment's registered group-sequential design (one seed "
@@ -251,31 +282,31 @@ def build_parser() -> argparse.ArgumentParser:
                     "docs/verdicts.md)")
     sp.add_argument("--max-seeds", type=int, default=None,
                     help="stop --seeds auto earlier than the registered maximum (default: the "
-                    f"design's, at most {MAX_SEEDS})")
+                    f"design's, at most {xc.MAX_SEEDS})")
     sp.add_argument("-v", "--verbose", action="store_true",
                     help="show Lightning's INFO lines and third-party deprecation warnings")
     _train_flags(sp)
     sp.add_argument("--jobs", type=int, default=1,
                     help="train this many (arm, seed) runs at once, one process each "
                          "(default 1); logs in runs/logs/NAME/SCALE/")
-    sp = add("doctor", cmd_doctor, "mark runs left RUNNING by a dead process FAILED", [store])
+    sp = add("doctor", xc.cmd_doctor, "mark runs left RUNNING by a dead process FAILED", [store])
     sp.add_argument("name", nargs="?", default=None, help="only this experiment (default: all)")
     sp.add_argument("--killed", action="store_true", help="mark them KILLED instead of FAILED")
     sp.add_argument("--dry-run", action="store_true", help="only list them")
-    sp = add("check", cmd_check, "evaluate claims over seeds, write results/NAME/", [experiment])
+    sp = add("check", xc.cmd_check, "evaluate claims over seeds, write results/NAME/", [experiment])
     sp.add_argument("--seeds", help="comma-separated seeds (default: the experiment's, plus "
                     "seeds that every arm finished)")
     sp.add_argument("--arm", help=argparse.SUPPRESS)  # refused with the reason (cmd_check)
     sp.add_argument("--partial", action="store_true",
                     help="with some (arm, seed) runs missing, overwrite a complete result "
                          "anyway (the new one is marked partial)")
-    sp = add("report", cmd_report, "regenerate results/README.md over all experiments (reads "
+    sp = add("report", xc.cmd_report, "regenerate results/README.md over all experiments (reads "
              "results/ only)")
     sp.add_argument("--tracking-uri", default=None, help=argparse.SUPPRESS)  # refused: cmd_report
-    sp = add("verify", cmd_verify, "recompute every committed verdict, adjustment and lock "
+    sp = add("verify", xc.cmd_verify, "recompute every committed verdict, adjustment and lock "
              "hash from results/ alone (no store, no training)")
     sp.add_argument("name", nargs="?", default=None, help="only this experiment")
-    sp = add("lock", cmd_lock, "register an experiment's claims: write "
+    sp = add("lock", xc.cmd_lock, "register an experiment's claims: write "
              "results/NAME/SCALE/lock.json (before its runs)")
     sp.add_argument("name", help="experiment name")
     sp.add_argument("--scale", default="cpu")
@@ -286,47 +317,14 @@ def build_parser() -> argparse.ArgumentParser:
     _server_flags(sp, port=5000)
     sp = add("sweep", cmd_sweep, "Optuna sweep of one arm (resumable, parallel, in MLflow)",
              [experiment])
-    sp.add_argument("--arm", required=True, help="the arm to sweep (see `repro show NAME`)")
-    sp.add_argument("--trials", type=int, default=20,
-                    help="trials in the study in total; a rerun finishes the remainder")
-    sp.add_argument("--space", default=None,
-                    help="search space (default: the experiment's, else lr): balance, capacity, "
-                         "experts, finedeep, granularity, loss-weights, lr, mone, shazeer, topk,"
-                         " zloss")
-    sp.add_argument("--workers", type=int, default=1, help="worker processes on the study")
-    sp.add_argument("--storage", default=None,
-                    help="Optuna RDB URL (default sqlite:///runs/optuna.db); share one across "
-                         "machines with e.g. postgresql://user@host/db")
-    sp.add_argument("--timeout", type=float, default=None,
-                    help="stop starting trials after SECONDS (running ones finish)")
-    sp.add_argument("--pruner", default="median",
-                    help="median | halving | none | always (debug: prune at the first report)")
-    sp.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
-    sp.add_argument("--show", action="store_true",
-                    help="print the study's trials and best params; no training")
-    sp.add_argument("--progress", action="store_true", help="progress bars for trials")
-    sp.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    sp.add_argument("--parent-run", default=None, help=argparse.SUPPRESS)
-    sp.add_argument("--deadline", type=float, default=None, help=argparse.SUPPRESS)
+    _sweep_flags(sp)
     sp = add("dashboard", serve.dashboard_main,
              "optuna-dashboard on the sweep storage (127.0.0.1)")
     sp.add_argument("--storage", default=None, help="Optuna storage URL (default runs/optuna.db)")
     _server_flags(sp, port=8080)
     sp = add("compare", cmd_compare, "leaderboard: your router(s) vs dense, top-2, Switch, "
              "Expert Choice and DeepSeekMoE at matched FLOPs, with verdicts", [store])
-    sp.add_argument("routers", metavar="ROUTER[,ROUTER...]",
-                    help="router names (see `repro ls`; a plugin's with --plugin PATH)")
-    _scale_set_flags(sp)
-    sp.add_argument("--against", default=None, help="baselines, comma-separated (default: "
-                    "dense,top2,switch,expert_choice,deepseekmoe)")
-    sp.add_argument("--experts", type=int, default=8,
-                    help="experts of each router under test (default 8; widths are derived)")
-    sp.add_argument("--name", default=None, help="leaderboard name (default: the routers "
-                    "joined by +); results/compare/NAME/SCALE/")
-    sp.add_argument("--seeds", help="comma-separated seeds (default: the scale's)")
-    _train_flags(sp)
-    sp.add_argument("--show", action="store_true",
-                    help="print the arms with their accounting and matching; train nothing")
+    _compare_flags(sp)
     sp = add("selftest", cmd_selftest, "the router contract (shapes, gradients, backends, "
              "param/FLOP accounting, determinism, resume) on a router, e.g. a plugin")
     sp.add_argument("router", help="router name (see `repro ls`), comma-separated names, or all")
@@ -345,7 +343,7 @@ def _resume_command(args, argv: list[str] | None) -> str | None:
     (which would start the stopped runs over); None for commands that do not train."""
     import shlex
 
-    if getattr(args, "fn", None) not in (cmd_run, cmd_compare):
+    if getattr(args, "fn", None) not in (xc.cmd_run, cmd_compare):
         return None
     words = [w for w in (sys.argv[1:] if argv is None else argv) if w != "--force"]
     return f"repro {shlex.join(words)}"
