@@ -60,27 +60,6 @@ def cmd_show(args) -> int:
     return 0
 
 
-def cmd_sweep(args) -> int:
-    from repro.sweeps import SweepSpec, show, sweep, worker_main
-
-    if not args.arm.strip():
-        raise UserError("--arm: empty arm name; give the arm to sweep (see `repro show NAME`)")
-    spec = SweepSpec(experiment=args.name, arm=args.arm, trials=args.trials, space=args.space,
-                     scale=args.scale, overrides=tuple(args.set or []), workers=args.workers,
-                     storage=args.storage, timeout=args.timeout, pruner=args.pruner,
-                     seed=args.seed, tracking_uri=args.tracking_uri,
-                     progress=args.progress)
-    if args.show:
-        show(spec)
-    elif args.worker:
-        if not args.parent_run:
-            raise UserError("--worker needs --parent-run (workers are started by `repro sweep`)")
-        return worker_main(spec, args.parent_run, args.deadline)
-    else:
-        sweep(spec)
-    return 0
-
-
 def cmd_compare(args) -> int:
     """Your router(s) against the baselines at matched FLOPs: train what is missing, decide each
     pair, write the leaderboard (``repro.experiments.compare``)."""
@@ -115,10 +94,12 @@ def cmd_compare(args) -> int:
                                                           f"{args.scale}"]
                     + ([f"--against {args.against}"] if args.against else [])
                     + [f"--set {o}" for o in args.set or []]
-                    + ([f"--seeds {args.seeds}"] if args.seeds else []))
+                    + ([f"--seeds {args.seeds}"] if args.seeds else [])
+                    + ([f"--jobs {args.jobs}"] if args.jobs and args.jobs > 1 else []))
     lb, out = run_compare(spec, uri=args.tracking_uri, overrides=args.set or [],
                           seeds=flags.seeds(args.seeds), progress=not args.no_progress,
-                          force=args.force, threads=flags.positive("--threads", args.threads),
+                          force=args.force, jobs=flags.jobs(args.jobs),
+                          threads=flags.positive("--threads", args.threads),
                           command=f"repro {argv}")
     for p in lb.pairs:
         print(f"[repro] {p.router} vs {p.baseline}: gap {p.mean:+.4f} "
@@ -162,6 +143,10 @@ def _load_plugins(args) -> None:
     add_paths([*(getattr(args, "plugins", None) or []),
                *(getattr(args, "plugins_sub", None) or [])])
     load_experiments()  # the built-in experiments first, then the plugins
+    if os.environ.get("REPRO_COMPARE"):  # a child of `repro compare --jobs`: its comparison
+        from repro.experiments.compare import register_from_env
+
+        register_from_env()
 
 
 # --------------------------------------------------------------------------------------- parser
@@ -247,6 +232,9 @@ def _compare_flags(sp) -> None:
                     "joined by +); results/compare/NAME/SCALE/")
     sp.add_argument("--seeds", help="comma-separated seeds (default: the scale's)")
     _train_flags(sp)
+    sp.add_argument("--jobs", type=int, default=1,
+                    help="train this many (arm, seed) runs at once, one process each "
+                         "(default 1)")
     sp.add_argument("--show", action="store_true",
                     help="print the arms with their accounting and matching; train nothing")
 
@@ -315,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--force", action="store_true", help="replace an existing lock")
     sp = add("ui", serve.ui_main, "MLflow UI on the same store (127.0.0.1 by default)", [store])
     _server_flags(sp, port=5000)
-    sp = add("sweep", cmd_sweep, "Optuna sweep of one arm (resumable, parallel, in MLflow)",
+    sp = add("sweep", xc.cmd_sweep, "Optuna sweep of one arm (resumable, parallel, in MLflow)",
              [experiment])
     _sweep_flags(sp)
     sp = add("dashboard", serve.dashboard_main,

@@ -1,8 +1,9 @@
 """The experiment flow's commands: ``repro run`` (and ``doctor`` for runs a dead process left
-RUNNING), ``repro check``, and the results/ commands ``lock``, ``report`` and ``verify``: the flags
-turned into the runner's, checker's and verdict engine's calls, the summary lines and the
-``Next:`` hints. ``repro.cli`` parses and decides how an error ends; this module says what the
-commands do. Nothing heavy at import time (the CLI parses without torch, Lightning or MLflow).
+RUNNING), ``repro sweep`` (tune one arm), ``repro check``, and the results/ commands ``lock``,
+``report`` and ``verify``: the flags turned into the runner's, checker's, sweep's and verdict
+engine's calls, the summary lines and the ``Next:`` hints. ``repro.cli`` parses and decides how
+an error ends; this module says what the commands do. Nothing heavy at import time (the CLI
+parses without torch, Lightning or MLflow).
 """
 
 from __future__ import annotations
@@ -96,13 +97,15 @@ def cmd_run(args) -> int:
         outcomes = run_experiment(exp, opts, arms=arms, seeds=flags.seeds(args.seeds))
     trained = sum(o.status == "trained" for o in outcomes)
     print(f"[repro] done: {trained} trained, {len(outcomes) - trained} reused. "
-          + _next_after_run(exp, args))
+          + _next_after_run(exp, args, {(o.arm, o.seed) for o in outcomes}))
     return 0
 
 
-def _next_after_run(exp, args) -> str:
+def _next_after_run(exp, args, done: set[tuple[str, int]]) -> str:
     """``Next:`` only with commands that will work: `check` once the experiment's grid has
-    finished; else the command that trains the rest (and `check --partial` for a look now)."""
+    finished (``done``: this command's finished (arm, seed)s, trained or reused, plus the
+    experiment's finished runs in the store); else the command that trains the rest (it
+    reuses what is finished) and `check --partial` for a look now."""
     import shlex
 
     from repro.tracking.store import finished_arm_seeds, resolve_uri
@@ -113,7 +116,7 @@ def _next_after_run(exp, args) -> str:
     if args.tracking_uri:
         extra += f" --tracking-uri {shlex.quote(args.tracking_uri)}"
     check = f"repro check {exp.name} --scale {exp.scale}{extra}"
-    have = finished_arm_seeds(resolve_uri(args.tracking_uri), exp.name, exp.scale)
+    have = done | finished_arm_seeds(resolve_uri(args.tracking_uri), exp.name, exp.scale)
     missing = [(a.name, s) for a in exp.arms for s in exp.seeds if (a.name, s) not in have]
     if not missing:
         return f"Next: {check}"
@@ -251,4 +254,25 @@ def cmd_lock(args) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(lock, indent=1) + "\n")
     print(f"[repro] wrote {path} ({len(lock['claims'])} claims, status: {args.status})")
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from repro.sweeps import SweepSpec, show, sweep, worker_main
+
+    if not args.arm.strip():
+        raise UserError("--arm: empty arm name; give the arm to sweep (see `repro show NAME`)")
+    spec = SweepSpec(experiment=args.name, arm=args.arm, trials=args.trials, space=args.space,
+                     scale=args.scale, overrides=tuple(args.set or []), workers=args.workers,
+                     storage=args.storage, timeout=args.timeout, pruner=args.pruner,
+                     seed=args.seed, tracking_uri=args.tracking_uri,
+                     progress=args.progress)
+    if args.show:
+        show(spec)
+    elif args.worker:
+        if not args.parent_run:
+            raise UserError("--worker needs --parent-run (workers are started by `repro sweep`)")
+        return worker_main(spec, args.parent_run, args.deadline)
+    else:
+        sweep(spec)
     return 0

@@ -350,6 +350,11 @@ def _fake_results(runs):
     return Results({(a, s): RunRecord(a, s, f"run-{a}-{s}", [(10, 3.0)]) for a, s in runs})
 
 
+# a complete result as `repro check` writes it (the fields read_claims checks), no claims
+COMPLETE = ('{"experiment": "switch-vs-dense", "scale": "smoke", "env": "e", "seeds": {}, '
+            '"claims": [], "missing": []}\n')
+
+
 class TestPartialCheck:
     """`repro check` on an incomplete grid says what is missing and never replaces a complete
     result unless --partial; `repro report` never folds smoke results in."""
@@ -374,7 +379,7 @@ class TestPartialCheck:
 
         out = tmp_path / "res"
         out.mkdir()
-        (out / "claims.json").write_text('{"missing": []}\n')
+        (out / "claims.json").write_text(COMPLETE)
         (out / "val_curves.png").write_bytes(b"complete")
         with pytest.raises(IncompleteGridError) as e:
             check_experiment(exp, uri="sqlite:///" + str(tmp_path / "m.db"), out_dir=out)
@@ -383,7 +388,7 @@ class TestPartialCheck:
         assert msg.startswith("10 of 12 runs") and "dense seed 2;" in msg, msg
         assert "switch-e4 seeds 0,1,2" in msg, msg
         assert (out / "val_curves.png").read_bytes() == b"complete"  # nothing rewritten
-        assert (out / "claims.json").read_text() == '{"missing": []}\n'
+        assert (out / "claims.json").read_text() == COMPLETE
 
     def test_partial_says_what_is_missing(self, exp, tmp_path):
         from repro.experiments.check import evaluate_claims
@@ -391,7 +396,7 @@ class TestPartialCheck:
         said = []
         out = tmp_path / "res"
         out.mkdir()
-        (out / "claims.json").write_text('{"missing": []}\n')
+        (out / "claims.json").write_text(COMPLETE)
         results, _, _ = evaluate_claims(exp, "unused", [], None, out, partial=True,
                                         echo=said.append)
         assert ("switch-e4", 0) in results.missing and ("dense", 2) in results.missing
@@ -402,7 +407,7 @@ class TestPartialCheck:
 
         from repro.experiments.report import write_report
 
-        claim = {"statement": "s", "paper": "p", "source": "x", "measured": "m",
+        claim = {"name": "c", "statement": "s", "paper": "p", "source": "x", "measured": "m",
                  "verdict": "supported"}
         for scale, missing in (("smoke", []), ("cpu", []), ("gpu", [["dense", 2]])):
             d = tmp_path / "exp" / scale

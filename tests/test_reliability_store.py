@@ -358,22 +358,37 @@ def test_local_source_caches_are_private(tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------- 7. signals and settings
 def test_sighup_stops_like_sigterm_with_a_checkpoint(tmp_path, monkeypatch):
-    """The terminal closes (SIGHUP) mid-run: a checkpoint, the run KILLED with the reason, exit
-    129; the same command resumes it (on main: killed outright, the run left RUNNING)."""
+    """The terminal closes (a real SIGHUP from outside, mid-training): a checkpoint, the run
+    KILLED with the reason, exit 129; the same command resumes it (on main: killed outright
+    by the signal, no checkpoint, the run left RUNNING)."""
     from repro.lit.checkpoint import load_checkpoint_file
     from repro.tracking import store
+    from tests._forkcli import reap
 
     uri = _use(tmp_path, monkeypatch)
-    rc, _, err = fork_cli(RUN, env={"REPRO_FAULT": "hup@4"})
+    argv = [*RUN[:RUN.index("--set")], "--set", "train.max_steps=24", "--set",
+            "train.eval_every=12", "--set", "train.log_every=1"]
+    pid, out, err = fork_cli(argv, wait=False)
+    deadline, c = time.time() + 120, store.client(uri)
+    while time.time() < deadline:  # wait until training has logged a step, then hang up
+        runs = _train_runs(uri)
+        if runs and c.get_metric_history(runs[0].info.run_id, "train/loss"):
+            break
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGHUP)
+    rc, _, err = reap(pid, out, err)
     assert rc == 128 + signal.SIGHUP, err[-2000:]
-    assert "interrupted by SIGHUP at step 4" in _last_error(err)
+    assert "interrupted by SIGHUP at step" in _last_error(err)
     (r,) = _train_runs(uri)
     assert r.info.status == "KILLED" and "SIGHUP" in r.data.tags[store.T_FAIL]
     ckpt = tmp_path / "runs" / "checkpoints" / r.data.tags[store.T_KEY] / "last.ckpt"
-    assert load_checkpoint_file(ckpt)["global_step"] == 4
-    assert main(RUN) == 0
+    step = load_checkpoint_file(ckpt)["global_step"]
+    assert 1 <= step < 24
+    assert main(argv) == 0
     (r2,) = _train_runs(uri)
     assert r2.info.run_id == r.info.run_id and r2.info.status == "FINISHED"
+    assert [s for s, _ in store.metric_history(uri, r2.info.run_id, "train/loss")] == \
+        list(range(24))
 
 
 def test_second_sweep_with_another_pruner_is_refused(tmp_runs, capsys):
@@ -409,6 +424,17 @@ def test_corrupt_mlflow_db_says_corrupt_not_unreachable(tmp_path, monkeypatch, c
     line = _last_error(capsys.readouterr().err)
     assert "corrupt" in line and "unreachable" not in line and "server" not in line
     assert str(db) in line
+
+
+def test_corrupt_optuna_db_says_corrupt(tmp_path):
+    from repro.config import ConfigError
+    from repro.sweeps.study import open_storage
+
+    db = tmp_path / "optuna.db"
+    db.write_bytes(os.urandom(4096))
+    with pytest.raises(ConfigError, match="is corrupt or not an Optuna database") as e:
+        open_storage(f"sqlite:///{db}")
+    assert "reachable" not in str(e.value) and f"mv {db}" in str(e.value)
 
 
 @pytest.mark.parametrize("what", ["fifo", "/dev/zero"])

@@ -433,7 +433,7 @@ class DamagedResultError(UserError, ValueError):
 
 
 _TEXT = ("experiment", "scale", "env")  # top-level text every claims.json has
-_CLAIM_TEXT = ("name", "statement", "paper", "source", "measured", "verdict")  # and each claim
+_CLAIM_TEXT = ("statement", "paper", "source", "measured", "verdict")  # and each claim (a row)
 
 
 def read_claims(path: Path) -> dict:
@@ -519,6 +519,12 @@ def rejudge_folder(folder: Folder, committed: dict) -> dict:
     payload = judge(exp, results, read_lock(folder.path), committed.get("env", ""),
                     {**{k: committed[k] for k in CARRIED if k in committed},
                      "studies": study_figures(folder.path)})
+    # arm descriptions as the runs were trained (a later edit of the definition, e.g. an expert
+    # width, does not rewrite what the committed runs were)
+    old_arms = {a["arm"]: a.get("description") for a in committed.get("arms") or []}
+    for a in payload["arms"]:
+        if old_arms.get(a["arm"]):
+            a["description"] = old_arms[a["arm"]]
     if not results.has_curves:  # gap tables from the store at check time: kept, marked
         old = {c["name"]: c.get("budget") for c in committed.get("claims", [])}
         for e in payload["claims"]:

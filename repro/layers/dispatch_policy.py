@@ -244,8 +244,10 @@ def _disk_lock():
 
 def _disk_read() -> dict[str, str]:
     """The stored decisions; an unreadable or malformed file counts as empty."""
+    from repro.paths import read_owned_bytes
+
     try:
-        data = json.loads(_disk_path().read_text())
+        data = json.loads(read_owned_bytes(_disk_path()))  # never via a link / FIFO
     except (OSError, ValueError):
         return {}
     if not isinstance(data, dict):

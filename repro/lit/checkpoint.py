@@ -32,7 +32,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from repro.errors import UserError
-from repro.paths import NotOwnedError, atomic_write_bytes, read_owned_bytes
+from repro.paths import NotOwnedError, atomic_write_bytes, describe_kind, read_owned_bytes
 
 
 class CheckpointError(UserError, ValueError):
@@ -50,8 +50,11 @@ def load_checkpoint_file(path: str | Path, fix: str = "", run_key: str | None = 
     fix = fix or f"delete {path} to restart the run from step 0 (or pass --force)"
     try:
         blob = read_owned_bytes(path)  # a link, FIFO or device there: refused, never read
-    except NotOwnedError as e:
-        raise CheckpointError(str(e)) from None
+    except NotOwnedError:
+        what = describe_kind(path, os.lstat(path))
+        raise CheckpointError(f"checkpoint {path} is unreadable: it is {what}, not a file repro "
+                              f"wrote (never read through a link, a FIFO or a device); {fix}"
+                              ) from None
     except OSError as e:
         raise CheckpointError(f"checkpoint {path} is unreadable ({e.strerror or e}); "
                               f"{fix}") from None

@@ -319,7 +319,9 @@ def read_progress(path: Path | None) -> dict | None:
     if path is None:
         return None
     try:
-        d = json.loads(Path(path).read_text())
+        from repro.paths import read_owned_bytes
+
+        d = json.loads(read_owned_bytes(Path(path)))  # a link or FIFO planted there: no read
     except (OSError, ValueError):
         return None
     return d if isinstance(d, dict) else None

@@ -110,6 +110,13 @@ def open_storage(url: str | None) -> optuna.storages.RDBStorage:
         raise
     except Exception as e:  # noqa: BLE001 - any failure: the storage is unusable
         msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        from repro.tracking.store import CORRUPT_SQLITE
+
+        if url.startswith("sqlite:///") and any(m in msg for m in CORRUPT_SQLITE):
+            db = url[len("sqlite:///"):].split("?", 1)[0]  # a local file: corrupt, not unreachable
+            raise ConfigError("--storage", f"sqlite storage {db} is corrupt or not an Optuna "
+                              f"database ({msg}); move it aside (mv {db} {db}.corrupt) to start "
+                              "a new one, or restore it from a backup") from None
         raise ConfigError("--storage", f"cannot open Optuna storage {redact(url)!r} ({msg}); "
                           "check the URL and that the database is reachable") from None
 
