@@ -12,9 +12,9 @@ import errno
 import os
 import sys
 
+from repro import experiment_commands as xc
 from repro import flags, serve
 from repro.errors import EXIT_USER, UserError, clip_words
-from repro.experiment_commands import MAX_SEEDS, cmd_check, cmd_run, experiment_of, need_device
 
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
@@ -56,107 +56,7 @@ def cmd_ls(args) -> int:
 def cmd_show(args) -> int:
     from repro.experiments.show import print_experiment
 
-    print_experiment(experiment_of(args), args.set or [], flags.arms(args.arm), args.verbose)
-    return 0
-
-
-def cmd_doctor(args) -> int:
-    """Find RUNNING runs whose process died (tags repro.pid + repro.host) and mark them."""
-    from repro.tracking import store as ts
-
-    uri = ts.resolve_uri(args.tracking_uri)
-    status = "KILLED" if args.killed else "FAILED"
-    stale = ts.mark_stale(uri, args.name, status=status, dry_run=args.dry_run)
-    verb = "would mark" if args.dry_run else "marked"
-    for r in stale:
-        t = r.data.tags
-        print(f"[repro] {verb} {status}: run {r.info.run_id[:8]} {t.get(ts.T_EXPERIMENT)} "
-              f"{t.get(ts.T_ARM)} seed {t.get(ts.T_SEED)} (kind {t.get(ts.T_KIND)}; process "
-              f"{t.get(ts.T_PID)} on {t.get(ts.T_HOST)} is gone)")
-    running = ts.search_runs(uri, args.name, statuses=("RUNNING",))
-    live = [r for r in running if r.info.run_id not in {s.info.run_id for s in stale}]
-    print(f"[repro] doctor: {len(stale)} stale run(s) {verb} {status}, {len(live)} still "
-          "RUNNING (live, or on another host). Rerun `repro run` to resume interrupted runs.")
-    return 0
-
-
-def cmd_report(args) -> int:
-    from repro.experiments.report import write_report
-
-    if args.tracking_uri is not None:
-        raise UserError("--tracking-uri: `repro report` reads only the claims.json files that "
-                        "`repro check` wrote under results/ (REPRO_RESULTS_DIR), never MLflow; "
-                        "pass --tracking-uri to `repro check`")
-
-    path = write_report()
-    print(f"[repro] wrote {path}")
-    return 0
-
-
-def cmd_verify(args) -> int:
-    """Recompute every committed verdict, adjustment, lock hash and results/README.md from
-    results/ alone; exit 1 naming each mismatch."""
-    from repro.experiments.report import render_report
-    from repro.experiments.verdicts import LEGACY_SCALES, verify
-    from repro.paths import results_dir
-
-    root = results_dir()
-    problems, checked = verify(root, [args.name] if args.name else None)
-    readme = root / "README.md"
-    if not args.name and readme.exists() and readme.read_text() != render_report(root):
-        problems.append(f"{readme}: differs from what the committed claims.json files render "
-                        "to (run `repro report`)")
-    if problems:
-        for p in problems:
-            print(f"repro verify: MISMATCH {p}", file=sys.stderr)
-        print(f"repro verify: FAILED: {len(problems)} mismatch(es) in results/ ({checked} claims "
-              "recomputed)", file=sys.stderr)
-        return 1
-    print(f"[repro] verify: {checked} claims recomputed from {root} (verdicts, p-values, "
-          f"adjustments, lock hashes) match; legacy scales not re-judged: "
-          f"{', '.join(LEGACY_SCALES)}")
-    return 0
-
-
-def cmd_lock(args) -> int:
-    """Write results/NAME/SCALE/lock.json: the canonical form and SHA-256 of every claim."""
-    import json
-
-    from repro.experiments.verdicts import LOCK, make_lock
-    from repro.paths import atomic_write_text, results_dir
-    from repro.tracking.store import git_sha
-
-    exp = experiment_of(args)
-    path = results_dir() / exp.name / exp.scale / LOCK
-    if path.exists() and not args.force:
-        raise UserError(f"--force: {path} exists; a lock is written once, before the runs it "
-                        "governs (re-locking after results are seen makes every claim "
-                        "post hoc: pass --force and --status saying so)")
-    lock = make_lock(exp, args.status, git_sha())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(lock, indent=1) + "\n")
-    print(f"[repro] wrote {path} ({len(lock['claims'])} claims, status: {args.status})")
-    return 0
-
-
-def cmd_sweep(args) -> int:
-    from repro.sweeps import SweepSpec, show, sweep, worker_main
-
-    if not args.arm.strip():
-        raise UserError("--arm: empty arm name; give the arm to sweep (see `repro show NAME`)")
-    spec = SweepSpec(experiment=args.name, arm=args.arm, trials=args.trials, space=args.space,
-                     scale=args.scale, overrides=tuple(args.set or []), workers=args.workers,
-                     storage=args.storage, timeout=args.timeout, pruner=args.pruner,
-                     seed=args.seed, tracking_uri=args.tracking_uri,
-                     progress=args.progress)
-    if args.show:
-        show(spec)
-    elif args.worker:
-        if not args.parent_run:
-            raise UserError("--worker needs --parent-run (workers are started by `repro sweep`)")
-        return worker_main(spec, args.parent_run, args.deadline)
-    else:
-        sweep(spec)
+    print_experiment(xc.experiment_of(args), args.set or [], flags.arms(args.arm), args.verbose)
     return 0
 
 
@@ -169,7 +69,7 @@ def cmd_compare(args) -> int:
 
     if args.scale not in SCALES:
         raise UserError(f"--scale: unknown scale {args.scale!r} (allowed: {', '.join(SCALES)})")
-    need_device(args)
+    xc.need_device(args)
     routers = parse_list("router", args.routers)
     for r in routers:
         if r not in METHODS:  # a built-in method (mone, finedeep, ...) may be put under test too
@@ -194,10 +94,12 @@ def cmd_compare(args) -> int:
                                                           f"{args.scale}"]
                     + ([f"--against {args.against}"] if args.against else [])
                     + [f"--set {o}" for o in args.set or []]
-                    + ([f"--seeds {args.seeds}"] if args.seeds else []))
+                    + ([f"--seeds {args.seeds}"] if args.seeds else [])
+                    + ([f"--jobs {args.jobs}"] if args.jobs and args.jobs > 1 else []))
     lb, out = run_compare(spec, uri=args.tracking_uri, overrides=args.set or [],
                           seeds=flags.seeds(args.seeds), progress=not args.no_progress,
-                          force=args.force, threads=flags.positive("--threads", args.threads),
+                          force=args.force, jobs=flags.jobs(args.jobs),
+                          threads=flags.positive("--threads", args.threads),
                           command=f"repro {argv}")
     for p in lb.pairs:
         print(f"[repro] {p.router} vs {p.baseline}: gap {p.mean:+.4f} "
@@ -241,6 +143,10 @@ def _load_plugins(args) -> None:
     add_paths([*(getattr(args, "plugins", None) or []),
                *(getattr(args, "plugins_sub", None) or [])])
     load_experiments()  # the built-in experiments first, then the plugins
+    if os.environ.get("REPRO_COMPARE"):  # a child of `repro compare --jobs`: its comparison
+        from repro.experiments.compare import register_from_env
+
+        register_from_env()
 
 
 # --------------------------------------------------------------------------------------- parser
@@ -289,6 +195,50 @@ def _server_flags(sp, port: int) -> None:
     sp.add_argument("--dry-run", action="store_true", help="print the command, do not start")
 
 
+def _sweep_flags(sp) -> None:
+    sp.add_argument("--arm", required=True, help="the arm to sweep (see `repro show NAME`)")
+    sp.add_argument("--trials", type=int, default=20,
+                    help="trials in the study in total; a rerun finishes the remainder")
+    sp.add_argument("--space", default=None,
+                    help="search space (default: the experiment's, else lr): balance, capacity, "
+                         "experts, finedeep, granularity, loss-weights, lr, mone, shazeer, topk,"
+                         " zloss")
+    sp.add_argument("--workers", type=int, default=1, help="worker processes on the study")
+    sp.add_argument("--storage", default=None,
+                    help="Optuna RDB URL (default sqlite:///runs/optuna.db); share one across "
+                         "machines with e.g. postgresql://user@host/db")
+    sp.add_argument("--timeout", type=float, default=None,
+                    help="stop starting trials after SECONDS (running ones finish)")
+    sp.add_argument("--pruner", default="median",
+                    help="median | halving | none | always (debug: prune at the first report)")
+    sp.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
+    sp.add_argument("--show", action="store_true",
+                    help="print the study's trials and best params; no training")
+    sp.add_argument("--progress", action="store_true", help="progress bars for trials")
+    sp.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    sp.add_argument("--parent-run", default=None, help=argparse.SUPPRESS)
+    sp.add_argument("--deadline", type=float, default=None, help=argparse.SUPPRESS)
+
+
+def _compare_flags(sp) -> None:
+    sp.add_argument("routers", metavar="ROUTER[,ROUTER...]",
+                    help="router names (see `repro ls`; a plugin's with --plugin PATH)")
+    _scale_set_flags(sp)
+    sp.add_argument("--against", default=None, help="baselines, comma-separated (default: "
+                    "dense,top2,switch,expert_choice,deepseekmoe)")
+    sp.add_argument("--experts", type=int, default=8,
+                    help="experts of each router under test (default 8; widths are derived)")
+    sp.add_argument("--name", default=None, help="leaderboard name (default: the routers "
+                    "joined by +); results/compare/NAME/SCALE/")
+    sp.add_argument("--seeds", help="comma-separated seeds (default: the scale's)")
+    _train_flags(sp)
+    sp.add_argument("--jobs", type=int, default=1,
+                    help="train this many (arm, seed) runs at once, one process each "
+                         "(default 1)")
+    sp.add_argument("--show", action="store_true",
+                    help="print the arms with their accounting and matching; train nothing")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="repro", description="MoE reproduction harness")
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
@@ -312,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--arm", help="only these arms in the table (comma-separated; matching "
                     "is still checked over every arm)")
     sp.add_argument("-v", "--verbose", action="store_true", help="print resolved configs")
-    sp = add("run", cmd_run, "train every (arm, seed) of an experiment", [experiment])
+    sp = add("run", xc.cmd_run, "train every (arm, seed) of an experiment", [experiment])
     sp.add_argument("--arm", help="only these arms (comma-separated)")
     sp.add_argument("--seeds", help="comma-separated seeds (default: the experiment's), or "
                     "auto: follow the experiment's registered group-sequential design (one seed "
@@ -320,31 +270,31 @@ def build_parser() -> argparse.ArgumentParser:
                     "docs/verdicts.md)")
     sp.add_argument("--max-seeds", type=int, default=None,
                     help="stop --seeds auto earlier than the registered maximum (default: the "
-                    f"design's, at most {MAX_SEEDS})")
+                    f"design's, at most {xc.MAX_SEEDS})")
     sp.add_argument("-v", "--verbose", action="store_true",
                     help="show Lightning's INFO lines and third-party deprecation warnings")
     _train_flags(sp)
     sp.add_argument("--jobs", type=int, default=1,
                     help="train this many (arm, seed) runs at once, one process each "
                          "(default 1); logs in runs/logs/NAME/SCALE/")
-    sp = add("doctor", cmd_doctor, "mark runs left RUNNING by a dead process FAILED", [store])
+    sp = add("doctor", xc.cmd_doctor, "mark runs left RUNNING by a dead process FAILED", [store])
     sp.add_argument("name", nargs="?", default=None, help="only this experiment (default: all)")
     sp.add_argument("--killed", action="store_true", help="mark them KILLED instead of FAILED")
     sp.add_argument("--dry-run", action="store_true", help="only list them")
-    sp = add("check", cmd_check, "evaluate claims over seeds, write results/NAME/", [experiment])
+    sp = add("check", xc.cmd_check, "evaluate claims over seeds, write results/NAME/", [experiment])
     sp.add_argument("--seeds", help="comma-separated seeds (default: the experiment's, plus "
                     "seeds that every arm finished)")
     sp.add_argument("--arm", help=argparse.SUPPRESS)  # refused with the reason (cmd_check)
     sp.add_argument("--partial", action="store_true",
                     help="with some (arm, seed) runs missing, overwrite a complete result "
                          "anyway (the new one is marked partial)")
-    sp = add("report", cmd_report, "regenerate results/README.md over all experiments (reads "
+    sp = add("report", xc.cmd_report, "regenerate results/README.md over all experiments (reads "
              "results/ only)")
     sp.add_argument("--tracking-uri", default=None, help=argparse.SUPPRESS)  # refused: cmd_report
-    sp = add("verify", cmd_verify, "recompute every committed verdict, adjustment and lock "
+    sp = add("verify", xc.cmd_verify, "recompute every committed verdict, adjustment and lock "
              "hash from results/ alone (no store, no training)")
     sp.add_argument("name", nargs="?", default=None, help="only this experiment")
-    sp = add("lock", cmd_lock, "register an experiment's claims: write "
+    sp = add("lock", xc.cmd_lock, "register an experiment's claims: write "
              "results/NAME/SCALE/lock.json (before its runs)")
     sp.add_argument("name", help="experiment name")
     sp.add_argument("--scale", default="cpu")
@@ -353,49 +303,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--force", action="store_true", help="replace an existing lock")
     sp = add("ui", serve.ui_main, "MLflow UI on the same store (127.0.0.1 by default)", [store])
     _server_flags(sp, port=5000)
-    sp = add("sweep", cmd_sweep, "Optuna sweep of one arm (resumable, parallel, in MLflow)",
+    sp = add("sweep", xc.cmd_sweep, "Optuna sweep of one arm (resumable, parallel, in MLflow)",
              [experiment])
-    sp.add_argument("--arm", required=True, help="the arm to sweep (see `repro show NAME`)")
-    sp.add_argument("--trials", type=int, default=20,
-                    help="trials in the study in total; a rerun finishes the remainder")
-    sp.add_argument("--space", default=None,
-                    help="search space (default: the experiment's, else lr): balance, capacity, "
-                         "experts, finedeep, granularity, loss-weights, lr, mone, shazeer, topk,"
-                         " zloss")
-    sp.add_argument("--workers", type=int, default=1, help="worker processes on the study")
-    sp.add_argument("--storage", default=None,
-                    help="Optuna RDB URL (default sqlite:///runs/optuna.db); share one across "
-                         "machines with e.g. postgresql://user@host/db")
-    sp.add_argument("--timeout", type=float, default=None,
-                    help="stop starting trials after SECONDS (running ones finish)")
-    sp.add_argument("--pruner", default="median",
-                    help="median | halving | none | always (debug: prune at the first report)")
-    sp.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
-    sp.add_argument("--show", action="store_true",
-                    help="print the study's trials and best params; no training")
-    sp.add_argument("--progress", action="store_true", help="progress bars for trials")
-    sp.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    sp.add_argument("--parent-run", default=None, help=argparse.SUPPRESS)
-    sp.add_argument("--deadline", type=float, default=None, help=argparse.SUPPRESS)
+    _sweep_flags(sp)
     sp = add("dashboard", serve.dashboard_main,
              "optuna-dashboard on the sweep storage (127.0.0.1)")
     sp.add_argument("--storage", default=None, help="Optuna storage URL (default runs/optuna.db)")
     _server_flags(sp, port=8080)
     sp = add("compare", cmd_compare, "leaderboard: your router(s) vs dense, top-2, Switch, "
              "Expert Choice and DeepSeekMoE at matched FLOPs, with verdicts", [store])
-    sp.add_argument("routers", metavar="ROUTER[,ROUTER...]",
-                    help="router names (see `repro ls`; a plugin's with --plugin PATH)")
-    _scale_set_flags(sp)
-    sp.add_argument("--against", default=None, help="baselines, comma-separated (default: "
-                    "dense,top2,switch,expert_choice,deepseekmoe)")
-    sp.add_argument("--experts", type=int, default=8,
-                    help="experts of each router under test (default 8; widths are derived)")
-    sp.add_argument("--name", default=None, help="leaderboard name (default: the routers "
-                    "joined by +); results/compare/NAME/SCALE/")
-    sp.add_argument("--seeds", help="comma-separated seeds (default: the scale's)")
-    _train_flags(sp)
-    sp.add_argument("--show", action="store_true",
-                    help="print the arms with their accounting and matching; train nothing")
+    _compare_flags(sp)
     sp = add("selftest", cmd_selftest, "the router contract (shapes, gradients, backends, "
              "param/FLOP accounting, determinism, resume) on a router, e.g. a plugin")
     sp.add_argument("router", help="router name (see `repro ls`), comma-separated names, or all")
@@ -414,7 +331,7 @@ def _resume_command(args, argv: list[str] | None) -> str | None:
     (which would start the stopped runs over); None for commands that do not train."""
     import shlex
 
-    if getattr(args, "fn", None) not in (cmd_run, cmd_compare):
+    if getattr(args, "fn", None) not in (xc.cmd_run, cmd_compare):
         return None
     words = [w for w in (sys.argv[1:] if argv is None else argv) if w != "--force"]
     return f"repro {shlex.join(words)}"

@@ -1,7 +1,9 @@
-"""The experiment flow's commands, ``repro run`` and ``repro check``: the flags turned into the
-runner's and the checker's calls, the summary lines and the ``Next:`` hints. ``repro.cli`` parses
-and decides how an error ends; this module says what the two commands do. Nothing heavy at
-import time (the CLI parses without torch, Lightning or MLflow).
+"""The experiment flow's commands: ``repro run`` (and ``doctor`` for runs a dead process left
+RUNNING), ``repro sweep`` (tune one arm), ``repro check``, and the results/ commands ``lock``,
+``report`` and ``verify``: the flags turned into the runner's, checker's, sweep's and verdict
+engine's calls, the summary lines and the ``Next:`` hints. ``repro.cli`` parses and decides how
+an error ends; this module says what the commands do. Nothing heavy at import time (the CLI
+parses without torch, Lightning or MLflow).
 """
 
 from __future__ import annotations
@@ -95,13 +97,15 @@ def cmd_run(args) -> int:
         outcomes = run_experiment(exp, opts, arms=arms, seeds=flags.seeds(args.seeds))
     trained = sum(o.status == "trained" for o in outcomes)
     print(f"[repro] done: {trained} trained, {len(outcomes) - trained} reused. "
-          + _next_after_run(exp, args))
+          + _next_after_run(exp, args, {(o.arm, o.seed) for o in outcomes}))
     return 0
 
 
-def _next_after_run(exp, args) -> str:
+def _next_after_run(exp, args, done: set[tuple[str, int]]) -> str:
     """``Next:`` only with commands that will work: `check` once the experiment's grid has
-    finished; else the command that trains the rest (and `check --partial` for a look now)."""
+    finished (``done``: this command's finished (arm, seed)s, trained or reused, plus the
+    experiment's finished runs in the store); else the command that trains the rest (it
+    reuses what is finished) and `check --partial` for a look now."""
     import shlex
 
     from repro.tracking.store import finished_arm_seeds, resolve_uri
@@ -112,7 +116,7 @@ def _next_after_run(exp, args) -> str:
     if args.tracking_uri:
         extra += f" --tracking-uri {shlex.quote(args.tracking_uri)}"
     check = f"repro check {exp.name} --scale {exp.scale}{extra}"
-    have = finished_arm_seeds(resolve_uri(args.tracking_uri), exp.name, exp.scale)
+    have = done | finished_arm_seeds(resolve_uri(args.tracking_uri), exp.name, exp.scale)
     missing = [(a.name, s) for a in exp.arms for s in exp.seeds if (a.name, s) not in have]
     if not missing:
         return f"Next: {check}"
@@ -172,3 +176,103 @@ def _print_verdicts(results, out, prefix: str = "") -> None:
     for r in results:
         print(f"{r.verdict:>15s}  {prefix}{r.claim.name}: {r.measured}")
     print(f"[repro] wrote {out}")
+
+
+def cmd_doctor(args) -> int:
+    """Find RUNNING runs whose process died (tags repro.pid + repro.host) and mark them."""
+    from repro.tracking import store as ts
+
+    uri = ts.resolve_uri(args.tracking_uri)
+    status = "KILLED" if args.killed else "FAILED"
+    stale = ts.mark_stale(uri, args.name, status=status, dry_run=args.dry_run)
+    verb = "would mark" if args.dry_run else "marked"
+    for r in stale:
+        t = r.data.tags
+        print(f"[repro] {verb} {status}: run {r.info.run_id[:8]} {t.get(ts.T_EXPERIMENT)} "
+              f"{t.get(ts.T_ARM)} seed {t.get(ts.T_SEED)} (kind {t.get(ts.T_KIND)}; process "
+              f"{t.get(ts.T_PID)} on {t.get(ts.T_HOST)} is gone)")
+    running = ts.search_runs(uri, args.name, statuses=("RUNNING",))
+    live = [r for r in running if r.info.run_id not in {s.info.run_id for s in stale}]
+    print(f"[repro] doctor: {len(stale)} stale run(s) {verb} {status}, {len(live)} still "
+          "RUNNING (live, or on another host). Rerun `repro run` to resume interrupted runs.")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from repro.experiments.report import write_report
+
+    if args.tracking_uri is not None:
+        raise UserError("--tracking-uri: `repro report` reads only the claims.json files that "
+                        "`repro check` wrote under results/ (REPRO_RESULTS_DIR), never MLflow; "
+                        "pass --tracking-uri to `repro check`")
+
+    path = write_report()
+    print(f"[repro] wrote {path}")
+    return 0
+
+
+def cmd_verify(args) -> int:
+    """Recompute every committed verdict, adjustment, lock hash and results/README.md from
+    results/ alone; exit 1 naming each mismatch."""
+    from repro.experiments.report import render_report
+    from repro.experiments.verdicts import LEGACY_SCALES, verify
+    from repro.paths import results_dir
+
+    root = results_dir()
+    problems, checked = verify(root, [args.name] if args.name else None)
+    readme = root / "README.md"
+    if not args.name and readme.exists() and readme.read_text() != render_report(root):
+        problems.append(f"{readme}: differs from what the committed claims.json files render "
+                        "to (run `repro report`)")
+    if problems:
+        for p in problems:
+            print(f"repro verify: MISMATCH {p}", file=sys.stderr)
+        print(f"repro verify: FAILED: {len(problems)} mismatch(es) in results/ ({checked} claims "
+              "recomputed)", file=sys.stderr)
+        return 1
+    print(f"[repro] verify: {checked} claims recomputed from {root} (verdicts, p-values, "
+          f"adjustments, lock hashes) match; legacy scales not re-judged: "
+          f"{', '.join(LEGACY_SCALES)}")
+    return 0
+
+
+def cmd_lock(args) -> int:
+    """Write results/NAME/SCALE/lock.json: the canonical form and SHA-256 of every claim."""
+    import json
+
+    from repro.experiments.verdicts import LOCK, make_lock
+    from repro.paths import atomic_write_text, results_dir
+    from repro.tracking.store import git_sha
+
+    exp = experiment_of(args)
+    path = results_dir() / exp.name / exp.scale / LOCK
+    if path.exists() and not args.force:
+        raise UserError(f"--force: {path} exists; a lock is written once, before the runs it "
+                        "governs (re-locking after results are seen makes every claim "
+                        "post hoc: pass --force and --status saying so)")
+    lock = make_lock(exp, args.status, git_sha())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(lock, indent=1) + "\n")
+    print(f"[repro] wrote {path} ({len(lock['claims'])} claims, status: {args.status})")
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from repro.sweeps import SweepSpec, show, sweep, worker_main
+
+    if not args.arm.strip():
+        raise UserError("--arm: empty arm name; give the arm to sweep (see `repro show NAME`)")
+    spec = SweepSpec(experiment=args.name, arm=args.arm, trials=args.trials, space=args.space,
+                     scale=args.scale, overrides=tuple(args.set or []), workers=args.workers,
+                     storage=args.storage, timeout=args.timeout, pruner=args.pruner,
+                     seed=args.seed, tracking_uri=args.tracking_uri,
+                     progress=args.progress)
+    if args.show:
+        show(spec)
+    elif args.worker:
+        if not args.parent_run:
+            raise UserError("--worker needs --parent-run (workers are started by `repro sweep`)")
+        return worker_main(spec, args.parent_run, args.deadline)
+    else:
+        sweep(spec)
+    return 0

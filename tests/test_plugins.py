@@ -147,14 +147,17 @@ def test_a_broken_plugin_is_one_line_and_exit_2(tmp_path, case):
     assert "Traceback" not in res.stderr
 
 
-@pytest.mark.slow  # ~40 s of CPU (4 + 4 smoke runs in child processes); the in-process twin
+@pytest.mark.slow  # ~1 min of CPU (4 smoke runs in --jobs children, then all reused); the twin
 # without a plugin is tests/experiments/test_compare.py
 def test_compare_a_plugin_router_at_smoke_scale_into_a_leaderboard(tmp_path):
     plug = write_plugin(tmp_path / "my_routers")
     steps = ["--set", "train.max_steps=8", "train.eval_every=4", "train.log_every=2",
              "train.warmup_steps=2"]
+    # --jobs 2: the children rebuild the plugin (REPRO_PLUGINS) and the comparison
+    # (REPRO_COMPARE) themselves
     res = repro(["--plugin", str(plug), "compare", "mod_router", "--scale", "smoke",
-                 "--against", "dense", "--no-progress", *steps], tmp_path, timeout=600)
+                 "--against", "dense", "--no-progress", "--jobs", "2", *steps], tmp_path,
+                timeout=600)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     out = tmp_path / "runs" / "results" / "compare" / "mod_router" / "smoke"
     assert {p.name for p in out.iterdir()} == {"leaderboard.md", "leaderboard.csv",

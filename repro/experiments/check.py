@@ -78,17 +78,20 @@ def describe_missing(missing: list) -> str:
 def refuse_incomplete_fast(exp: Experiment, uri: str, seeds: list[int] | None,
                            out: Path) -> None:
     """Before any data, model or MLflow import: count the grid's finished runs by their tags
-    (``ts.finished_arm_seeds``) and raise the refusals ``evaluate_claims`` would raise after
-    seconds of loading: IncompleteGridError when some runs finished, some are missing and
-    ``out`` holds a complete result. The count is a superset of the run-key match, so nothing
-    it lets through is wrongly refused; the full check decides the rest (and says so when no
-    run has finished at all)."""
-    have = ts.finished_arm_seeds(uri, exp.name, exp.scale)
+    (``ts.finished_train_runs``) and raise the refusal ``evaluate_claims`` would raise after
+    seconds of loading: IncompleteGridError when some runs are missing and ``out`` holds a
+    complete result. Only when that is certain: the full check finds runs by run key in any
+    MLflow experiment (a run shared with another experiment may carry another arm name), so
+    a missing (arm, seed) whose seed has finished runs at this scale in another experiment,
+    or a grid with no run at all, is left to the full check."""
+    runs = ts.finished_train_runs(uri, exp.scale)
+    have = {(a, s) for e, a, s in runs if e == exp.name}
+    elsewhere = {s for e, _, s in runs if e != exp.name}
     grid = [(a.name, s) for a in exp.arms for s in (seeds or exp.seeds)]
-    if not any(k in have for k in grid):
-        return
     missing = [k for k in grid if k not in have]
-    if missing and _holds_complete_result(out):
+    if not missing or len(missing) == len(grid) or any(s in elsewhere for _, s in missing):
+        return
+    if _holds_complete_result(out):
         raise IncompleteGridError(
             f"{len(missing)} of {len(grid)} runs of {exp.name} [{exp.scale}] have not finished "
             f"({describe_missing(missing)}); {out} holds a complete result that this check "

@@ -40,6 +40,7 @@ import io
 import json
 import math
 import time
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -311,6 +312,61 @@ def leaderboard(exp: Experiment, spec: CompareSpec, results,
     return Leaderboard(spec, rows, decide_pairs(pairs), seeds, devices=devices)
 
 
+# ------------------------------------------------------- as an experiment of --jobs children
+ENV = "REPRO_COMPARE"  # the comparisons of the parent command, JSON: children rebuild them
+
+
+def _factory(spec: CompareSpec):
+    def make(scale: str) -> Experiment:
+        return build(replace(spec, scale=scale))
+
+    return make
+
+
+def register(spec: CompareSpec) -> bool:
+    """Register the comparison as an experiment of this process; True if it was not yet."""
+    from repro.experiments.base import EXPERIMENTS
+
+    if spec.experiment in EXPERIMENTS:
+        return False
+    EXPERIMENTS.register(spec.experiment, _factory(spec))
+    return True
+
+
+@contextmanager
+def for_children(spec: CompareSpec):
+    """While the block runs, the comparison is an experiment of this process and
+    ``REPRO_COMPARE`` carries it to the children it starts (``repro run`` children of ``--jobs``
+    train one (arm, seed) each by experiment name); both are undone afterwards."""
+    import os
+
+    from repro.experiments.base import EXPERIMENTS
+
+    added = register(spec)
+    old = os.environ.get(ENV)
+    form = {"routers": list(spec.routers), "against": list(spec.against), "scale": spec.scale,
+            "name": spec.name, "experts": spec.experts}
+    os.environ[ENV] = json.dumps([*json.loads(old or "[]"), form])
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(ENV, None)
+        else:
+            os.environ[ENV] = old
+        if added:
+            EXPERIMENTS.unregister(spec.experiment)
+
+
+def register_from_env() -> None:
+    """In a child process: the parent's comparisons (``REPRO_COMPARE``) as experiments."""
+    import os
+
+    for form in json.loads(os.environ.get(ENV) or "[]"):
+        register(CompareSpec(routers=tuple(form["routers"]), against=tuple(form["against"]),
+                             scale=form["scale"], name=form["name"], experts=form["experts"]))
+
+
 # ------------------------------------------------------------------------------------- outputs
 def output_dir(spec: CompareSpec) -> Path:
     """results/compare/NAME/SCALE; smoke outputs go under the runs folder, never into the
@@ -444,7 +500,7 @@ def log_summary(exp: Experiment, lb: Leaderboard, uri: str, files: list[Path],
 
 def run_compare(spec: CompareSpec, *, uri: str | None = None, overrides: list[str] | None = None,
                 seeds: list[int] | None = None, progress: bool = True, force: bool = False,
-                threads: int | None = None, command: str = "", echo=print):
+                jobs: int = 1, threads: int | None = None, command: str = "", echo=print):
     """Train what is missing, decide every pair, write the leaderboard; returns
     ``(Leaderboard, output folder)``."""
     from repro.experiments.check import collect
@@ -459,8 +515,9 @@ def run_compare(spec: CompareSpec, *, uri: str | None = None, overrides: list[st
     overrides = list(overrides or [])
     t0 = time.perf_counter()
     opts = RunOptions(overrides=overrides, uri=uri, progress=progress, force=force, echo=echo,
-                      threads=threads)
-    outcomes = run_experiment(exp, opts, seeds=seeds)
+                      jobs=jobs or 1, threads=threads)
+    with for_children(spec) if opts.jobs > 1 else nullcontext():  # children find it by name
+        outcomes = run_experiment(exp, opts, seeds=seeds)
     wall = time.perf_counter() - t0
     dm = prepare_data(exp.run_config(exp.arms[0], overrides), 0)
     results = collect(exp, uri, overrides, seeds or list(exp.seeds), dm)

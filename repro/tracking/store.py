@@ -348,12 +348,11 @@ def search_runs(uri: str, experiment: str | None, filter_string: str = "", statu
     return runs
 
 
-def finished_arm_seeds(uri: str, experiment: str, scale: str) -> set[tuple[str, int]]:
-    """The (arm, seed) pairs with a FINISHED training run of ``experiment`` at ``scale``, by
-    tags only (any version or overrides: a superset of what a check finds by run key, so a
-    pair missing here is missing there too). Used to refuse an incomplete grid fast: on a
-    sqlite store it reads the database directly (no MLflow import, well under a second);
-    elsewhere it asks the store."""
+def finished_train_runs(uri: str, scale: str) -> set[tuple[str, str, int]]:
+    """(experiment, arm, seed) of every FINISHED training run at ``scale``, by tags only. Used
+    to refuse an incomplete grid fast (``check.refuse_incomplete_fast``): on a sqlite store it
+    reads the database directly (no MLflow import, well under a second); elsewhere it asks the
+    store."""
     if uri.startswith("sqlite:///"):
         import sqlite3
 
@@ -364,28 +363,35 @@ def finished_arm_seeds(uri: str, experiment: str, scale: str) -> set[tuple[str, 
             con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
             try:
                 rows = con.execute(
-                    "SELECT t.run_uuid, t.key, t.value FROM tags t "
+                    "SELECT e.name, t.run_uuid, t.key, t.value FROM tags t "
                     "JOIN runs r ON r.run_uuid = t.run_uuid "
                     "JOIN experiments e ON e.experiment_id = r.experiment_id "
-                    "WHERE e.name = ? AND r.status = 'FINISHED' AND r.lifecycle_stage = "
-                    "'active' AND t.key IN (?, ?, ?, ?)",
-                    (experiment, T_ARM, T_SEED, T_SCALE, T_KIND)).fetchall()
+                    "WHERE r.status = 'FINISHED' AND r.lifecycle_stage = 'active' "
+                    "AND t.key IN (?, ?, ?, ?)",
+                    (T_ARM, T_SEED, T_SCALE, T_KIND)).fetchall()
             finally:
                 con.close()
         except sqlite3.Error:  # an older or foreign schema: ask MLflow instead
             rows = None
         if rows is not None:
             tags: dict[str, dict[str, str]] = {}
-            for run, k, v in rows:
-                tags.setdefault(run, {})[k] = v
-            return {(t[T_ARM], int(t[T_SEED])) for t in tags.values()
+            for name, run, k, v in rows:
+                tags.setdefault(run, {"": name})[k] = v
+            return {(t[""], t[T_ARM], int(t[T_SEED])) for t in tags.values()
                     if t.get(T_SCALE) == scale and t.get(T_KIND, ROLE_TRAIN) == ROLE_TRAIN
                     and T_ARM in t and str(t.get(T_SEED, "")).isdigit()}
-    runs = search_runs(uri, experiment, f"tags.`{T_SCALE}` = '{scale}'",
-                       statuses=("FINISHED",))
-    return {(r.data.tags[T_ARM], int(r.data.tags[T_SEED])) for r in runs
-            if r.data.tags.get(T_KIND, ROLE_TRAIN) == ROLE_TRAIN and T_ARM in r.data.tags
-            and str(r.data.tags.get(T_SEED, "")).isdigit()}
+    c = client(uri)
+    names = {e.experiment_id: e.name for e in c.search_experiments()}
+    runs = search_runs(uri, None, f"tags.`{T_SCALE}` = '{scale}'", statuses=("FINISHED",))
+    return {(names.get(r.info.experiment_id, ""), r.data.tags[T_ARM], int(r.data.tags[T_SEED]))
+            for r in runs if r.data.tags.get(T_KIND, ROLE_TRAIN) == ROLE_TRAIN
+            and T_ARM in r.data.tags and str(r.data.tags.get(T_SEED, "")).isdigit()}
+
+
+def finished_arm_seeds(uri: str, experiment: str, scale: str) -> set[tuple[str, int]]:
+    """The (arm, seed) pairs with a FINISHED training run in ``experiment``'s own MLflow
+    experiment at ``scale`` (by tags; runs shared from another experiment are not counted)."""
+    return {(a, s) for e, a, s in finished_train_runs(uri, scale) if e == experiment}
 
 
 def find_finished(uri: str, experiment: str | None, run_key: str):

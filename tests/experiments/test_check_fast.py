@@ -15,19 +15,23 @@ import sys
 import time
 from types import SimpleNamespace
 
+import pytest
+
 from repro.experiments.base import get_experiment
 
 NAME = "switch-vs-dense"
 
 
-def _finished_runs(uri: str, pairs: list[tuple[str, int]], scale: str = "smoke") -> None:
+def _finished_runs(uri: str, pairs: list[tuple[str, int]], scale: str = "smoke",
+                   experiment: str = NAME) -> None:
     from repro.tracking import store as ts
 
     c = ts.client(uri)
-    exp_id = ts.ensure_experiment(uri, NAME)
+    exp_id = ts.ensure_experiment(uri, experiment)
     for arm, seed in pairs:
         r = c.create_run(exp_id, tags={ts.T_ARM: arm, ts.T_SEED: str(seed), ts.T_SCALE: scale,
-                                       ts.T_EXPERIMENT: NAME, ts.T_ROLE: ts.ROLE_TRAIN})
+                                       ts.T_EXPERIMENT: experiment,
+                                       ts.T_ROLE: ts.ROLE_TRAIN})
         c.set_terminated(r.info.run_id, "FINISHED")
 
 
@@ -74,17 +78,36 @@ def test_check_refuses_an_incomplete_grid_before_loading_anything(tmp_runs):
 
 
 def test_next_hint_after_a_partial_run_names_the_command_that_finishes_the_grid(tmp_runs):
-    from repro.cli import _next_after_run
+    from repro.experiment_commands import _next_after_run
     from repro.tracking import store as ts
 
     exp = get_experiment(NAME, "smoke")
     uri = ts.resolve_uri()
     args = SimpleNamespace(set=["train.max_steps=8"], tracking_uri=None, jobs=2)
     _finished_runs(uri, [("dense", 0)])
-    hint = _next_after_run(exp, args)
-    assert hint.startswith("7 of the 8 runs of the grid are not finished yet. Next: repro run "
+    hint = _next_after_run(exp, args, {("dense", 1)})  # this command's run, and the store's
+    assert hint.startswith("6 of the 8 runs of the grid are not finished yet. Next: repro run "
                            "switch-vs-dense --scale smoke --set train.max_steps=8 --jobs 2")
     assert "repro check switch-vs-dense --scale smoke --set train.max_steps=8 --partial" in hint
     _finished_runs(uri, [(a.name, s) for a in exp.arms for s in exp.seeds])
-    assert _next_after_run(exp, args) == ("Next: repro check switch-vs-dense --scale smoke "
+    assert _next_after_run(exp, args, set()) == ("Next: repro check switch-vs-dense --scale smoke "
                                           "--set train.max_steps=8")
+
+
+def test_fast_refusal_leaves_runs_shared_with_another_experiment_to_the_full_check(tmp_runs):
+    """`repro run all` trains a run shared by two experiments once, under the first, possibly
+    with another arm name: a missing (arm, seed) whose seed has runs in another experiment
+    might be found there by run key, so the fast path does not refuse it."""
+    from repro.experiments.check import IncompleteGridError, refuse_incomplete_fast
+    from repro.tracking import store as ts
+
+    uri = ts.resolve_uri()
+    exp = get_experiment(NAME, "smoke")
+    out = tmp_runs / "res"
+    out.mkdir()
+    (out / "claims.json").write_text(json.dumps({"missing": []}))
+    _finished_runs(uri, [("dense", 0), ("dense", 1)])
+    with pytest.raises(IncompleteGridError):  # nothing elsewhere: certain, refused at once
+        refuse_incomplete_fast(exp, uri, None, out)
+    _finished_runs(uri, [("switch-8e", 0), ("switch-8e", 1)], experiment="another")
+    refuse_incomplete_fast(exp, uri, None, out)  # maybe shared: the full check decides

@@ -131,3 +131,27 @@ def test_compare_at_smoke_trains_the_grid_and_writes_the_leaderboard(tmp_runs):
     lb2, _ = run_compare(spec, overrides=steps, progress=False, echo=lambda *a: None)
     assert lb2.trained == 0 and lb2.reused == 4  # shared by run key
     assert [p.gaps for p in lb2.pairs] == [pair.gaps]
+
+
+def test_the_comparison_reaches_jobs_children_only_while_it_runs(monkeypatch):
+    """--jobs children rebuild the comparison from REPRO_COMPARE; the parent's environment and
+    experiment registry are as before once the block ends."""
+    import os
+
+    from repro.experiments.base import EXPERIMENTS, get_experiment
+    from repro.experiments.compare import ENV, for_children, register_from_env
+
+    monkeypatch.delenv(ENV, raising=False)
+    spec = CompareSpec(routers=("gshard",), against=("dense",), scale="smoke")
+    with for_children(spec):
+        assert spec.experiment in EXPERIMENTS and json.loads(os.environ[ENV])[0]["routers"] == \
+            ["gshard"]
+        child_env = os.environ[ENV]
+    assert ENV not in os.environ and spec.experiment not in EXPERIMENTS
+    monkeypatch.setenv(ENV, child_env)  # what a child sees
+    register_from_env()
+    try:
+        exp = get_experiment(spec.experiment, "smoke")
+        assert [a.name for a in exp.arms] == ["gshard", "dense"]
+    finally:
+        EXPERIMENTS.unregister(spec.experiment)
